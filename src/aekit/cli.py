@@ -1,0 +1,282 @@
+"""The ``aekit`` command: train, evaluate, encode, reconstruct, presets.
+
+Bad input ends with one line ``error: …`` on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="The autoencoder family: train, evaluate and use autoencoders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(msg: str) -> None:
+    err.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn ``ValueError`` (our validation errors) into a one-line message and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("always")
+                warnings.showwarning = lambda m, *a, **k: err.print(f"warning: {m}", markup=False, soft_wrap=True)
+                return fn(*args, **kwargs)
+        except (ValueError, FloatingPointError) as e:
+            _fail(str(e))
+
+    return wrapper
+
+
+def _ints(text: str | None, what: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        _fail(f"{what} must be comma-separated integers, got {text!r}")
+
+
+def _load_split(data: str, data_dir: Optional[Path], seed: int = 0):
+    from .data import load
+
+    return load(data, data_dir=data_dir, seed=seed)
+
+
+def _report(model, split, rows: list[tuple[str, str]] | None = None) -> dict[str, float]:
+    """Test-set reconstruction error next to PCA's at the same code size; printed and returned."""
+    from .metrics import pca_error, reconstruct, squared_error
+    from .train import evaluate, as_tensor
+
+    x_te = split.test.x
+    res = {"test_loss": evaluate(model, as_tensor(x_te, model, "test data"))["loss"]}
+    res["test_squared_error"] = squared_error(x_te, reconstruct(model, x_te))
+    if model.code_size < model.input_size:
+        res["pca_squared_error"], _ = pca_error(split.train.x, x_te, model.code_size)
+    t = Table(title=f"test set: {len(x_te)} samples of {split.test.name}")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for k, v in rows or []:
+        t.add_row(k, v)
+    t.add_row("test loss (−log p per sample + penalties)", f"{res['test_loss']:.4f}")
+    t.add_row(f"squared error per sample, aekit (summed over {model.input_size} dims)", f"{res['test_squared_error']:.4f}")
+    if "pca_squared_error" in res:
+        t.add_row(f"squared error per sample, PCA-{model.code_size}", f"{res['pca_squared_error']:.4f}")
+        t.add_row("aekit / PCA", f"{res['test_squared_error'] / res['pca_squared_error']:.3f}")
+    out.print(t)
+    return res
+
+
+@app.command()
+@friendly
+def train(
+    preset: Annotated[str, typer.Option(help="Recipe to train; see `aekit presets`.")] = "undercomplete",
+    data: Annotated[str, typer.Option(help="digits, mnist, fashion-mnist, a directory of IDX files, or a .npy/.npz/.csv file.")] = "digits",
+    data_dir: Annotated[Optional[Path], typer.Option(help="Read mnist/fashion-mnist IDX files from here instead of the download cache.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/PRESET-DATA-TIME).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Allow --out to name a directory that already holds a run.")] = False,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped.")] = None,
+    code_size: Annotated[Optional[int], typer.Option(help="Code units K.")] = None,
+    hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes, e.g. 512,256.")] = None,
+    channels: Annotated[Optional[str], typer.Option(help="Conv channels, e.g. 32,64 (conv preset).")] = None,
+    activation: Annotated[Optional[str], typer.Option(help="Hidden activation: relu, gelu, sigmoid, tanh, ...")] = None,
+    likelihood: Annotated[Optional[str], typer.Option(help="bernoulli (data in [0,1]) or gaussian.")] = None,
+    sigma: Annotated[Optional[float], typer.Option(help="Standard deviation of the Gaussian likelihood.")] = None,
+    tied: Annotated[Optional[bool], typer.Option("--tied/--untied", help="Tie decoder weights to the encoder's.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training data.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Samples per step.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="adam, adamw or sgd.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay.")] = None,
+    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum.")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="constant, cosine or onecycle.")] = None,
+    warmup_epochs: Annotated[Optional[float], typer.Option(help="Linear warm-up length in epochs.")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Held-out share of the training data.")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs.")] = None,
+    min_delta: Annotated[Optional[float], typer.Option(help="Smallest validation improvement that counts.")] = None,
+    grad_clip: Annotated[Optional[float], typer.Option(help="Clip the gradient norm to this.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for initialisation, split and shuffling.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    precision: Annotated[Optional[str], typer.Option(help="fp32 or bf16 (autocast).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Save trainer state every N epochs.")] = None,
+    max_time: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many seconds.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train an autoencoder; print its test reconstruction error next to PCA's."""
+    import torch
+
+    from .presets import create, from_config
+    from .train import TrainConfig, config_for, fit
+
+    if resume is not None:
+        meta = _read_json(resume / "train.json")
+        run_meta = _read_json(resume / "data.json")
+        split = _load_split(run_meta["data"], _opt_path(run_meta.get("data_dir")), run_meta.get("seed", 0))
+        model = from_config(meta["model"])
+        cfg = TrainConfig.from_dict({**meta["train"], "device": device, "progress": not quiet})
+        t0 = time.perf_counter()
+        fit(model, split.train.x, cfg, run_dir=resume, resume=True)
+        _finish(model, split, resume, time.perf_counter() - t0)
+        return
+
+    split = _load_split(data, data_dir, seed)
+    torch.manual_seed(seed)
+    options = dict(code_size=code_size, hidden=_ints(hidden, "--hidden"), channels=_ints(channels, "--channels"),
+                   activation=activation, likelihood=likelihood, sigma=sigma, tied=tied)
+    model = create(preset, split.train.shape, **{k: v for k, v in options.items() if v is not None})
+    train_opts = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+                      momentum=momentum, schedule=schedule, warmup_epochs=warmup_epochs, val_fraction=val_fraction,
+                      patience=patience, min_delta=min_delta, grad_clip=grad_clip, precision=precision,
+                      checkpoint_every=checkpoint_every, max_time=max_time)
+    cfg = config_for(model, **{k: v for k, v in train_opts.items() if v is not None},
+                     seed=seed, device=device, progress=not quiet).validate()
+    run = out_dir or Path("runs") / f"{preset}-{split.train.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (run / "model.json").exists() or (run / "trainer.safetensors").exists():
+        if not overwrite:
+            _fail(f"{run} already holds a run; pass --overwrite to replace it or --resume {run} to continue it")
+    run.mkdir(parents=True, exist_ok=True)
+    from .checkpoint import write_json
+
+    write_json(run / "data.json", {"data": data, "data_dir": str(data_dir) if data_dir else None, "seed": seed})
+    n_params = sum(p.numel() for p in model.parameters())
+    err.print(f"{preset} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
+              f"input {model.input_size}, code {model.code_size}, {n_params:,} parameters → {run}")
+    t0 = time.perf_counter()
+    fit(model, split.train.x, cfg, run_dir=run)
+    _finish(model, split, run, time.perf_counter() - t0)
+
+
+def _finish(model, split, run: Path, seconds: float) -> None:
+    from .checkpoint import write_json
+
+    res = _report(model, split, [("train time", f"{seconds:.1f} s")])
+    write_json(run / "evaluation.json", res)
+    out.print(f"saved to {run}")
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        _fail(f"file not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        _fail(f"corrupted file {path}: {e}")
+
+
+def _opt_path(p: str | None) -> Path | None:
+    return Path(p) if p else None
+
+
+def _run_data(run_dir: Path, data: str | None, data_dir: Path | None):
+    if data is None:
+        meta = _read_json(run_dir / "data.json")
+        data, data_dir = meta["data"], _opt_path(meta.get("data_dir"))
+        return _load_split(data, data_dir, meta.get("seed", 0))
+    return _load_split(data, data_dir)
+
+
+@app.command()
+@friendly
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `aekit train`.")],
+    data: Annotated[Optional[str], typer.Option(help="Evaluate on this data instead of the run's.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Directory of IDX files for --data.")] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+) -> None:
+    """Evaluate a trained model on the test split of its data (or of --data)."""
+    from .checkpoint import load_model
+    from .train import resolve_device
+
+    model = load_model(run_dir, resolve_device(device))
+    split = _run_data(run_dir, data, data_dir)
+    _report(model, split)
+
+
+def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: str) -> None:
+    import torch
+
+    from .checkpoint import load_model
+    from .data import read_array
+    from .metrics import reconstruct
+    from .train import as_tensor, resolve_device
+
+    model = load_model(run_dir, resolve_device(device))
+    x, _, _ = read_array(input_path)
+    xt = as_tensor(x, model, str(input_path))
+    if what == "codes":
+        dev = next(model.parameters()).device
+        with torch.no_grad():
+            y = torch.cat([model.encode(xt[i : i + 2048].to(dev)).cpu() for i in range(0, len(xt), 2048)]).numpy()
+    else:
+        y = reconstruct(model, xt.numpy())
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out_path, y)
+    out.print(f"wrote {what} {y.shape} to {out_path}")
+
+
+@app.command()
+@friendly
+def encode(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    input: Annotated[Path, typer.Argument(help="Samples: .npy, .npz or .csv.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the codes (.npy).")] = Path("codes.npy"),
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+) -> None:
+    """Write the codes h = f(x) of INPUT as a .npy array (N, K)."""
+    _apply(run_dir, input, out_path, device, "codes")
+
+
+@app.command()
+@friendly
+def reconstruct(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    input: Annotated[Path, typer.Argument(help="Samples: .npy, .npz or .csv.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the reconstructions (.npy).")] = Path("recon.npy"),
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+) -> None:
+    """Write the reconstructions of INPUT as a .npy array (N, D)."""
+    _apply(run_dir, input, out_path, device, "reconstructions")
+
+
+@app.command()
+def presets() -> None:
+    """List the registered presets, their options and training defaults."""
+    from .presets import PRESETS
+
+    t = Table(title="aekit presets")
+    for c in ("preset", "what it is", "options (defaults)", "training defaults"):
+        t.add_column(c)
+    for p in PRESETS.values():
+        opts = ", ".join(f"{k}={v}" for k, v in p.options().items())
+        t.add_row(p.name, p.summary, opts, ", ".join(f"{k}={v}" for k, v in p.train_defaults.items()))
+    out.print(t)
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""Datasets: embedded digits, MNIST-family IDX files (local or downloaded and verified), user arrays.
+
+Every loader returns float32 arrays of shape ``(N, D)`` (images flattened, with
+their per-sample ``shape`` kept alongside) and checks them: no NaN or inf, not
+empty, numeric. Problems raise ``ValueError`` with a message that names the
+file and the fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CACHE_ENV = "AEKIT_CACHE_DIR"
+
+# Canonical files and their md5 checksums, verified after every download.
+IDX_FILES = {
+    "mnist": {
+        "mirrors": [
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ],
+        "md5": {
+            "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+            "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+            "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+        },
+    },
+    "fashion-mnist": {
+        "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        "md5": {
+            "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+        },
+    },
+}
+NAMES = ("digits", *IDX_FILES)
+
+
+@dataclass
+class Dataset:
+    """Samples ``x`` (N, D) float32, optional labels ``y`` (N,), and the shape of one sample."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    shape: tuple[int, ...]
+    name: str
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass
+class Split:
+    """A train/test pair of datasets."""
+
+    train: Dataset
+    test: Dataset
+
+
+def check_array(x: object, what: str = "data") -> np.ndarray:
+    """Return ``x`` as a float32 array ``(N, ...)``, or raise ``ValueError`` naming the problem.
+
+    Example
+    -------
+    >>> check_array([[0, 1], [1, 0]]).dtype
+    dtype('float32')
+    """
+    try:
+        a = np.asarray(x)
+    except ValueError as e:
+        raise ValueError(f"{what} is not a rectangular numeric array: {e}") from None
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise ValueError(f"{what} must be numeric, got dtype {a.dtype}")
+    if a.ndim < 2:
+        raise ValueError(f"{what} must have shape (samples, features), got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{what} is empty (shape {a.shape})")
+    a = a.astype(np.float32)
+    bad = ~np.isfinite(a.reshape(len(a), -1)).all(1)
+    if bad.any():
+        raise ValueError(f"{what} contains NaN or inf in {int(bad.sum())} sample(s), first at row {int(bad.argmax())}")
+    return a
+
+
+def _flatten(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(N, D) stays; (N, H, W) is one-channel images; (N, C, H, W) is images."""
+    shape = a.shape[1:]
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) > 3:
+        raise ValueError(f"data must be (N, D), (N, H, W) or (N, C, H, W), got shape {a.shape}")
+    return np.ascontiguousarray(a.reshape(len(a), -1)), tuple(int(s) for s in shape)
+
+
+# ---------------------------------------------------------------------------- IDX
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (optionally gzipped) of unsigned bytes, checking header and gzip CRC."""
+    path = Path(path)
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except FileNotFoundError:
+        raise ValueError(f"file not found: {path}") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{path} is corrupted (gzip data or checksum failed: {e})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08 or not 1 <= raw[3] <= 4:
+        raise ValueError(f"{path} has a bad IDX header (expected unsigned-byte magic 0x0000080N)")
+    ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path} has a truncated IDX header")
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    body = raw[4 + 4 * ndim :]
+    if len(body) != int(np.prod(dims)):
+        raise ValueError(f"{path}: IDX header says shape {dims} ({int(np.prod(dims))} bytes), body has {len(body)}")
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+
+
+def _read_idx_dir(root: Path, name: str) -> Split:
+    if not root.is_dir():
+        raise ValueError(f"data directory not found: {root}")
+    parts = {}
+    for split in ("train", "t10k"):
+        images = read_idx(_find(root, f"{split}-images-idx3-ubyte"))
+        labels = read_idx(_find(root, f"{split}-labels-idx1-ubyte"))
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ValueError(f"{root}: {split} images {images.shape} and labels {labels.shape} do not match")
+        x, shape = _flatten(images.astype(np.float32) / 255.0)
+        parts[split] = Dataset(x, labels.astype(np.int64), shape, name)
+    return Split(parts["train"], parts["t10k"])
+
+
+def _find(root: Path, stem: str) -> Path:
+    for p in (root / f"{stem}.gz", root / stem):
+        if p.exists():
+            return p
+    raise ValueError(f"missing file {stem}.gz in {root}")
+
+
+def cache_dir() -> Path:
+    """Where downloads go: ``$AEKIT_CACHE_DIR`` or ``~/.cache/aekit``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "aekit")
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(name: str, root: str | os.PathLike | None = None, mirrors: list[str] | None = None) -> Path:
+    """Fetch the four IDX files of ``name`` into ``root/name`` and verify their md5.
+
+    Files already present with the right checksum are kept. A file is written
+    under a temporary name and moved into place only once verified, so an
+    interrupted or corrupted download never leaves a bad file in the cache.
+
+    Example
+    -------
+    >>> download("mnist")  # doctest: +SKIP
+    PosixPath('/home/me/.cache/aekit/mnist')
+    """
+    if name not in IDX_FILES:
+        raise ValueError(f"no download for {name!r}; downloadable: {', '.join(IDX_FILES)}")
+    spec = IDX_FILES[name]
+    folder = Path(root or cache_dir()) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for fname, md5 in spec["md5"].items():
+        dest = folder / fname
+        if dest.exists() and _md5(dest) == md5:
+            continue
+        errors = []
+        for base in mirrors or spec["mirrors"]:
+            url = base.rstrip("/") + "/" + fname
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=fname, suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:
+                    shutil.copyfileobj(resp, out)
+                got = _md5(Path(tmp))
+                if got != md5:
+                    errors.append(f"{url}: checksum mismatch (md5 {got}, expected {md5})")
+                    continue
+                os.replace(tmp, dest)
+                break
+            except (urllib.error.URLError, OSError) as e:
+                errors.append(f"{url}: {e}")
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        else:
+            raise ValueError(f"could not download {fname} for {name}: " + "; ".join(errors))
+    return folder
+
+
+# ---------------------------------------------------------------------------- user files
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if r]
+    if not rows:
+        raise ValueError(f"{path} is empty")
+
+    def parse(i: int, row: list[str]) -> list[float]:
+        try:
+            return [float(v) for v in row]
+        except ValueError:
+            bad = next(v for v in row if not _is_float(v))
+            raise ValueError(f"{path}: non-numeric value {bad!r} on line {i + 1}") from None
+
+    start = 0 if all(_is_float(v) for v in rows[0]) else 1  # one header line is allowed
+    data = [parse(i, r) for i, r in enumerate(rows[start:], start)]
+    if not data:
+        raise ValueError(f"{path} has a header but no data rows")
+    widths = {len(r) for r in data}
+    if len(widths) > 1:
+        raise ValueError(f"{path}: rows have different numbers of columns {sorted(widths)}")
+    return np.array(data, dtype=np.float32)
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def read_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
+    """Read samples (and labels if stored) from ``.npy``, ``.npz`` or ``.csv``.
+
+    ``.npz`` files use the array ``x`` (or the first array) and, if present, labels ``y``.
+    ``uint8`` arrays are images and are scaled to [0, 1]. Returns ``(x, y, shape)``
+    with ``x`` flat, shape (N, D).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"file not found: {path}")
+    y = None
+    try:
+        if path.suffix == ".npy":
+            a = np.load(path, allow_pickle=False)
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if not z.files:
+                    raise ValueError(f"{path} holds no arrays")
+                a = z["x"] if "x" in z.files else z[z.files[0]]
+                y = z["y"] if "y" in z.files else None
+        elif path.suffix == ".csv":
+            a = _read_csv(path)
+        else:
+            raise ValueError(f"unsupported file type {path.suffix!r} for {path}; use .npy, .npz or .csv")
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"cannot read {path}: {e}") from None
+    except ValueError as e:
+        if str(path) in str(e):
+            raise
+        raise ValueError(f"cannot read {path}: {e}") from None
+    if a.dtype == np.uint8:
+        a = a / 255.0
+    x, shape = _flatten(check_array(a, str(path)))
+    if y is not None and len(y) != len(x):
+        raise ValueError(f"{path}: {len(y)} labels for {len(x)} samples")
+    return x, y, shape
+
+
+def _split(x: np.ndarray, y: np.ndarray | None, shape: tuple, name: str, test_fraction: float, seed: int) -> Split:
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_test = int(round(len(x) * test_fraction))
+    if n_test < 1 or n_test >= len(x):
+        raise ValueError(f"{name}: {len(x)} samples are too few to hold out a test fraction of {test_fraction}")
+    idx = np.random.default_rng(seed).permutation(len(x))
+    te, tr = idx[:n_test], idx[n_test:]
+    sub = (lambda i: None) if y is None else (lambda i: y[i])
+    return Split(Dataset(x[tr], sub(tr), shape, name), Dataset(x[te], sub(te), shape, name))
+
+
+def load(
+    spec: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    download_missing: bool = True,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Split:
+    """Load a train/test split by name or path.
+
+    Parameters
+    ----------
+    spec
+        ``"digits"`` (scikit-learn's embedded 8×8 digits scaled to [0, 1]),
+        ``"mnist"`` or ``"fashion-mnist"`` (standard train/test files), a directory
+        of IDX files, or a ``.npy``/``.npz``/``.csv`` file.
+    data_dir
+        For MNIST-family names: read the IDX files from this directory instead
+        of the download cache (no canonical checksum is required of local files).
+    download_missing
+        For MNIST-family names without ``data_dir``: download into the cache if absent.
+    test_fraction, seed
+        How digits and user files are split (a seeded permutation).
+
+    Example
+    -------
+    >>> s = load("digits")
+    >>> s.train.x.shape, s.test.x.shape, s.train.shape
+    ((1438, 64), (359, 64), (1, 8, 8))
+    """
+    if spec == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = (d.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8)
+        xf, shape = _flatten(x)
+        return _split(xf, d.target.astype(np.int64), shape, "digits", test_fraction, seed)
+    if spec in IDX_FILES:
+        if data_dir is not None:
+            return _read_idx_dir(Path(data_dir), spec)
+        folder = cache_dir() / spec
+        if not all((folder / f).exists() for f in IDX_FILES[spec]["md5"]):
+            if not download_missing:
+                raise ValueError(f"{spec} is not in the cache {folder}; pass data_dir or allow the download")
+            folder = download(spec)
+        return _read_idx_dir(folder, spec)
+    path = Path(spec)
+    if path.is_dir():
+        return _read_idx_dir(path, path.name)
+    if path.suffix in (".npy", ".npz", ".csv") or path.exists():
+        x, y, shape = read_array(path)
+        return _split(x, y, shape, path.stem, test_fraction, seed)
+    raise ValueError(f"unknown data {spec!r}: not one of {', '.join(NAMES)}, nor an existing file or directory")
