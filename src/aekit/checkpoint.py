@@ -112,7 +112,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
         config = json.loads(config_path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"corrupted checkpoint config {config_path}: {e}") from None
-    state, _ = load_tensors(weights)
     model = from_config(config)
+    state, _ = load_tensors(weights)
     load_state(model, state, str(weights.parent))
     return model.to(device).eval()

@@ -24,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain one-line usage errors
 )
 out = Console()
 err = Console(stderr=True)
@@ -92,12 +93,12 @@ def _report(model, split, rows: list[tuple[str, str]] | None = None) -> dict[str
 @app.command()
 @friendly
 def train(
-    preset: Annotated[str, typer.Option(help="Recipe to train; see `aekit presets`.")] = "undercomplete",
-    data: Annotated[str, typer.Option(help="digits, mnist, fashion-mnist, a directory of IDX files, or a .npy/.npz/.csv file.")] = "digits",
+    preset: Annotated[Optional[str], typer.Option(help="Recipe to train; see `aekit presets`.  [default: undercomplete]")] = None,
+    data: Annotated[Optional[str], typer.Option(help="digits, mnist, fashion-mnist, a directory of IDX files, or a .npy/.npz/.csv file.  [default: digits]")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Read mnist/fashion-mnist IDX files from here instead of the download cache.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/PRESET-DATA-TIME).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow --out to name a directory that already holds a run.")] = False,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped (other options but --device, --max-time and --quiet are taken from the run).")] = None,
     code_size: Annotated[Optional[int], typer.Option(help="Code units K.")] = None,
     hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes, e.g. 512,256.")] = None,
     channels: Annotated[Optional[str], typer.Option(help="Conv channels, e.g. 32,64 (conv preset).")] = None,
@@ -130,26 +131,32 @@ def train(
     from .presets import create, from_config
     from .train import TrainConfig, config_for, fit
 
+    options = dict(code_size=code_size, hidden=_ints(hidden, "--hidden"), channels=_ints(channels, "--channels"),
+                   activation=activation, likelihood=likelihood, sigma=sigma, tied=tied)
+    train_opts = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+                      momentum=momentum, schedule=schedule, warmup_epochs=warmup_epochs, val_fraction=val_fraction,
+                      patience=patience, min_delta=min_delta, grad_clip=grad_clip, precision=precision,
+                      checkpoint_every=checkpoint_every, max_time=max_time)
     if resume is not None:
+        given = [k for k, v in {**options, **train_opts, "preset": preset, "data": data, "data_dir": data_dir,
+                                "out": out_dir}.items() if v is not None and k != "max_time"]
+        if given:
+            _fail(f"--resume continues a run with its own options; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
         meta = _read_json(resume / "train.json")
         run_meta = _read_json(resume / "data.json")
         split = _load_split(run_meta["data"], _opt_path(run_meta.get("data_dir")), run_meta.get("seed", 0))
         model = from_config(meta["model"])
-        cfg = TrainConfig.from_dict({**meta["train"], "device": device, "progress": not quiet})
+        # max_time limits this invocation only: a run stopped by it continues to its last epoch
+        cfg = TrainConfig.from_dict({**meta["train"], "device": device, "progress": not quiet, "max_time": max_time})
         t0 = time.perf_counter()
         fit(model, split.train.x, cfg, run_dir=resume, resume=True)
         _finish(model, split, resume, time.perf_counter() - t0)
         return
 
+    preset, data = preset or "undercomplete", data or "digits"
     split = _load_split(data, data_dir, seed)
     torch.manual_seed(seed)
-    options = dict(code_size=code_size, hidden=_ints(hidden, "--hidden"), channels=_ints(channels, "--channels"),
-                   activation=activation, likelihood=likelihood, sigma=sigma, tied=tied)
     model = create(preset, split.train.shape, **{k: v for k, v in options.items() if v is not None})
-    train_opts = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-                      momentum=momentum, schedule=schedule, warmup_epochs=warmup_epochs, val_fraction=val_fraction,
-                      patience=patience, min_delta=min_delta, grad_clip=grad_clip, precision=precision,
-                      checkpoint_every=checkpoint_every, max_time=max_time)
     cfg = config_for(model, **{k: v for k, v in train_opts.items() if v is not None},
                      seed=seed, device=device, progress=not quiet).validate()
     run = out_dir or Path("runs") / f"{preset}-{split.train.name}-{time.strftime('%Y%m%d-%H%M%S')}"

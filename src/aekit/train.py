@@ -336,17 +336,17 @@ def fit(
             hist.rows.append(row)
             stop = _early_stop(cfg, row, model, best)
             hist.best_epoch = best["epoch"]
+            out_of_time = cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time
             if run is not None:
                 with open(run / METRICS, "a") as f:
                     f.write(json.dumps(row) + "\n")
-                if stop or epoch == cfg.epochs or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
+                last = stop or out_of_time or epoch == cfg.epochs
+                if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
                     _checkpoint(run, epoch, model, opt, sched, shuffle, hist, best, cfg)
             for cb in callbacks:
                 cb(epoch, row, model)
-            if stop:
-                hist.stopped_early = True
-                break
-            if cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time:
+            hist.stopped_early = stop
+            if stop or out_of_time:
                 break
     if best["state"] is not None:
         model.load_state_dict(best["state"])

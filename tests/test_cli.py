@@ -1,0 +1,163 @@
+"""End-to-end: the `aekit` command on digits and on the shared MNIST files, and its errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from aekit import load_model
+from aekit.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def one_line_error(res, pattern):
+    assert res.exit_code == 2, res.output
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert len(lines) >= 1 and lines[-1].startswith(("error:", "Error:")), res.stderr
+    assert "Traceback" not in res.output
+    import re
+
+    assert re.search(pattern, lines[-1]), lines[-1]
+
+
+def test_default_train_is_the_quick_start(tmp_path):
+    """`aekit train` with no arguments: undercomplete on digits, test error next to PCA's."""
+    res = subprocess.run([sys.executable, "-m", "aekit.cli", "train", "--quiet"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "PCA-16" in res.stdout and "aekit / PCA" in res.stdout
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    ev = json.loads((run_dir / "evaluation.json").read_text())
+    assert ev["test_squared_error"] < ev["pca_squared_error"]
+
+
+def test_train_evaluate_encode_reconstruct_on_digits(tmp_path, digits):
+    rd = tmp_path / "run"
+    res = run("train", "--preset", "undercomplete", "--code-size", 5, "--hidden", "32", "--epochs", 3,
+              "--out", rd, "--quiet", "--schedule", "cosine", "--optimizer", "adamw", "--patience", 5,
+              "--grad-clip", 1.0, "--checkpoint-every", 1)
+    assert res.exit_code == 0, res.output
+    assert "PCA-5" in res.stdout
+    for f in ("model.safetensors", "model.json", "train.json", "metrics.jsonl", "trainer.safetensors", "evaluation.json"):
+        assert (rd / f).is_file(), f
+    cfg = json.loads((rd / "train.json").read_text())["train"]
+    assert cfg["schedule"] == "cosine" and cfg["optimizer"] == "adamw" and cfg["patience"] == 5
+
+    res = run("evaluate", rd)
+    assert res.exit_code == 0 and "PCA-5" in res.stdout
+
+    np.save(tmp_path / "x.npy", digits.test.x[:17])
+    res = run("encode", rd, tmp_path / "x.npy", "--out", tmp_path / "codes.npy")
+    assert res.exit_code == 0, res.output
+    codes = np.load(tmp_path / "codes.npy")
+    model = load_model(rd)
+    import torch
+
+    np.testing.assert_allclose(codes, model.encode(torch.from_numpy(digits.test.x[:17])).detach().numpy(), rtol=1e-5)
+    res = run("reconstruct", rd, tmp_path / "x.npy", "--out", tmp_path / "recon.npy")
+    assert res.exit_code == 0 and np.load(tmp_path / "recon.npy").shape == (17, 64)
+
+    # refuses to overwrite a run, and resume finishes it identically
+    one_line_error(run("train", "--out", rd, "--quiet"), "already holds a run")
+    res = run("train", "--resume", rd, "--quiet")
+    assert res.exit_code == 0, res.output
+
+
+def test_cli_resume_after_interruption(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    common = ["--code-size", 4, "--hidden", "16", "--quiet", "--schedule", "cosine", "--checkpoint-every", 1]
+    assert run("train", "--epochs", 4, "--out", full, *common).exit_code == 0
+    # simulate a run killed after epoch 2: same options, its checkpoint from epoch 2
+    assert run("train", "--epochs", 4, "--max-time", 1e-9, "--out", part, *common).exit_code == 0
+    assert run("train", "--resume", part, "--quiet").exit_code == 0
+    import torch
+
+    a, b = load_model(full).state_dict(), load_model(part).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_on_shared_mnist(tmp_path, mnist_dir):
+    rd = tmp_path / "m"
+    res = run("train", "--data", "mnist", "--data-dir", mnist_dir, "--code-size", 8, "--hidden", "64",
+              "--epochs", 1, "--batch-size", 256, "--out", rd, "--quiet", "--val-fraction", 0)
+    assert res.exit_code == 0, res.output
+    assert "10000 samples of mnist" in res.stdout and "PCA-8" in res.stdout
+    res = run("evaluate", rd, "--data", mnist_dir)
+    assert res.exit_code == 0, res.output
+
+
+def test_conv_and_linear_presets_from_cli(tmp_path):
+    for preset in ("conv", "linear"):
+        res = run("train", "--preset", preset, "--epochs", 1, "--code-size", 4, "--out", tmp_path / preset, "--quiet")
+        assert res.exit_code == 0, res.output
+
+
+def test_overcomplete_warns(tmp_path):
+    res = run("train", "--preset", "overcomplete", "--epochs", 1, "--out", tmp_path / "o", "--quiet")
+    assert res.exit_code == 0 and "warning:" in res.stderr and "identity copy" in res.stderr
+
+
+def test_presets_lists_registry():
+    res = run("presets")
+    assert res.exit_code == 0
+    for name in ("undercomplete", "linear", "overcomplete", "hinton2006", "conv"):
+        assert name in res.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    rd = tmp_path_factory.mktemp("trained")
+    assert run("train", "--epochs", 1, "--out", rd, "--quiet", "--overwrite").exit_code == 0
+    return rd
+
+
+def test_bad_input_errors(tmp_path, trained):
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.full((3, 64), np.nan))
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((3, 10)))
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 64)))
+    text = tmp_path / "text.csv"
+    text.write_text("1,2\nhello,3\n")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in ("model.json", "data.json"):
+        (broken / f).write_text((trained / f).read_text())
+    (broken / "model.safetensors").write_bytes(b"\x00" * 16)
+    badidx = tmp_path / "idx"
+    badidx.mkdir()
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (badidx / f"{stem}.gz").write_bytes(b"this is not gzip")
+
+    cases = [
+        (["train", "--data", nan], "NaN or inf"),
+        (["encode", trained, nan], "NaN or inf"),
+        (["encode", trained, wrong], "10 features per sample but the model expects 64"),
+        (["encode", trained, empty], "empty"),
+        (["train", "--data", text], "non-numeric value 'hello' on line 2"),
+        (["train", "--data", tmp_path / "missing.npy"], "file not found"),
+        (["evaluate", tmp_path / "no-run"], "checkpoint not found"),
+        (["train", "--data", "mnist", "--data-dir", tmp_path / "no-dir"], "data directory not found"),
+        (["train", "--preset", "nonexistent"], "unknown preset 'nonexistent'"),
+        (["train", "--no-such-option"], "No such option"),
+        (["train", "--optimizer", "rmsprop"], "optimizer must be one of"),
+        (["train", "--hidden", "a,b"], "--hidden must be comma-separated integers"),
+        (["encode", broken, wrong], "corrupted checkpoint"),
+        (["train", "--data", badidx], "corrupted"),
+        (["train", "--preset", "linear", "--activation", "relu"], "unknown option.*activation.*linear"),
+    ]
+    for args, pattern in cases:
+        one_line_error(run(*args), pattern)
+
+
+def test_resume_rejects_options_it_would_ignore(trained):
+    one_line_error(run("train", "--resume", trained, "--epochs", 9), "drop --epochs")

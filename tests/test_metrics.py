@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from aekit import create, fit, pca_error, principal_angles, reconstruct, squared_error
+
+
+def test_squared_error_is_summed_over_dimensions():
+    assert squared_error(np.zeros((2, 3)), np.ones((2, 3))) == 3.0
+    assert squared_error(np.zeros((2, 4)), np.array([[1, 0, 0, 0], [1, 1, 1, 0.0]])) == 2.0
+
+
+def test_principal_angles_known_subspaces():
+    e = np.eye(3)
+    assert principal_angles(e[:, :2], e[:, :2]) == pytest.approx([0, 0], abs=1e-6)
+    assert principal_angles(e[:, :1], e[:, 1:2]) == pytest.approx([90])
+    t = np.radians(30)
+    a = np.array([[1, 0], [0, 1], [0, 0.0]])
+    b = np.array([[1, 0], [0, np.cos(t)], [0, np.sin(t)]])
+    assert principal_angles(a, b) == pytest.approx([0, 30])
+    # scaling or mixing the columns does not change the subspace
+    assert principal_angles(b @ np.array([[2, 1], [0, 3.0]]), b).max() == pytest.approx(0, abs=1e-6)
+
+
+def test_pca_error_matches_sklearn_reconstruction(digits):
+    err, pca = pca_error(digits.train.x, digits.test.x, 5)
+    r = pca.inverse_transform(pca.transform(digits.test.x))
+    assert err == pytest.approx(((digits.test.x - r) ** 2).sum(1).mean())
+
+
+def test_linear_autoencoder_learns_pca_subspace(digits):
+    """The seed's claim: a linear AE with squared error spans PCA's top-k subspace."""
+    k = 10
+    model = create("linear", digits.train.shape, code_size=k)
+    fit(model, digits.train.x, val_fraction=0.0, progress=False)  # the preset's training defaults
+    err_pca, pca = pca_error(digits.train.x, digits.test.x, k)
+    decoder_columns = model.decoder.linears[0].weight.detach().double().numpy()  # (D, k)
+    angle = principal_angles(decoder_columns, pca.components_.T).max()
+    err_ae = squared_error(digits.test.x, reconstruct(model, digits.test.x))
+    assert angle < 1.0, angle
+    assert abs(err_ae / err_pca - 1) < 0.01, (err_ae, err_pca)

@@ -1,0 +1,197 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aekit import TrainConfig, config_for, create, evaluate, fit, load_model
+from aekit.train import lr_factor
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop_after(k):
+    def cb(epoch, row, model):
+        if epoch == k:
+            raise Interrupt
+
+    return cb
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return create("undercomplete", (1, 8, 8), code_size=6, hidden=[32])
+
+
+OPTS = dict(epochs=6, batch_size=50, lr=3e-3, schedule="cosine", warmup_epochs=1, val_fraction=0.2,
+            patience=10, grad_clip=5.0, progress=False, optimizer="adamw", weight_decay=1e-3, seed=3)
+
+
+def test_seeded_runs_are_identical(digits):
+    x = digits.train.x[:400]
+    a, b = _model(), _model()
+    ha = fit(a, x, **OPTS)
+    hb = fit(b, x, **OPTS)
+    for k, v in _weights(a).items():
+        assert torch.equal(v, _weights(b)[k])
+    assert ha.rows[-1]["train_loss"] == hb.rows[-1]["train_loss"]
+
+
+@pytest.mark.parametrize("every", [1, 2])
+def test_resume_equals_uninterrupted(digits, tmp_path, every):
+    x = digits.train.x[:400]
+    full = _model()
+    fit(full, x, **OPTS, checkpoint_every=every, run_dir=tmp_path / "full")
+
+    part = _model()
+    with pytest.raises(Interrupt):
+        fit(part, x, **OPTS, checkpoint_every=every, run_dir=tmp_path / "part", callbacks=[_stop_after(4)])
+    # a new process would rebuild the model from scratch; different initial weights must not matter
+    resumed = _model(seed=123)
+    hist = fit(resumed, x, **OPTS, checkpoint_every=every, run_dir=tmp_path / "part", resume=True)
+
+    assert [r["epoch"] for r in hist.rows] == list(range(1, 7))
+    for k, v in _weights(full).items():
+        assert torch.equal(v, _weights(resumed)[k]), k
+    rows = [json.loads(l) for l in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(1, 7))
+    saved = load_model(tmp_path / "part")
+    for k, v in _weights(full).items():
+        assert torch.equal(v, _weights(saved)[k])
+
+
+def test_resume_refuses_different_options(digits, tmp_path):
+    x = digits.train.x[:200]
+    fit(_model(), x, **OPTS, run_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"different training options: lr=0.1"):
+        fit(_model(), x, **{**OPTS, "lr": 0.1}, run_dir=tmp_path, resume=True)
+    with pytest.raises(ValueError, match="cannot resume: no trainer.safetensors"):
+        fit(_model(), x, **OPTS, run_dir=tmp_path / "empty", resume=True)
+
+
+def test_metrics_history_written_per_epoch(digits, tmp_path):
+    fit(_model(), digits.train.x[:300], epochs=3, progress=False, run_dir=tmp_path)
+    rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    for key in ("train_loss", "train_reconstruction", "val_loss", "val_reconstruction", "lr", "samples_per_s"):
+        assert all(math.isfinite(r[key]) for r in rows), key
+    assert (tmp_path / "model.safetensors").is_file() and (tmp_path / "train.json").is_file()
+
+
+def test_early_stopping_restores_best_weights(digits):
+    model = _model()
+    best = {}
+
+    def keep(epoch, row, m):
+        best[epoch] = (row["val_loss"], _weights(m))
+
+    hist = fit(model, digits.train.x[:300], epochs=200, lr=0.05, patience=2, min_delta=1e9, progress=False,
+               callbacks=[keep])
+    # min_delta is huge: nothing after epoch 1 counts as an improvement
+    assert hist.stopped_early and hist.best_epoch == 1 and len(hist.rows) == 3
+    for k, v in best[1][1].items():
+        assert torch.equal(v, _weights(model)[k])
+
+
+def test_lr_schedules():
+    assert lr_factor(0, 100, 10, "constant") == pytest.approx(0.1)
+    assert lr_factor(50, 100, 10, "constant") == 1.0
+    assert lr_factor(10, 100, 10, "cosine") == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, "cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10, "cosine") == pytest.approx(0.0)
+    assert lr_factor(0, 100, 0, "onecycle") == pytest.approx(1 / 25)
+    assert lr_factor(30, 100, 0, "onecycle") == pytest.approx(1.0)
+    assert lr_factor(100, 100, 0, "onecycle") == pytest.approx(1e-4)
+
+
+def test_schedule_reaches_the_optimizer(digits):
+    lrs = []
+    fit(_model(), digits.train.x[:200], epochs=4, lr=0.01, schedule="cosine", progress=False,
+        callbacks=[lambda e, row, m: lrs.append(row["lr"])])
+    assert lrs[0] > lrs[1] > lrs[2] > lrs[3] and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_grad_clip_is_used(digits):
+    # with a tiny clip and SGD without momentum every step moves the weights by at most lr * clip
+    model = _model()
+    before = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
+    fit(model, digits.train.x[:50], epochs=1, batch_size=50, lr=1.0, optimizer="sgd", momentum=0.0,
+        grad_clip=1e-3, val_fraction=0, progress=False)
+    after = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
+    assert (after - before).norm() <= 1e-3 * 1.0001
+
+
+def test_preset_training_defaults_apply():
+    assert config_for(create("linear", (8,), code_size=2)).epochs == 600
+    assert config_for(create("linear", (8,), code_size=2), epochs=3).epochs == 3
+
+
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+        ({"lr": -1}, "lr must be a number > 0"),
+        ({"optimizer": "rmsprop"}, "optimizer must be one of"),
+        ({"schedule": "step"}, "schedule must be one of"),
+        ({"val_fraction": 1.0}, r"val_fraction must be in \[0, 1\)"),
+        ({"patience": 0}, "patience must be None or an integer >= 1"),
+        ({"grad_clip": 0}, "grad_clip must be None or a number > 0"),
+        ({"device": "tpu"}, "device must be"),
+        ({"precision": "fp8"}, "precision must be one of"),
+        ({"warmup_epochs": 5, "epochs": 5}, r"warmup_epochs must be in \[0, epochs\)"),
+        ({"nonsense": 1}, "unknown training option"),
+    ],
+)
+def test_bad_training_options(digits, opts, message):
+    with pytest.raises(ValueError, match=message):
+        fit(_model(), digits.train.x[:50], progress=False, **opts)
+
+
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (np.full((10, 64), np.nan, dtype=np.float32), "NaN or inf in 10 sample"),
+        (np.concatenate([np.zeros((3, 64)), np.full((1, 64), np.inf)]), "first at row 3"),
+        (np.zeros((0, 64)), "empty"),
+        (np.zeros((10, 5)), "5 features per sample but the model expects 64"),
+        (np.array([["a"] * 64]), "must be numeric"),
+        (np.full((10, 64), 3.0), r"Bernoulli likelihood needs data in \[0, 1\]"),
+    ],
+)
+def test_bad_training_data(x, message):
+    with pytest.raises(ValueError, match=message):
+        fit(_model(), x, epochs=1, progress=False)
+
+
+def test_cuda_request_without_cuda_is_clear(digits):
+    if torch.cuda.is_available():
+        pytest.skip("this check is for machines without CUDA")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        fit(_model(), digits.train.x[:50], epochs=1, device="cuda", progress=False)
+
+
+def test_bf16_precision_trains(digits):
+    model = _model()
+    h = fit(model, digits.train.x[:400], epochs=5, precision="bf16", progress=False)
+    assert h.rows[-1]["train_loss"] < h.rows[0]["train_loss"]
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+def test_evaluate_matches_forward(digits):
+    model = _model().eval()
+    x = torch.from_numpy(digits.test.x)
+    res = evaluate(model, x, batch_size=100)
+    assert res["loss"] == pytest.approx(model(x).loss.item(), rel=1e-5)
+
+
+def test_config_object_and_keywords(digits):
+    cfg = TrainConfig(epochs=2, progress=False)
+    h = fit(_model(), digits.train.x[:100], cfg, epochs=1)
+    assert len(h.rows) == 1
