@@ -90,7 +90,7 @@ def check_array(x: object, what: str = "data") -> np.ndarray:
         raise ValueError(f"{what} must have shape (samples, features), got shape {a.shape}")
     if a.size == 0:
         raise ValueError(f"{what} is empty (shape {a.shape})")
-    a = a.astype(np.float32)
+    a = a.astype(np.float32, copy=False)
     bad = ~np.isfinite(a.reshape(len(a), -1)).all(1)
     if bad.any():
         raise ValueError(f"{what} contains NaN or inf in {int(bad.sum())} sample(s), first at row {int(bad.argmax())}")

@@ -180,11 +180,12 @@ def overcomplete(
 @register(
     "hinton2006",
     "deep 784-1000-500-250-30 autoencoder of Hinton & Salakhutdinov (2006), linear code",
-    epochs=60,
-    batch_size=128,
-    lr=2e-3,
+    epochs=200,
+    batch_size=256,
+    lr=3e-3,
     optimizer="adamw",
     schedule="onecycle",
+    precision="bf16",
 )
 def hinton2006(
     input_shape: tuple[int, ...],

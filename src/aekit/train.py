@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import Tensor
 
 from .checkpoint import load_state, load_tensors, save_model, save_tensors, write_json
-from .data import check_array
+from .data import Dataset, check_array
 from .model import Autoencoder
 from .presets import get_preset
 
@@ -165,6 +165,8 @@ def resolve_device(name: str) -> torch.device:
 
 def as_tensor(x: Any, model: Autoencoder, what: str = "data") -> Tensor:
     """Validate ``x`` for ``model`` and return it as a float32 CPU tensor (N, D)."""
+    if isinstance(x, Dataset):
+        x = x.x
     if isinstance(x, Tensor):
         x = x.detach().cpu().numpy()
     a = check_array(x, what)
@@ -235,7 +237,7 @@ def fit(
     model
         Any :class:`~aekit.model.Autoencoder`; the trainer minimises ``model(x).loss``.
     x
-        Training samples, array-like (N, D) or (N, *input_shape).
+        Training samples: array-like (N, D) or (N, *input_shape), or a :class:`~aekit.data.Dataset`.
     config, **options
         A :class:`TrainConfig`, and/or its fields as keywords (which override it).
         Without ``config``, options not given take the model's preset defaults
