@@ -19,14 +19,32 @@ from .corruption import Corruption, Identity
 from .likelihoods import Likelihood
 
 
+@dataclass
+class Batch:
+    """What a penalty may look at: clean and corrupted input, code, decoder output, the model."""
+
+    x: Tensor
+    x_tilde: Tensor  # the encoder's input; requires grad when a penalty asked for input gradients
+    h: Tensor
+    r: Tensor
+    model: "Autoencoder"
+
+
 class Penalty(nn.Module, ABC):
-    """Interface for a regulariser Ω; called with keyword arguments, never by position."""
+    """Interface for a regulariser Ω(h, x̃, f): a scalar, already averaged over the batch.
+
+    ``needs_input_grad``: the model builds h with x̃ requiring grad, so the penalty
+    can differentiate h with respect to the input (contractive penalties).
+    """
 
     name: str
+    needs_input_grad: bool = False
 
     @abstractmethod
-    def forward(self, *, h: Tensor, x_tilde: Tensor, encoder: nn.Module) -> Tensor:
-        """The penalty for one batch, a scalar already averaged over the batch."""
+    def forward(self, b: Batch) -> Tensor: ...
+
+    def check(self, model: "Autoencoder") -> None:
+        """Raise ``ValueError`` if this penalty cannot work with ``model`` (called at construction)."""
 
 
 @dataclass
@@ -95,20 +113,27 @@ class Autoencoder(nn.Module):
         self.code_size = int(code_size)
         # Set by presets.create: the JSON config that rebuilds this model exactly.
         self.config: dict | None = None
+        for p in self.penalties:
+            p.check(self)
 
     @property
     def is_regularised(self) -> bool:
         """Whether anything (corruption or penalty) stops an overcomplete code from copying x."""
         return len(self.penalties) > 0 or not isinstance(self.corruption, Identity)
 
-    def forward(self, x: Tensor) -> Output:
-        x_tilde = self.corruption(x) if self.training else x
+    def forward(self, x: Tensor, corrupt: bool | None = None) -> Output:
+        """Loss and parts for a batch ``x`` (B, D); corrupts in training mode unless ``corrupt`` says otherwise."""
+        corrupt = self.training if corrupt is None else corrupt
+        x_tilde = self.corruption(x) if corrupt else x
+        if any(p.needs_input_grad for p in self.penalties) and torch.is_grad_enabled():
+            x_tilde = x_tilde.detach().requires_grad_(True)
         h = self.encoder(x_tilde)
         r = self.decoder(h)
         nll = self.likelihood.nll(r.float(), x)  # (B,) against the clean x; fp32 even under autocast
         terms = {"reconstruction": nll.mean()}
+        batch = Batch(x=x, x_tilde=x_tilde, h=h, r=r, model=self)
         for p in self.penalties:
-            terms[p.name] = p(h=h, x_tilde=x_tilde, encoder=self.encoder)
+            terms[p.name] = p(batch)
         loss = sum(terms.values())
         return Output(loss=loss, terms=terms, h=h, x_tilde=x_tilde, r=r, nll=nll)
 
@@ -123,3 +148,11 @@ class Autoencoder(nn.Module):
     def reconstruct(self, x: Tensor) -> Tensor:
         """The mean of p(x | g(f(x))), shape (B, D)."""
         return self.decode(self.encode(x))
+
+    def denoise(self, x_noisy: Tensor) -> Tensor:
+        """Reconstruct the clean x from a corrupted ``x_noisy`` (no further corruption), shape (B, D)."""
+        return self.reconstruct(x_noisy)
+
+    def corrupt(self, x: Tensor) -> Tensor:
+        """Draw x̃ ~ C(x̃ | x) with the model's corruption, whatever the mode."""
+        return self.corruption(x)

@@ -27,8 +27,10 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def activation(name: str | None) -> nn.Module:
-    """An activation module by name; ``None`` or ``"linear"`` is the identity."""
+def activation(name: str | nn.Module | None) -> nn.Module:
+    """An activation module by name (a module passes through); ``None`` or ``"linear"`` is the identity."""
+    if isinstance(name, nn.Module):
+        return name
     if name is None:
         return nn.Identity()
     if name not in ACTIVATIONS:
@@ -52,7 +54,7 @@ class MLP(nn.Module):
     torch.Size([5, 8])
     """
 
-    def __init__(self, sizes: Sequence[int], act: str = "relu", final: str | None = None) -> None:
+    def __init__(self, sizes: Sequence[int], act: str = "relu", final: str | nn.Module | None = None) -> None:
         super().__init__()
         self.sizes = _check_sizes(sizes)
         self.linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(self.sizes, self.sizes[1:]))

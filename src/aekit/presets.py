@@ -13,9 +13,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
+from .contractive import Contractive
+from .corruption import Corruption, make_corruption
 from .likelihoods import make_likelihood
-from .model import Autoencoder
+from .model import Autoencoder, Penalty
 from .networks import MLP, ConvDecoder, ConvEncoder, TiedMLP
+from .sparse import L1, AuxK, KLSparsity, TopK
 
 
 @dataclass(frozen=True)
@@ -104,17 +109,20 @@ def _mlp_autoencoder(
     hidden: Sequence[int],
     code_size: int,
     activation: str,
-    code_activation: str | None,
+    code_activation: str | nn.Module | None,
     likelihood: str,
     sigma: float,
     tied: bool,
+    corruption: Corruption | None = None,
+    penalties: Sequence[Penalty] = (),
 ) -> Autoencoder:
     d = math.prod(input_shape)
     sizes = [d, *hidden, code_size]
     encoder = MLP(sizes, activation, final=code_activation)
     decoder = TiedMLP(encoder, activation) if tied else MLP(sizes[::-1], activation)
     return Autoencoder(
-        encoder, decoder, make_likelihood(likelihood, sigma), input_shape=input_shape, code_size=code_size
+        encoder, decoder, make_likelihood(likelihood, sigma), input_shape=input_shape, code_size=code_size,
+        corruption=corruption, penalties=penalties,
     )
 
 
@@ -215,3 +223,125 @@ def conv(
     return Autoencoder(
         encoder, decoder, make_likelihood(likelihood, sigma), input_shape=input_shape, code_size=code_size
     )
+
+
+# ---------------------------------------------------------------------------- the regularised family
+# One hidden layer D → K → D by default (``hidden`` adds layers); ``code_size=0`` means 2·D, overcomplete.
+
+
+def _unused(used: bool, **given_vs_default: tuple[Any, Any]) -> None:
+    """Refuse an option that was changed from its default but that this configuration ignores."""
+    for name, (value, default) in given_vs_default.items():
+        if not used and value != default:
+            raise ValueError(f"option {name}={value!r} has no effect here: {name} {_WHEN[name]}")
+
+
+_WHEN = {
+    "rho": "applies to penalty='kl' only",
+    "momentum": "applies to penalty='kl' only",
+    "activation": "applies to hidden layers only (set hidden=...)",
+    "k_start": "needs anneal_steps > 0",
+    "anneal_steps": "needs k_start > k",
+    "aux_coef": "needs aux_k > 0",
+}
+
+
+@register("sparse", "code made sparse by an L1 penalty or KL(rho || mean activation)", epochs=30, lr=1e-3)
+def sparse(
+    input_shape: tuple[int, ...],
+    code_size: int = 0,
+    hidden: Sequence[int] = (),
+    penalty: str = "l1",
+    lam: float = 1e-3,
+    rho: float = 0.05,
+    momentum: float = 0.0,
+    activation: str = "sigmoid",
+    likelihood: str = "bernoulli",
+    sigma: float = 1.0,
+    tied: bool = False,
+) -> Autoencoder:
+    """Sigmoid code with λ‖h‖₁ (``penalty="l1"``) or λ·Σⱼ KL(ρ ‖ ρ̂ⱼ) (``penalty="kl"``)."""
+    code_size = code_size or 2 * math.prod(input_shape)
+    _need_code_size(code_size)
+    if penalty == "l1":
+        omega: Penalty = L1(lam)
+    elif penalty == "kl":
+        omega = KLSparsity(rho, lam, momentum)
+    else:
+        raise ValueError(f"sparse penalty must be 'l1' or 'kl', got {penalty!r}")
+    _unused(penalty == "kl", rho=(rho, 0.05), momentum=(momentum, 0.0))
+    return _mlp_autoencoder(input_shape, hidden, code_size, activation, activation, likelihood, sigma, tied,
+                            penalties=[omega])
+
+
+@register("ksparse", "k-sparse code: the k largest units per sample (Makhzani & Frey), AuxK optional",
+          epochs=30, lr=1e-3)
+def ksparse(
+    input_shape: tuple[int, ...],
+    code_size: int = 0,
+    hidden: Sequence[int] = (),
+    k: int = 25,
+    alpha: float = 1.0,
+    k_start: int = 0,
+    anneal_steps: int = 0,
+    aux_k: int = 0,
+    aux_coef: float = 1 / 32,
+    activation: str = "relu",
+    likelihood: str = "bernoulli",
+    sigma: float = 1.0,
+    tied: bool = True,
+) -> Autoencoder:
+    """Linear code units of which only the top k per sample survive (αk at encode time)."""
+    code_size = code_size or 2 * math.prod(input_shape)
+    _need_code_size(code_size)
+    _unused(bool(hidden), activation=(activation, "relu"))
+    _unused(anneal_steps > 0, k_start=(k_start, 0))
+    _unused(k_start > k, anneal_steps=(anneal_steps, 0))
+    _unused(aux_k > 0, aux_coef=(aux_coef, 1 / 32))
+    topk = TopK(k, alpha, k_start or None, anneal_steps)
+    topk.check_size(code_size)
+    penalties = [AuxK(aux_k, aux_coef)] if aux_k else []
+    return _mlp_autoencoder(input_shape, hidden, code_size, activation, topk, likelihood, sigma, tied,
+                            penalties=penalties)
+
+
+@register("denoising", "reconstructs the clean x from a corrupted copy (masking, Gaussian, salt-and-pepper)",
+          epochs=30, lr=1e-3)
+def denoising(
+    input_shape: tuple[int, ...],
+    code_size: int = 0,
+    hidden: Sequence[int] = (),
+    noise: str = "masking",
+    level: float = 0.25,
+    activation: str = "sigmoid",
+    likelihood: str = "bernoulli",
+    sigma: float = 1.0,
+    tied: bool = False,
+) -> Autoencoder:
+    """Corruption ``noise`` at ``level`` (ν or σ; ``"masking:0.3+gaussian:0.1"`` composes) on training batches."""
+    code_size = code_size or 2 * math.prod(input_shape)
+    _need_code_size(code_size)
+    corruption = make_corruption(noise, level)
+    return _mlp_autoencoder(input_shape, hidden, code_size, activation, activation, likelihood, sigma, tied,
+                            corruption=corruption)
+
+
+@register("contractive", "penalises the encoder Jacobian: lam * ||df/dx||_F^2 (closed form or estimated)",
+          epochs=30, lr=1e-3)
+def contractive(
+    input_shape: tuple[int, ...],
+    code_size: int = 0,
+    hidden: Sequence[int] = (),
+    lam: float = 0.1,
+    method: str = "auto",
+    projections: int = 1,
+    activation: str = "sigmoid",
+    likelihood: str = "bernoulli",
+    sigma: float = 1.0,
+    tied: bool = False,
+) -> Autoencoder:
+    """λ‖∂f/∂x‖²_F: closed form for one sigmoid/tanh/relu/softplus layer, else a stochastic estimate."""
+    code_size = code_size or 2 * math.prod(input_shape)
+    _need_code_size(code_size)
+    return _mlp_autoencoder(input_shape, hidden, code_size, activation, activation, likelihood, sigma, tied,
+                            penalties=[Contractive(lam, method, projections)])

@@ -342,10 +342,10 @@ def fit(
                 raise FloatingPointError(
                     f"training loss became {row['train_loss']} in epoch {epoch}; lower lr or set grad_clip"
                 )
+            row["seconds"] = time.perf_counter() - te  # training only, not validation
+            row["samples_per_s"] = n / row["seconds"]
             if val is not None:
                 row.update({f"val_{k}": v for k, v in evaluate(model, val).items()})
-            row["seconds"] = time.perf_counter() - te
-            row["samples_per_s"] = n / row["seconds"]
             hist.rows.append(row)
             stop = _early_stop(cfg, row, model, best)
             hist.best_epoch = best["epoch"]

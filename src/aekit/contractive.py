@@ -1,0 +1,132 @@
+"""The contractive penalty λ‖∂f(x)/∂x‖²_F (Rifai et al. 2011), three ways.
+
+- ``closed``: f is one affine map W x + b and an elementwise σ, so
+  ‖J‖²_F = Σⱼ σ'(aⱼ)² ‖Wⱼ‖². σ' is read off h = σ(a) itself, so there is no extra
+  forward or backward pass.
+- ``stochastic``: for any f, E_u ‖Jᵀu‖² = ‖J‖²_F for u with E[uuᵀ] = I
+  (Rademacher). Each of ``projections`` vector-Jacobian products is one backward
+  pass through the encoder on the graph already built: the cost does not grow
+  with the code size, and the estimate and its gradient are unbiased.
+- ``exact``: the full Jacobian with ``torch.func`` (vmap of jacrev), for small
+  sizes and for tests.
+
+Never one backward pass per code unit.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.func import jacrev, vmap
+
+from .model import Autoencoder, Batch, Penalty
+
+METHODS = ("auto", "closed", "stochastic", "exact")
+
+# σ'(a) written in terms of h = σ(a), for the closed form.
+_DERIVATIVE_FROM_OUTPUT = {
+    nn.Sigmoid: lambda h: h * (1 - h),
+    nn.Tanh: lambda h: 1 - h * h,
+    nn.ReLU: lambda h: (h > 0).to(h.dtype),
+    nn.Softplus: lambda h: -torch.expm1(-h),  # σ'(a) = sigmoid(a) = 1 − e^{−softplus(a)}
+    nn.Identity: lambda h: torch.ones_like(h),
+}
+
+
+def closed_form_layer(encoder: nn.Module) -> tuple[nn.Linear, type] | None:
+    """The (affine layer, activation type) if ``encoder`` is one affine map + a supported σ, else ``None``."""
+    linears = getattr(encoder, "linears", None)
+    final = getattr(encoder, "final", None)
+    if linears is None or len(linears) != 1 or type(final) not in _DERIVATIVE_FROM_OUTPUT:
+        return None
+    if isinstance(final, nn.Softplus) and (final.beta != 1 or final.threshold < 20):
+        return None
+    return linears[0], type(final)
+
+
+def frobenius_closed(h: Tensor, layer: nn.Linear, act: type) -> Tensor:
+    """Per-sample ‖J‖²_F, shape (B,), for h = act(W x + b)."""
+    d = _DERIVATIVE_FROM_OUTPUT[act](h)  # (B, K)
+    w2 = layer.weight.square().sum(1)  # (K,) = ‖Wⱼ‖²
+    return (d.square() * w2).sum(1)
+
+
+def frobenius_stochastic(h: Tensor, x: Tensor, projections: int) -> Tensor:
+    """Per-sample unbiased estimate of ‖∂h/∂x‖²_F, shape (B,); ``h`` must be computed from ``x``."""
+    est = 0.0
+    for _ in range(projections):
+        u = torch.empty_like(h).bernoulli_(0.5).mul_(2).sub_(1)  # Rademacher: E[uuᵀ] = I
+        (g,) = torch.autograd.grad(h, x, u, create_graph=True, retain_graph=True)
+        est = est + g.flatten(1).square().sum(1)
+    return est / projections
+
+
+def frobenius_exact(encoder: nn.Module, x: Tensor) -> Tensor:
+    """Per-sample exact ‖∂f/∂x‖²_F, shape (B,), from the full Jacobian (B, K, D)."""
+    jac = vmap(jacrev(lambda xi: encoder(xi.unsqueeze(0)).squeeze(0)))(x)
+    return jac.flatten(1).square().sum(1)
+
+
+class Contractive(Penalty):
+    """λ‖∂f(x̃)/∂x̃‖²_F averaged over the batch.
+
+    Parameters
+    ----------
+    lam
+        Weight λ ≥ 0.
+    method
+        ``"auto"`` (closed form when the encoder allows it, else exact for codes of at
+        most 8 units, else stochastic), ``"closed"``, ``"stochastic"`` or ``"exact"``.
+    projections
+        Number m of random projections of the stochastic estimate.
+
+    Example
+    -------
+    >>> from aekit import create
+    >>> create("contractive", (1, 8, 8), code_size=32).penalties[0].method
+    'closed'
+    """
+
+    name = "contractive"
+
+    def __init__(self, lam: float, method: str = "auto", projections: int = 1) -> None:
+        super().__init__()
+        if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"contractive lam must be a finite number >= 0, got {lam!r}")
+        if method not in METHODS:
+            raise ValueError(f"contractive method must be one of {METHODS}, got {method!r}")
+        if not (isinstance(projections, int) and projections >= 1):
+            raise ValueError(f"projections must be an integer >= 1, got {projections!r}")
+        self.lam, self.method, self.projections = float(lam), method, projections
+
+    @property
+    def needs_input_grad(self) -> bool:  # type: ignore[override]
+        return self.method == "stochastic"
+
+    def check(self, model: Autoencoder) -> None:
+        closed = closed_form_layer(model.encoder)
+        if self.method == "closed" and closed is None:
+            raise ValueError(
+                "the closed-form contractive penalty needs an encoder of one affine layer and a "
+                "sigmoid, tanh, relu, softplus or linear activation; use method='stochastic' or 'exact'"
+            )
+        if self.method == "auto":
+            self.method = "closed" if closed else ("exact" if model.code_size <= 8 else "stochastic")
+
+    def frobenius(self, b: Batch) -> Tensor:
+        """Per-sample ‖J‖²_F, shape (B,), by this penalty's method."""
+        encoder = b.model.encoder
+        if self.method == "closed":
+            return frobenius_closed(b.h, *closed_form_layer(encoder))
+        if self.method == "exact":
+            return frobenius_exact(encoder, b.x_tilde)
+        if not b.x_tilde.requires_grad:  # no graph (evaluation under no_grad): build one
+            with torch.enable_grad():
+                x = b.x_tilde.detach().requires_grad_(True)
+                return frobenius_stochastic(encoder(x), x, self.projections).detach()
+        return frobenius_stochastic(b.h, b.x_tilde, self.projections)
+
+    def forward(self, b: Batch) -> Tensor:
+        return self.lam * self.frobenius(b).mean()
