@@ -108,7 +108,9 @@ def test_overcomplete_warns(tmp_path):
 def test_presets_lists_registry():
     res = run("presets")
     assert res.exit_code == 0
-    for name in ("undercomplete", "linear", "overcomplete", "hinton2006", "conv"):
+    from aekit import PRESETS
+
+    for name in PRESETS:
         assert name in res.stdout
 
 
@@ -161,3 +163,29 @@ def test_bad_input_errors(tmp_path, trained):
 
 def test_resume_rejects_options_it_would_ignore(trained):
     one_line_error(run("train", "--resume", trained, "--epochs", 9), "drop --epochs")
+
+
+@pytest.mark.parametrize("args, shown", [
+    (["--preset", "sparse", "--penalty", "kl", "--rho", "0.1", "--lam", "0.5"], "never active"),
+    (["--preset", "ksparse", "--k", "10", "--alpha", "2", "--aux-k", "8"], "mean active code units"),
+    (["--preset", "denoising", "--noise", "masking:0.3+gaussian:0.1"], "PSNR denoised"),
+    (["--preset", "contractive", "--lam", "0.2", "--method", "stochastic", "--projections", "2"], "aekit / PCA"),
+])
+def test_regularised_presets_from_cli(tmp_path, args, shown):
+    rd = tmp_path / "r"
+    res = run("train", *args, "--code-size", 40, "--epochs", 2, "--out", rd, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert shown in res.stdout
+    opts = json.loads((rd / "model.json").read_text())["options"]
+    for flag, value in zip(args[2::2], args[3::2]):
+        stored = opts[flag[2:].replace("-", "_")]
+        assert stored == type(stored)(value), (flag, stored)
+    assert run("evaluate", rd).exit_code == 0
+
+
+def test_regularised_preset_errors_from_cli():
+    one_line_error(run("train", "--preset", "sparse", "--rho", "0.1"), "rho=0.1 has no effect here")
+    one_line_error(run("train", "--preset", "ksparse", "--k", "0"), "k must be an integer >= 1")
+    one_line_error(run("train", "--preset", "denoising", "--level", "1.5"), r"fraction must be in \[0, 1\)")
+    one_line_error(run("train", "--preset", "contractive", "--lam", "-1"), "lam must be a finite number >= 0")
+    one_line_error(run("train", "--preset", "sparse", "--penalty", "kl", "--activation", "relu"), r"code in \(0, 1\)")

@@ -84,3 +84,13 @@ def test_model_corrupts_in_training_only_and_scores_clean_x():
     assert (model(x, corrupt=True).x_tilde == 0).any()
     noisy = model.corrupt(x)
     torch.testing.assert_close(model.denoise(noisy), model.reconstruct(noisy))
+
+
+def test_evaluate_can_corrupt(digits):
+    from aekit import evaluate, fit
+
+    model = create("denoising", digits.train.shape, code_size=32, noise="masking", level=0.5)
+    fit(model, digits.train.x[:200], epochs=3, progress=False)
+    x = torch.from_numpy(digits.test.x)
+    clean, noisy = evaluate(model, x), evaluate(model, x, corrupt=True)
+    assert noisy["reconstruction"] > clean["reconstruction"]

@@ -33,7 +33,7 @@ def test_kl_gradcheck():
 
 
 def test_kl_running_average_is_used():
-    model = create("sparse", (4,), code_size=2, penalty="kl", rho=0.1, momentum=0.9).train()
+    model = create("sparse", (4,), code_size=2, penalty="kl", rho=0.1, rho_momentum=0.9).train()
     kl = model.penalties[0]
     first = torch.full((8, 2), 0.5)
     kl(_batch(first, model))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
@@ -116,3 +117,96 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
     state, _ = load_tensors(weights)
     load_state(model, state, str(weights.parent))
     return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------- trainer state
+
+
+def save_trainer(
+    path: Path,
+    epoch: int,
+    model: Autoencoder,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    shuffle: torch.Generator,
+    hist: Any,
+    best: dict,
+    cfg: dict,
+) -> None:
+    """Save everything needed to continue exactly: weights, optimiser, schedule, RNGs, history, best weights."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    osd = opt.state_dict()
+    ostate_meta: dict[str, dict] = {}
+    for i, st in osd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, Tensor):
+                tensors[f"optim.{i}.{k}"] = v
+            else:
+                ostate_meta.setdefault(str(i), {})[k] = v
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.shuffle"] = shuffle.get_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    if best["state"] is not None:
+        tensors.update({f"best.{k}": v for k, v in best["state"].items()})
+    meta = {
+        "epoch": epoch,
+        "train": cfg,
+        "model": model.config,
+        "optim_groups": osd["param_groups"],
+        "optim_scalars": ostate_meta,
+        "sched": {k: v for k, v in sched.state_dict().items() if k != "lr_lambdas"},
+        "history": {"rows": hist.rows, "best_epoch": hist.best_epoch},
+        "best": {k: v for k, v in best.items() if k != "state"},
+    }
+    save_tensors(path, tensors, meta)
+
+
+# Options that may differ on resume without changing the result.
+_RESUME_FREE = {"progress", "device", "checkpoint_every", "max_time"}
+
+
+def restore_trainer(
+    path: Path,
+    model: Autoencoder,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    shuffle: torch.Generator,
+    hist: Any,
+    best: dict,
+    cfg: dict,
+) -> int:
+    """Restore what :func:`save_trainer` wrote into freshly built objects; returns the epoch reached."""
+    tensors, meta = load_tensors(path)
+    if not meta:
+        raise ValueError(f"corrupted checkpoint {path}: no trainer metadata")
+    saved = meta["train"]
+    diff = [k for k, v in cfg.items() if k not in _RESUME_FREE and saved.get(k) != v]
+    if diff:
+        raise ValueError(
+            "cannot resume with different training options: "
+            + ", ".join(f"{k}={cfg[k]!r} (run has {saved.get(k)!r})" for k in diff)
+        )
+    if meta["model"] != model.config:
+        raise ValueError(f"cannot resume: the run's model config differs from this model's ({meta['model']})")
+    dev = next(model.parameters()).device
+    load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = v  # load_state_dict moves each to its parameter's device
+    for i, scalars in meta["optim_scalars"].items():
+        state.setdefault(int(i), {}).update(scalars)
+    opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
+    sched.load_state_dict({**meta["sched"], "lr_lambdas": [None] * len(opt.param_groups)})
+    torch.set_rng_state(tensors["rng.torch"])
+    shuffle.set_state(tensors["rng.shuffle"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    hist.rows[:] = meta["history"]["rows"]
+    hist.best_epoch = meta["history"]["best_epoch"]
+    best.update(meta["best"])
+    if any(k.startswith("best.") for k in tensors):
+        best["state"] = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")}
+    return int(meta["epoch"])

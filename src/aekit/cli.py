@@ -86,7 +86,37 @@ def _report(model, split, rows: list[tuple[str, str]] | None = None) -> dict[str
     if "pca_squared_error" in res:
         t.add_row(f"squared error per sample, PCA-{model.code_size}", f"{res['pca_squared_error']:.4f}")
         t.add_row("aekit / PCA", f"{res['test_squared_error'] / res['pca_squared_error']:.3f}")
+    if model.is_regularised:
+        res.update(_regularised_metrics(model, x_te))
+        for key, label in _LABELS.items():
+            if key in res:
+                t.add_row(label, f"{res[key]:.4f}")
     out.print(t)
+    return res
+
+
+_LABELS = {
+    "psnr_noisy": "PSNR noisy test images vs clean (dB)",
+    "psnr_denoised": "PSNR denoised vs clean (dB)",
+    "l0": "mean active code units per sample (|h| > 0.01)",
+    "dead_fraction": "fraction of code units never active on the test set",
+}
+
+
+def _regularised_metrics(model, x: np.ndarray) -> dict[str, float]:
+    """Denoising PSNR for corrupting models; L0 and dead units of the code for every regularised one."""
+    import torch
+
+    from .corruption import Identity
+    from .metrics import encode, psnr, reconstruct, sparsity
+
+    res = {}
+    if not isinstance(model.corruption, Identity):
+        torch.manual_seed(0)  # the same noisy test set at every evaluation
+        noisy = model.corrupt(torch.from_numpy(x).to(next(model.parameters()).device)).cpu().numpy()
+        res["psnr_noisy"] = psnr(x, noisy)
+        res["psnr_denoised"] = psnr(x, reconstruct(model, noisy))
+    res.update(sparsity(encode(model, x), tol=0.01))
     return res
 
 
@@ -106,6 +136,20 @@ def train(
     likelihood: Annotated[Optional[str], typer.Option(help="bernoulli (data in [0,1]) or gaussian.")] = None,
     sigma: Annotated[Optional[float], typer.Option(help="Standard deviation of the Gaussian likelihood.")] = None,
     tied: Annotated[Optional[bool], typer.Option("--tied/--untied", help="Tie decoder weights to the encoder's.")] = None,
+    penalty: Annotated[Optional[str], typer.Option(help="sparse: l1 or kl.")] = None,
+    lam: Annotated[Optional[float], typer.Option(help="sparse/contractive: penalty weight λ (β for KL).")] = None,
+    rho: Annotated[Optional[float], typer.Option(help="sparse kl: target mean activation ρ in (0, 1).")] = None,
+    rho_momentum: Annotated[Optional[float], typer.Option(help="sparse kl: running-mean momentum for ρ̂.")] = None,
+    k: Annotated[Optional[int], typer.Option(help="ksparse: units kept per sample.")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="ksparse: keep alpha·k units at encode time.")] = None,
+    k_start: Annotated[Optional[int], typer.Option(help="ksparse: anneal k down from this value...")] = None,
+    anneal_steps: Annotated[Optional[int], typer.Option(help="ksparse: ...over this many batches.")] = None,
+    aux_k: Annotated[Optional[int], typer.Option(help="ksparse: AuxK dead-unit loss with this many units (0: off).")] = None,
+    aux_coef: Annotated[Optional[float], typer.Option(help="ksparse: AuxK weight.")] = None,
+    noise: Annotated[Optional[str], typer.Option(help="denoising: masking, gaussian, salt_pepper, or e.g. masking:0.3+gaussian:0.1.")] = None,
+    level: Annotated[Optional[float], typer.Option(help="denoising: noise level (fraction ν or σ).")] = None,
+    method: Annotated[Optional[str], typer.Option(help="contractive: auto, closed, stochastic or exact.")] = None,
+    projections: Annotated[Optional[int], typer.Option(help="contractive: random projections of the stochastic estimate.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the training data.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Samples per step.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
@@ -129,10 +173,12 @@ def train(
     import torch
 
     from .presets import create, from_config
-    from .train import TrainConfig, config_for, fit
+    from .train import TrainConfig, config_for
 
     options = dict(code_size=code_size, hidden=_ints(hidden, "--hidden"), channels=_ints(channels, "--channels"),
-                   activation=activation, likelihood=likelihood, sigma=sigma, tied=tied)
+                   activation=activation, likelihood=likelihood, sigma=sigma, tied=tied, penalty=penalty, lam=lam,
+                   rho=rho, rho_momentum=rho_momentum, k=k, alpha=alpha, k_start=k_start, anneal_steps=anneal_steps,
+                   aux_k=aux_k, aux_coef=aux_coef, noise=noise, level=level, method=method, projections=projections)
     train_opts = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                       momentum=momentum, schedule=schedule, warmup_epochs=warmup_epochs, val_fraction=val_fraction,
                       patience=patience, min_delta=min_delta, grad_clip=grad_clip, precision=precision,
@@ -148,9 +194,7 @@ def train(
         model = from_config(meta["model"])
         # max_time limits this invocation only: a run stopped by it continues to its last epoch
         cfg = TrainConfig.from_dict({**meta["train"], "device": device, "progress": not quiet, "max_time": max_time})
-        t0 = time.perf_counter()
-        fit(model, split.train.x, cfg, run_dir=resume, resume=True)
-        _finish(model, split, resume, time.perf_counter() - t0)
+        _fit_and_report(model, split, cfg, resume, resume=True)
         return
 
     preset, data = preset or "undercomplete", data or "digits"
@@ -170,15 +214,20 @@ def train(
     n_params = sum(p.numel() for p in model.parameters())
     err.print(f"{preset} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
               f"input {model.input_size}, code {model.code_size}, {n_params:,} parameters → {run}")
-    t0 = time.perf_counter()
-    fit(model, split.train.x, cfg, run_dir=run)
-    _finish(model, split, run, time.perf_counter() - t0)
+    _fit_and_report(model, split, cfg, run)
 
 
-def _finish(model, split, run: Path, seconds: float) -> None:
+def _fit_and_report(model, split, cfg, run: Path, resume: bool = False) -> None:
     from .checkpoint import write_json
+    from .train import fit
 
-    res = _report(model, split, [("train time", f"{seconds:.1f} s")])
+    t0 = time.perf_counter()
+    try:
+        fit(model, split.train.x, cfg, run_dir=run, resume=resume)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: continue with `aekit train --resume {run}` (from its last checkpoint)", markup=False)
+        raise typer.Exit(130) from None
+    res = _report(model, split, [("train time", f"{time.perf_counter() - t0:.1f} s")])
     write_json(run / "evaluation.json", res)
     out.print(f"saved to {run}")
 
@@ -222,22 +271,15 @@ def evaluate(
 
 
 def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: str) -> None:
-    import torch
-
     from .checkpoint import load_model
     from .data import read_array
-    from .metrics import reconstruct
+    from .metrics import encode, reconstruct
     from .train import as_tensor, resolve_device
 
     model = load_model(run_dir, resolve_device(device))
     x, _, _ = read_array(input_path)
-    xt = as_tensor(x, model, str(input_path))
-    if what == "codes":
-        dev = next(model.parameters()).device
-        with torch.no_grad():
-            y = torch.cat([model.encode(xt[i : i + 2048].to(dev)).cpu() for i in range(0, len(xt), 2048)]).numpy()
-    else:
-        y = reconstruct(model, xt.numpy())
+    x = as_tensor(x, model, str(input_path)).numpy()
+    y = encode(model, x) if what == "codes" else reconstruct(model, x)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     np.save(out_path, y)
     out.print(f"wrote {what} {y.shape} to {out_path}")

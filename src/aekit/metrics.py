@@ -10,13 +10,17 @@ from .model import Autoencoder
 
 
 @torch.no_grad()
-def reconstruct(model: Autoencoder, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
-    """Reconstructions (means of p(x | h)) of ``x`` (N, D), computed in batches on the model's device."""
+def batched(fn, model: Autoencoder, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    """``fn(batch)`` over ``x`` (N, D) in batches on the model's device, in eval mode, as one array."""
     model.eval()
     dev = next(model.parameters()).device
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    parts = [model.reconstruct(xt[i : i + batch_size].to(dev)).cpu() for i in range(0, len(xt), batch_size)]
-    return torch.cat(parts).numpy()
+    return torch.cat([fn(xt[i : i + batch_size].to(dev)).cpu() for i in range(0, len(xt), batch_size)]).numpy()
+
+
+def reconstruct(model: Autoencoder, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    """Reconstructions (means of p(x | h)) of ``x`` (N, D), shape (N, D)."""
+    return batched(model.reconstruct, model, x, batch_size)
 
 
 def squared_error(x: np.ndarray, r: np.ndarray) -> float:
@@ -49,3 +53,44 @@ def principal_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     qb, _ = np.linalg.qr(np.asarray(b, dtype=np.float64))
     s = np.linalg.svd(qa.T @ qb, compute_uv=False).clip(-1.0, 1.0)
     return np.sort(np.degrees(np.arccos(s)))
+
+
+def psnr(clean: np.ndarray, other: np.ndarray, data_range: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB: 10·log10(range² / MSE), MSE over all values.
+
+    Example
+    -------
+    >>> round(psnr(np.zeros(4), np.full(4, 0.1)), 6)
+    20.0
+    """
+    mse = float(np.mean((np.asarray(clean, dtype=np.float64) - np.asarray(other, dtype=np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(data_range**2 / mse))
+
+
+def sparsity(codes: np.ndarray, tol: float = 0.0) -> dict[str, float]:
+    """``l0``: mean number of units with |h| > tol per sample; ``dead_fraction``: units never above tol.
+
+    Example
+    -------
+    >>> sparsity(np.array([[0, 2.0, 0], [0, 1.0, 3.0]]))
+    {'l0': 1.5, 'dead_fraction': 0.3333333333333333}
+    """
+    active = np.abs(np.asarray(codes)) > tol
+    return {"l0": float(active.sum(1).mean()), "dead_fraction": float(1.0 - active.any(0).mean())}
+
+
+def encode(model: Autoencoder, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    """Codes of ``x`` (N, D), shape (N, K)."""
+    return batched(model.encode, model, x, batch_size)
+
+
+def linear_probe(train_codes: np.ndarray, y_train: np.ndarray, test_codes: np.ndarray, y_test: np.ndarray,
+                 max_iter: int = 200) -> float:
+    """Test accuracy of a logistic regression fitted on standardised train codes."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
+    clf.fit(train_codes, y_train)
+    return float(clf.score(test_codes, y_test))

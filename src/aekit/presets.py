@@ -192,6 +192,7 @@ def overcomplete(
     batch_size=256,
     lr=3e-3,
     optimizer="adamw",
+    weight_decay=0.1,
     schedule="onecycle",
     precision="bf16",
 )
@@ -238,7 +239,7 @@ def _unused(used: bool, **given_vs_default: tuple[Any, Any]) -> None:
 
 _WHEN = {
     "rho": "applies to penalty='kl' only",
-    "momentum": "applies to penalty='kl' only",
+    "rho_momentum": "applies to penalty='kl' only",
     "activation": "applies to hidden layers only (set hidden=...)",
     "k_start": "needs anneal_steps > 0",
     "anneal_steps": "needs k_start > k",
@@ -254,22 +255,25 @@ def sparse(
     penalty: str = "l1",
     lam: float = 1e-3,
     rho: float = 0.05,
-    momentum: float = 0.0,
+    rho_momentum: float = 0.0,
     activation: str = "sigmoid",
     likelihood: str = "bernoulli",
     sigma: float = 1.0,
     tied: bool = False,
 ) -> Autoencoder:
-    """Sigmoid code with λ‖h‖₁ (``penalty="l1"``) or λ·Σⱼ KL(ρ ‖ ρ̂ⱼ) (``penalty="kl"``)."""
+    """Sigmoid code with λ‖h‖₁ (``penalty="l1"``) or λ·Σⱼ KL(ρ ‖ ρ̂ⱼ) (``penalty="kl"``).
+
+    With ``rho_momentum`` m > 0, ρ̂ is a running mean over batches (see :class:`~aekit.sparse.KLSparsity`).
+    """
     code_size = code_size or 2 * math.prod(input_shape)
     _need_code_size(code_size)
     if penalty == "l1":
         omega: Penalty = L1(lam)
     elif penalty == "kl":
-        omega = KLSparsity(rho, lam, momentum)
+        omega = KLSparsity(rho, lam, rho_momentum)
     else:
         raise ValueError(f"sparse penalty must be 'l1' or 'kl', got {penalty!r}")
-    _unused(penalty == "kl", rho=(rho, 0.05), momentum=(momentum, 0.0))
+    _unused(penalty == "kl", rho=(rho, 0.05), rho_momentum=(rho_momentum, 0.0))
     return _mlp_autoencoder(input_shape, hidden, code_size, activation, activation, likelihood, sigma, tied,
                             penalties=[omega])
 

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from .checkpoint import load_state, load_tensors, save_model, save_tensors, write_json
+from .checkpoint import restore_trainer, save_model, save_trainer, write_json
 from .data import Dataset, check_array
 from .model import Autoencoder
 from .presets import get_preset
@@ -59,7 +59,7 @@ class TrainConfig:
     precision
         ``"fp32"``, or ``"bf16"`` autocast for the forward pass (weights and optimiser stay fp32).
     checkpoint_every
-        Save the full trainer state every N epochs (0: only at the end).
+        Save the full trainer state every N epochs (0: only at the end); needs ``run_dir``.
     max_time
         Stop after the first epoch that ends past this many seconds; ``None`` for no limit.
     """
@@ -79,7 +79,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: str = "fp32"
-    checkpoint_every: int = 0
+    checkpoint_every: int = 1
     max_time: float | None = None
     progress: bool = True
 
@@ -212,15 +212,18 @@ def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024) -> dict[str, float]:
-    """Mean loss and named terms of ``model`` over ``x`` (no corruption, eval mode)."""
+def evaluate(model: Autoencoder, x: Tensor, batch_size: int = 1024, corrupt: bool = False) -> dict[str, float]:
+    """Mean loss and named terms of ``model`` over ``x`` in eval mode.
+
+    ``corrupt=True`` applies the model's corruption first: the denoising loss of corrupted inputs.
+    """
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
     sums: dict[str, float] = {}
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size].to(dev, non_blocking=True)
-        out = model(xb)
+        out = model(xb, corrupt=corrupt)
         n = len(xb)
         for k, v in {"loss": out.loss, **out.terms}.items():
             sums[k] = sums.get(k, 0.0) + float(v) * n
@@ -305,7 +308,10 @@ def fit(
     best = {"loss": math.inf, "epoch": None, "state": None, "bad": 0}
     start = 0
     if resume:
-        start = _restore(run, model, opt, sched, shuffle, hist, best, cfg)
+        start = restore_trainer(run / TRAINER_STATE, model, opt, sched, shuffle, hist, best, asdict(cfg))
+        # keep metrics.jsonl consistent with the restored history
+        with open(run / METRICS, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in hist.rows)
     elif run is not None:
         run.mkdir(parents=True, exist_ok=True)
         (run / METRICS).unlink(missing_ok=True)
@@ -355,7 +361,7 @@ def fit(
                     f.write(json.dumps(row) + "\n")
                 last = stop or out_of_time or epoch == cfg.epochs
                 if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
-                    _checkpoint(run, epoch, model, opt, sched, shuffle, hist, best, cfg)
+                    save_trainer(run / TRAINER_STATE, epoch, model, opt, sched, shuffle, hist, best, asdict(cfg))
             for cb in callbacks:
                 cb(epoch, row, model)
             hist.stopped_early = stop
@@ -393,76 +399,3 @@ def _progress(enabled: bool) -> Progress:
         disable=not enabled,
         transient=False,
     )
-
-
-def _checkpoint(run: Path, epoch: int, model, opt, sched, shuffle, hist: History, best: dict, cfg: TrainConfig) -> None:
-    """Everything needed to continue exactly: weights, optimiser, schedule, RNGs, history."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    osd = opt.state_dict()
-    ostate_meta: dict[str, dict] = {}
-    for i, st in osd["state"].items():
-        for k, v in st.items():
-            if isinstance(v, Tensor):
-                tensors[f"optim.{i}.{k}"] = v
-            else:
-                ostate_meta.setdefault(str(i), {})[k] = v
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.shuffle"] = shuffle.get_state()
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    if best["state"] is not None:
-        tensors.update({f"best.{k}": v for k, v in best["state"].items()})
-    meta = {
-        "epoch": epoch,
-        "train": asdict(cfg),
-        "model": model.config,
-        "optim_groups": osd["param_groups"],
-        "optim_scalars": ostate_meta,
-        "sched": {k: v for k, v in sched.state_dict().items() if k != "lr_lambdas"},
-        "history": {"rows": hist.rows, "best_epoch": hist.best_epoch},
-        "best": {k: v for k, v in best.items() if k != "state"},
-    }
-    save_tensors(run / TRAINER_STATE, tensors, meta)
-
-
-# Options that may differ on resume without changing the result.
-_RESUME_FREE = {"progress", "device", "checkpoint_every", "max_time"}
-
-
-def _restore(run: Path, model, opt, sched, shuffle, hist: History, best: dict, cfg: TrainConfig) -> int:
-    tensors, meta = load_tensors(run / TRAINER_STATE)
-    if not meta:
-        raise ValueError(f"corrupted checkpoint {run / TRAINER_STATE}: no trainer metadata")
-    saved = meta["train"]
-    diff = [k for k, v in asdict(cfg).items() if k not in _RESUME_FREE and saved.get(k) != v]
-    if diff:
-        raise ValueError(
-            "cannot resume with different training options: "
-            + ", ".join(f"{k}={getattr(cfg, k)!r} (run has {saved.get(k)!r})" for k in diff)
-        )
-    if meta["model"] != model.config:
-        raise ValueError(f"cannot resume: the run's model config differs from this model's ({meta['model']})")
-    dev = next(model.parameters()).device
-    load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(run))
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if key.startswith("optim."):
-            _, i, name = key.split(".", 2)
-            state.setdefault(int(i), {})[name] = v  # load_state_dict moves each to its parameter's device
-    for i, scalars in meta["optim_scalars"].items():
-        state.setdefault(int(i), {}).update(scalars)
-    opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
-    sched.load_state_dict({**meta["sched"], "lr_lambdas": [None] * len(opt.param_groups)})
-    torch.set_rng_state(tensors["rng.torch"])
-    shuffle.set_state(tensors["rng.shuffle"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    hist.rows[:] = meta["history"]["rows"]
-    hist.best_epoch = meta["history"]["best_epoch"]
-    best.update(meta["best"])
-    if any(k.startswith("best.") for k in tensors):
-        best["state"] = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")}
-    # keep metrics.jsonl consistent with the restored history
-    with open(run / METRICS, "w") as f:
-        f.writelines(json.dumps(r) + "\n" for r in hist.rows)
-    return int(meta["epoch"])
