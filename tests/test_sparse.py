@@ -141,3 +141,8 @@ def test_l1_lam_is_used(digits):
         fit(m, x, epochs=30, lr=1e-2, progress=False, val_fraction=0)
         act[lam] = m.encode(x).mean().item()
     assert act[0.1] < 0.5 * act[0.0], act
+
+
+def test_ksparse_counts_as_regularised():
+    assert create("ksparse", (64,), code_size=128).is_regularised
+    assert not create("overcomplete", (64,)).is_regularised

@@ -113,13 +113,17 @@ class Autoencoder(nn.Module):
         self.code_size = int(code_size)
         # Set by presets.create: the JSON config that rebuilds this model exactly.
         self.config: dict | None = None
+        names = [p.name for p in self.penalties]
+        if len(set(names)) != len(names) or "reconstruction" in names:
+            raise ValueError(f"penalty names must be unique and not 'reconstruction', got {names}")
         for p in self.penalties:
             p.check(self)
 
     @property
     def is_regularised(self) -> bool:
-        """Whether anything (corruption or penalty) stops an overcomplete code from copying x."""
-        return len(self.penalties) > 0 or not isinstance(self.corruption, Identity)
+        """Whether anything (corruption, penalty or a constrained code such as TopK) stops a code copying x."""
+        constrained = any(getattr(m, "constrains_code", False) for m in self.encoder.modules())  # e.g. TopK
+        return constrained or len(self.penalties) > 0 or not isinstance(self.corruption, Identity)
 
     def forward(self, x: Tensor, corrupt: bool | None = None) -> Output:
         """Loss and parts for a batch ``x`` (B, D); corrupts in training mode unless ``corrupt`` says otherwise."""

@@ -121,6 +121,8 @@ class TopK(nn.Module):
     [[0.0, 3.0, 0.0, 2.0]]
     """
 
+    constrains_code = True  # a k-sparse code cannot copy the input: no "identity copy" warning
+
     def __init__(self, k: int, alpha: float = 1.0, k_start: int | None = None, anneal_steps: int = 0,
                  dead_after: int = 10_000) -> None:
         super().__init__()
