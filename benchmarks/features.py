@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="learning rate (default: each preset's)")
     ap.add_argument("--precision", default=None, help="fp32 or bf16 (default: each preset's)")
     ap.add_argument("--probe-train", type=int, default=60000, help="training codes used to fit the probe")
+    ap.add_argument("--probe-iter", type=int, default=200, help="max_iter of the logistic regression")
     ap.add_argument("--only", nargs="*", default=None, help="run only models whose label contains one of these")
     ap.add_argument("--data-dir", type=Path, default=HERE.parent.parent / "shared" / "data" / "mnist")
     args = ap.parse_args()
@@ -53,12 +54,12 @@ def main() -> None:
     rows = []
 
     t = time.perf_counter()
-    acc = linear_probe(x_tr[:n], y_tr[:n], x_te, y_te)
+    acc = linear_probe(x_tr[:n], y_tr[:n], x_te, y_te, args.probe_iter)
     rows.append(("raw pixels (784)", acc, 0.0, time.perf_counter() - t, "", ""))
     t = time.perf_counter()
     pca = PCA(100, random_state=0).fit(x_tr)
     fit_s, t = time.perf_counter() - t, time.perf_counter()
-    acc = linear_probe(pca.transform(x_tr[:n]), y_tr[:n], pca.transform(x_te), y_te)
+    acc = linear_probe(pca.transform(x_tr[:n]), y_tr[:n], pca.transform(x_te), y_te, args.probe_iter)
     rows.append(("PCA-100", acc, fit_s, time.perf_counter() - t, "", ""))
 
     for label, (preset, opts) in MODELS.items():
@@ -72,7 +73,7 @@ def main() -> None:
         train_s = time.perf_counter() - t
         t = time.perf_counter()
         c_tr, c_te = encode(model, x_tr[:n]), encode(model, x_te)
-        acc = linear_probe(c_tr, y_tr[:n], c_te, y_te)
+        acc = linear_probe(c_tr, y_tr[:n], c_te, y_te, args.probe_iter)
         probe_s = time.perf_counter() - t
         sp = sparsity(c_te, tol=0.01)
         extra = f"L0 {sp['l0']:.0f}, dead {sp['dead_fraction']:.0%}"
