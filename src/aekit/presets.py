@@ -230,6 +230,11 @@ def conv(
 # One hidden layer D → K → D by default (``hidden`` adds layers); ``code_size=0`` means 2·D, overcomplete.
 
 
+def _code_size_or_double(input_shape: tuple[int, ...], code_size: int) -> int:
+    """``code_size``, or 2·D (an overcomplete code) when it is 0; validated."""
+    return _need_code_size(code_size or 2 * math.prod(input_shape))
+
+
 def _unused(used: bool, **given_vs_default: tuple[Any, Any]) -> None:
     """Refuse an option that was changed from its default but that this configuration ignores."""
     for name, (value, default) in given_vs_default.items():
@@ -265,8 +270,7 @@ def sparse(
 
     With ``rho_momentum`` m > 0, ρ̂ is a running mean over batches (see :class:`~aekit.sparse.KLSparsity`).
     """
-    code_size = code_size or 2 * math.prod(input_shape)
-    _need_code_size(code_size)
+    code_size = _code_size_or_double(input_shape, code_size)
     if penalty == "l1":
         omega: Penalty = L1(lam)
     elif penalty == "kl":
@@ -296,8 +300,7 @@ def ksparse(
     tied: bool = True,
 ) -> Autoencoder:
     """Linear code units of which only the top k per sample survive (αk at encode time)."""
-    code_size = code_size or 2 * math.prod(input_shape)
-    _need_code_size(code_size)
+    code_size = _code_size_or_double(input_shape, code_size)
     _unused(bool(hidden), activation=(activation, "relu"))
     _unused(anneal_steps > 0, k_start=(k_start, 0))
     _unused(k_start > k, anneal_steps=(anneal_steps, 0))
@@ -323,8 +326,7 @@ def denoising(
     tied: bool = False,
 ) -> Autoencoder:
     """Corruption ``noise`` at ``level`` (ν or σ; ``"masking:0.3+gaussian:0.1"`` composes) on training batches."""
-    code_size = code_size or 2 * math.prod(input_shape)
-    _need_code_size(code_size)
+    code_size = _code_size_or_double(input_shape, code_size)
     corruption = make_corruption(noise, level)
     return _mlp_autoencoder(input_shape, hidden, code_size, activation, activation, likelihood, sigma, tied,
                             corruption=corruption)
@@ -345,7 +347,6 @@ def contractive(
     tied: bool = False,
 ) -> Autoencoder:
     """λ‖∂f/∂x‖²_F: closed form for one sigmoid/tanh/relu/softplus layer, else a stochastic estimate."""
-    code_size = code_size or 2 * math.prod(input_shape)
-    _need_code_size(code_size)
+    code_size = _code_size_or_double(input_shape, code_size)
     return _mlp_autoencoder(input_shape, hidden, code_size, activation, activation, likelihood, sigma, tied,
                             penalties=[Contractive(lam, method, projections)])
