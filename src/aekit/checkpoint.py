@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,20 +123,26 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
 # ---------------------------------------------------------------------------- trainer state
 
 
-def save_trainer(
-    path: Path,
-    epoch: int,
-    model: Autoencoder,
-    opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    shuffle: torch.Generator,
-    hist: Any,
-    best: dict,
-    cfg: dict,
-) -> None:
+@dataclass
+class TrainerState:
+    """The objects of a run that exact resume must save and restore together.
+
+    ``best`` holds early stopping's ``loss``, ``bad`` (epochs without improvement) and
+    ``state`` (the best weights, or ``None``); ``hist`` is the run's :class:`~aekit.train.History`.
+    """
+
+    model: Autoencoder
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    shuffle: torch.Generator
+    hist: Any
+    best: dict
+
+
+def save_trainer(path: Path, epoch: int, s: TrainerState, cfg: dict) -> None:
     """Save everything needed to continue exactly: weights, optimiser, schedule, RNGs, history, best weights."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    osd = opt.state_dict()
+    tensors = {f"model.{k}": v for k, v in s.model.state_dict().items()}
+    osd = s.opt.state_dict()
     ostate_meta: dict[str, dict] = {}
     for i, st in osd["state"].items():
         for k, v in st.items():
@@ -144,20 +151,20 @@ def save_trainer(
             else:
                 ostate_meta.setdefault(str(i), {})[k] = v
     tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.shuffle"] = shuffle.get_state()
+    tensors["rng.shuffle"] = s.shuffle.get_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    if best["state"] is not None:
-        tensors.update({f"best.{k}": v for k, v in best["state"].items()})
+    if s.best["state"] is not None:
+        tensors.update({f"best.{k}": v for k, v in s.best["state"].items()})
     meta = {
         "epoch": epoch,
         "train": cfg,
-        "model": model.config,
+        "model": s.model.config,
         "optim_groups": osd["param_groups"],
         "optim_scalars": ostate_meta,
-        "sched": {k: v for k, v in sched.state_dict().items() if k != "lr_lambdas"},
-        "history": {"rows": hist.rows, "best_epoch": hist.best_epoch},
-        "best": {k: v for k, v in best.items() if k != "state"},
+        "sched": {k: v for k, v in s.sched.state_dict().items() if k != "lr_lambdas"},
+        "history": {"rows": s.hist.rows, "best_epoch": s.hist.best_epoch},
+        "best": {k: v for k, v in s.best.items() if k != "state"},
     }
     save_tensors(path, tensors, meta)
 
@@ -166,16 +173,7 @@ def save_trainer(
 _RESUME_FREE = {"progress", "device", "checkpoint_every", "max_time"}
 
 
-def restore_trainer(
-    path: Path,
-    model: Autoencoder,
-    opt: torch.optim.Optimizer,
-    sched: torch.optim.lr_scheduler.LRScheduler,
-    shuffle: torch.Generator,
-    hist: Any,
-    best: dict,
-    cfg: dict,
-) -> int:
+def restore_trainer(path: Path, s: TrainerState, cfg: dict) -> int:
     """Restore what :func:`save_trainer` wrote into freshly built objects; returns the epoch reached."""
     tensors, meta = load_tensors(path)
     if not meta:
@@ -187,10 +185,10 @@ def restore_trainer(
             "cannot resume with different training options: "
             + ", ".join(f"{k}={cfg[k]!r} (run has {saved.get(k)!r})" for k in diff)
         )
-    if meta["model"] != model.config:
+    if meta["model"] != s.model.config:
         raise ValueError(f"cannot resume: the run's model config differs from this model's ({meta['model']})")
-    dev = next(model.parameters()).device
-    load_state(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
+    dev = next(s.model.parameters()).device
+    load_state(s.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
     state: dict[int, dict] = {}
     for key, v in tensors.items():
         if key.startswith("optim."):
@@ -198,15 +196,15 @@ def restore_trainer(
             state.setdefault(int(i), {})[name] = v  # load_state_dict moves each to its parameter's device
     for i, scalars in meta["optim_scalars"].items():
         state.setdefault(int(i), {}).update(scalars)
-    opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
-    sched.load_state_dict({**meta["sched"], "lr_lambdas": [None] * len(opt.param_groups)})
+    s.opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
+    s.sched.load_state_dict({**meta["sched"], "lr_lambdas": [None] * len(s.opt.param_groups)})
     torch.set_rng_state(tensors["rng.torch"])
-    shuffle.set_state(tensors["rng.shuffle"])
+    s.shuffle.set_state(tensors["rng.shuffle"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
-    hist.rows[:] = meta["history"]["rows"]
-    hist.best_epoch = meta["history"]["best_epoch"]
-    best.update(meta["best"])
+    s.hist.rows[:] = meta["history"]["rows"]
+    s.hist.best_epoch = meta["history"]["best_epoch"]
+    s.best.update(meta["best"])
     if any(k.startswith("best.") for k in tensors):
-        best["state"] = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")}
+        s.best["state"] = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")}
     return int(meta["epoch"])

@@ -15,12 +15,12 @@ Never one backward pass per code unit.
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor, nn
 from torch.func import jacrev, vmap
 
+from ._checks import integer, number
 from .model import Autoencoder, Batch, Penalty
 
 METHODS = ("auto", "closed", "stochastic", "exact")
@@ -93,13 +93,10 @@ class Contractive(Penalty):
 
     def __init__(self, lam: float, method: str = "auto", projections: int = 1) -> None:
         super().__init__()
-        if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
-            raise ValueError(f"contractive lam must be a finite number >= 0, got {lam!r}")
         if method not in METHODS:
             raise ValueError(f"contractive method must be one of {METHODS}, got {method!r}")
-        if not (isinstance(projections, int) and projections >= 1):
-            raise ValueError(f"projections must be an integer >= 1, got {projections!r}")
-        self.lam, self.method, self.projections = float(lam), method, projections
+        self.lam, self.method = number(lam, "contractive lam", 0), method
+        self.projections = integer(projections, "projections")
 
     @property
     def needs_input_grad(self) -> bool:  # type: ignore[override]

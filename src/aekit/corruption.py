@@ -6,12 +6,13 @@ metrics); the loss always scores the reconstruction against the clean x.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+
+from ._checks import number
 
 
 class Corruption(nn.Module, ABC):
@@ -24,12 +25,6 @@ class Corruption(nn.Module, ABC):
 
     def config(self) -> dict:
         return {"name": self.name}
-
-
-def _fraction(nu: float, what: str) -> float:
-    if not (isinstance(nu, (int, float)) and not isinstance(nu, bool) and 0 <= nu < 1):
-        raise ValueError(f"{what} fraction must be in [0, 1), got {nu!r}")
-    return float(nu)
 
 
 class Identity(Corruption):
@@ -60,9 +55,7 @@ class GaussianNoise(Corruption):
 
     def __init__(self, sigma: float) -> None:
         super().__init__()
-        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"Gaussian noise sigma must be a finite number > 0, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = number(sigma, "Gaussian noise sigma", 0, low_open=True)
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.sigma * torch.randn_like(x)
@@ -81,7 +74,7 @@ class MaskingNoise(Corruption):
 
     def __init__(self, nu: float) -> None:
         super().__init__()
-        self.nu = _fraction(nu, "masking")
+        self.nu = number(nu, "masking fraction", 0, 1, high_open=True)
 
     def forward(self, x: Tensor) -> Tensor:
         return x * (torch.rand_like(x) >= self.nu)
@@ -97,7 +90,7 @@ class SaltAndPepper(Corruption):
 
     def __init__(self, nu: float, low: float = 0.0, high: float = 1.0) -> None:
         super().__init__()
-        self.nu = _fraction(nu, "salt-and-pepper")
+        self.nu = number(nu, "salt-and-pepper fraction", 0, 1, high_open=True)
         if not low < high:
             raise ValueError(f"salt-and-pepper needs low < high, got low={low}, high={high}")
         self.low, self.high = float(low), float(high)

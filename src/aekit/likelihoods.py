@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import number
+
 
 class Likelihood(nn.Module, ABC):
     """Interface: ``nll(r, x)`` per sample, ``mean(r)`` the mean of p(x | r)."""
@@ -76,9 +78,7 @@ class Gaussian(Likelihood):
 
     def __init__(self, sigma: float = 1.0) -> None:
         super().__init__()
-        if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
-        self.sigma = float(sigma)
+        self.sigma = number(sigma, "sigma", 0, low_open=True)
 
     def nll(self, r: Tensor, x: Tensor) -> Tensor:
         sq = (r - x).square().flatten(1).sum(1)

@@ -7,13 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ._checks import integer, is_number, number
 from .model import Autoencoder, Batch, Penalty
-
-
-def _weight(v: float, what: str) -> float:
-    if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0):
-        raise ValueError(f"{what} must be a finite number >= 0, got {v!r}")
-    return float(v)
 
 
 class L1(Penalty):
@@ -32,7 +27,7 @@ class L1(Penalty):
 
     def __init__(self, lam: float) -> None:
         super().__init__()
-        self.lam = _weight(lam, "L1 lam")
+        self.lam = number(lam, "L1 lam", 0)
 
     def forward(self, b: Batch) -> Tensor:
         return self.lam * b.h.abs().flatten(1).sum(1).mean()
@@ -67,11 +62,9 @@ class KLSparsity(Penalty):
 
     def __init__(self, rho: float, beta: float = 1.0, momentum: float = 0.0) -> None:
         super().__init__()
-        if not (isinstance(rho, (int, float)) and 0 < rho < 1):
-            raise ValueError(f"target activation rho must be in (0, 1), got {rho!r}")
-        if not (isinstance(momentum, (int, float)) and 0 <= momentum < 1):
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        self.rho, self.beta, self.momentum = float(rho), _weight(beta, "KL sparsity beta"), float(momentum)
+        self.rho = number(rho, "target activation rho", 0, 1, low_open=True, high_open=True)
+        self.beta = number(beta, "KL sparsity beta", 0)
+        self.momentum = number(momentum, "momentum", 0, 1, high_open=True)
         self.register_buffer("running", torch.empty(0))
 
     def check(self, model: Autoencoder) -> None:
@@ -126,15 +119,12 @@ class TopK(nn.Module):
     def __init__(self, k: int, alpha: float = 1.0, k_start: int | None = None, anneal_steps: int = 0,
                  dead_after: int = 10_000) -> None:
         super().__init__()
-        if not (isinstance(k, int) and k >= 1):
-            raise ValueError(f"k must be an integer >= 1, got {k!r}")
-        if not (isinstance(alpha, (int, float)) and alpha >= 1):
+        self.k = integer(k, "k")
+        if not (is_number(alpha) and alpha >= 1):
             raise ValueError(f"alpha must be >= 1, got {alpha!r}")
-        if k_start is not None and not (isinstance(k_start, int) and k_start >= k):
-            raise ValueError(f"k_start must be an integer >= k={k}, got {k_start!r}")
-        if not (isinstance(anneal_steps, int) and anneal_steps >= 0):
-            raise ValueError(f"anneal_steps must be an integer >= 0, got {anneal_steps!r}")
-        self.k, self.alpha, self.k_start, self.anneal_steps = k, float(alpha), k_start or k, anneal_steps
+        self.alpha = float(alpha)
+        self.k_start = k if k_start is None else integer(k_start, "k_start", low=k)
+        self.anneal_steps = integer(anneal_steps, "anneal_steps", low=0)
         self.dead_after = int(dead_after)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("since_fired", torch.empty(0, dtype=torch.long))
@@ -184,9 +174,7 @@ class AuxK(Penalty):
 
     def __init__(self, k_aux: int, coef: float = 1 / 32) -> None:
         super().__init__()
-        if not (isinstance(k_aux, int) and k_aux >= 1):
-            raise ValueError(f"k_aux must be an integer >= 1, got {k_aux!r}")
-        self.k_aux, self.coef = k_aux, _weight(coef, "AuxK coef")
+        self.k_aux, self.coef = integer(k_aux, "k_aux"), number(coef, "AuxK coef", 0)
 
     def check(self, model: Autoencoder) -> None:
         if not isinstance(getattr(model.encoder, "final", None), TopK):

@@ -24,7 +24,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from .checkpoint import restore_trainer, save_model, save_trainer, write_json
+from ._checks import is_int, is_number
+from .checkpoint import TrainerState, restore_trainer, save_model, save_trainer, write_json
 from .data import Dataset, check_array
 from .model import Autoencoder
 from .presets import get_preset
@@ -90,24 +91,24 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"{name} must be {accepted}, got {getattr(self, name)!r}")
 
-        need(_is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1")
-        need(_is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1")
-        need(_finite(self.lr) and self.lr > 0, "lr", "a number > 0")
+        need(is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1")
+        need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1")
+        need(is_number(self.lr) and self.lr > 0, "lr", "a number > 0")
         need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
-        need(_finite(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
-        need(_finite(self.momentum) and 0 <= self.momentum < 1, "momentum", "in [0, 1)")
+        need(is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        need(is_number(self.momentum) and 0 <= self.momentum < 1, "momentum", "in [0, 1)")
         need(self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}")
-        need(_finite(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "in [0, epochs)")
-        need(_finite(self.val_fraction) and 0 <= self.val_fraction < 1, "val_fraction", "in [0, 1)")
-        need(self.patience is None or (_is_int(self.patience) and self.patience >= 1), "patience", "None or an integer >= 1")
+        need(is_number(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "in [0, epochs)")
+        need(is_number(self.val_fraction) and 0 <= self.val_fraction < 1, "val_fraction", "in [0, 1)")
+        need(self.patience is None or (is_int(self.patience) and self.patience >= 1), "patience", "None or an integer >= 1")
         need(self.patience is None or self.val_fraction > 0, "patience", "None when val_fraction is 0 (early stopping needs validation data)")
-        need(_finite(self.min_delta) and self.min_delta >= 0, "min_delta", "a number >= 0")
-        need(self.grad_clip is None or (_finite(self.grad_clip) and self.grad_clip > 0), "grad_clip", "None or a number > 0")
-        need(_is_int(self.seed), "seed", "an integer")
+        need(is_number(self.min_delta) and self.min_delta >= 0, "min_delta", "a number >= 0")
+        need(self.grad_clip is None or (is_number(self.grad_clip) and self.grad_clip > 0), "grad_clip", "None or a number > 0")
+        need(is_int(self.seed), "seed", "an integer")
         need(self.device in ("auto", "cpu") or str(self.device).startswith("cuda"), "device", "'auto', 'cpu' or 'cuda[:N]'")
         need(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}")
-        need(_is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0")
-        need(self.max_time is None or (_finite(self.max_time) and self.max_time > 0), "max_time", "None or a number > 0")
+        need(is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0")
+        need(self.max_time is None or (is_number(self.max_time) and self.max_time > 0), "max_time", "None or a number > 0")
         return self
 
     @classmethod
@@ -131,14 +132,6 @@ def config_for(model: Autoencoder, **options: Any) -> TrainConfig:
     """
     defaults = get_preset(model.config["preset"]).train_defaults if model.config else {}
     return TrainConfig.from_dict({**defaults, **options})
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 @dataclass
@@ -305,10 +298,11 @@ def fit(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
     shuffle = torch.Generator().manual_seed(cfg.seed)
     hist = History()
-    best = {"loss": math.inf, "epoch": None, "state": None, "bad": 0}
+    best = {"loss": math.inf, "state": None, "bad": 0}
+    state = TrainerState(model, opt, sched, shuffle, hist, best)
     start = 0
     if resume:
-        start = restore_trainer(run / TRAINER_STATE, model, opt, sched, shuffle, hist, best, asdict(cfg))
+        start = restore_trainer(run / TRAINER_STATE, state, asdict(cfg))
         # keep metrics.jsonl consistent with the restored history
         with open(run / METRICS, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in hist.rows)
@@ -336,13 +330,14 @@ def fit(
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 opt.step()
                 sched.step()
-                for k, v in {"loss": out.loss, **out.terms}.items():
+                for k, v in out.terms.items():  # the loss is their sum: derived at the end, not summed here
                     sums[k] = sums.get(k, 0) + v.detach() * len(xb)
                 if cfg.progress and (b % 20 == 0 or b == steps_per_epoch - 1):
                     bar.update(task, completed=(epoch - 1) * steps_per_epoch + b + 1,
                                description=f"epoch {epoch}/{cfg.epochs}",
-                               loss=f"loss {float(sums['loss']) / min(n, (b + 1) * bs):.4g}")
+                               loss=f"loss {float(sum(sums.values())) / min(n, (b + 1) * bs):.4g}")
             row: dict[str, Any] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
+            row["train_loss"] = float(sum(sums.values())) / n
             row.update({f"train_{k}": float(v) / n for k, v in sums.items()})
             if not math.isfinite(row["train_loss"]):
                 raise FloatingPointError(
@@ -353,15 +348,14 @@ def fit(
             if val is not None:
                 row.update({f"val_{k}": v for k, v in evaluate(model, val).items()})
             hist.rows.append(row)
-            stop = _early_stop(cfg, row, model, best)
-            hist.best_epoch = best["epoch"]
+            stop = _early_stop(cfg, row, state)
             out_of_time = cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time
             if run is not None:
                 with open(run / METRICS, "a") as f:
                     f.write(json.dumps(row) + "\n")
                 last = stop or out_of_time or epoch == cfg.epochs
                 if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
-                    save_trainer(run / TRAINER_STATE, epoch, model, opt, sched, shuffle, hist, best, asdict(cfg))
+                    save_trainer(run / TRAINER_STATE, epoch, state, asdict(cfg))
             for cb in callbacks:
                 cb(epoch, row, model)
             hist.stopped_early = stop
@@ -375,16 +369,17 @@ def fit(
     return hist
 
 
-def _early_stop(cfg: TrainConfig, row: dict[str, Any], model: Autoencoder, best: dict) -> bool:
-    """Track the best validation loss; True when patience has run out."""
+def _early_stop(cfg: TrainConfig, row: dict[str, Any], s: TrainerState) -> bool:
+    """Track the best validation loss (weights in ``s.best``, epoch in ``s.hist``); True when patience has run out."""
     if cfg.patience is None:
         return False
-    if row["val_loss"] < best["loss"] - cfg.min_delta:
-        best.update(loss=row["val_loss"], epoch=row["epoch"], bad=0)
-        best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if row["val_loss"] < s.best["loss"] - cfg.min_delta:
+        s.best.update(loss=row["val_loss"], bad=0)
+        s.best["state"] = {k: v.detach().clone() for k, v in s.model.state_dict().items()}
+        s.hist.best_epoch = row["epoch"]
         return False
-    best["bad"] += 1
-    return best["bad"] >= cfg.patience
+    s.best["bad"] += 1
+    return s.best["bad"] >= cfg.patience
 
 
 def _progress(enabled: bool) -> Progress:
