@@ -19,18 +19,11 @@ import time
 from pathlib import Path
 
 import torch
+from _budget import calibrated_epochs, parse_sets
 
 from aekit import config_for, create, fit, load, pca_error, reconstruct, squared_error
 
 HERE = Path(__file__).resolve().parent
-
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,28 +38,15 @@ def main() -> None:
     x_tr, x_te = split.train.x, split.test.x
     pca, _ = pca_error(x_tr, x_te, 30)
 
-    overrides = dict(kv.split("=", 1) for kv in args.set)
-    overrides = {k: _value(v) for k, v in overrides.items()}
-    model_keys = set(create("hinton2006", (1, 28, 28)).config["options"])
-    model_opts = {k: v for k, v in overrides.items() if k in model_keys}
-    train_opts = {k: v for k, v in overrides.items() if k not in model_keys}
+    model_opts, train_opts = parse_sets(args.set, "hinton2006", (1, 28, 28))
 
     def fresh():
         torch.manual_seed(args.seed)
         return create("hinton2006", (1, 28, 28), **model_opts)
 
-    budget = args.minutes * 60
-    t_start = time.perf_counter()
     cfg = config_for(fresh(), **train_opts, seed=args.seed, device="cpu", progress=False, val_fraction=0.0)
-    # calibration: one full epoch (same data, precision and batch) plus one test evaluation gives the
-    # epoch time; its cost is taken out of the budget. Small subsets fit in cache and mislead.
-    probe = fresh()
-    step_time = fit(probe, x_tr, cfg, epochs=1).last["seconds"]
-    t = time.perf_counter()
-    squared_error(x_te, reconstruct(probe, x_te))
-    per_epoch = 1.02 * step_time + (time.perf_counter() - t)
-    budget -= time.perf_counter() - t_start
-    epochs = max(1, int(budget / per_epoch))
+    epochs, budget = calibrated_epochs(fresh, x_tr, cfg, args.minutes * 60,
+                                       lambda m: squared_error(x_te, reconstruct(m, x_te)))
 
     curve = []
     t0 = time.perf_counter()

@@ -189,3 +189,33 @@ def test_regularised_preset_errors_from_cli():
     one_line_error(run("train", "--preset", "denoising", "--level", "1.5"), r"fraction must be in \[0, 1\)")
     one_line_error(run("train", "--preset", "contractive", "--lam", "-1"), "lam must be a finite number >= 0")
     one_line_error(run("train", "--preset", "sparse", "--penalty", "kl", "--activation", "relu"), r"code in \(0, 1\)")
+
+
+def test_vae_from_cli_reports_elbo_and_nll(tmp_path, mnist_dir):
+    rd = tmp_path / "vae"
+    res = run("train", "--preset", "vae", "--data", "mnist", "--data-dir", mnist_dir, "--binarize", "--code-size", 5,
+              "--hidden", "32", "--beta", "0.5", "--free-bits", "0.1", "--kl-warmup-epochs", "1", "--epochs", 1,
+              "--batch-size", 500, "--iw-samples", 20, "--out", rd, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "binarised" in res.stdout and "test ELBO" in res.stdout and "k=20 importance samples" in res.stdout
+    opts = json.loads((rd / "model.json").read_text())["options"]
+    assert opts["beta"] == 0.5 and opts["free_bits"] == 0.1
+    train_cfg = json.loads((rd / "train.json").read_text())["train"]
+    assert train_cfg["kl_warmup_epochs"] == 1.0
+    ev = json.loads((rd / "evaluation.json").read_text())
+    assert ev["nll"] <= -ev["elbo"] + 1.0 and ev["iw_samples"] == 20  # the k-sample bound is the tighter one
+    res = run("evaluate", rd, "--iw-samples", 10)
+    assert res.exit_code == 0 and "k=10 importance samples" in res.stdout and "binarised" in res.stdout
+
+
+def test_vae_on_grey_levels_warns_and_still_reports(tmp_path):
+    res = run("train", "--preset", "vae", "--code-size", 3, "--hidden", "16", "--epochs", 1, "--iw-samples", 5,
+              "--out", tmp_path / "g", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "not binary" in res.stderr and "--binarize" in res.stderr and "test NLL" in res.stdout
+
+
+def test_vae_errors_from_cli():
+    one_line_error(run("train", "--preset", "vae", "--beta", "-1"), "KL beta must be a finite number >= 0")
+    one_line_error(run("train", "--preset", "undercomplete", "--beta", "1"), "unknown option.*beta")
+    one_line_error(run("train", "--kl-warmup-epochs", "2", "--epochs", 1), "needs a model with a KL term")

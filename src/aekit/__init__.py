@@ -2,24 +2,26 @@
 
 from .checkpoint import load_model, save_model
 from .corruption import Corruption, Identity
-from .data import Dataset, Split, check_array, download, load, read_array, read_idx
-from .likelihoods import Bernoulli, Gaussian, Likelihood, make_likelihood
+from .data import Dataset, Split, binarize, check_array, download, load, read_array, read_idx
+from .likelihoods import Bernoulli, Gaussian, LearnedGaussian, Likelihood, make_likelihood
 from .metrics import pca_error, principal_angles, reconstruct, squared_error
 from .model import Autoencoder, Output, Penalty
 from .networks import MLP, ConvDecoder, ConvEncoder, TiedMLP
 from .presets import PRESETS, Preset, create, from_config, get_preset, register
 from .train import History, TrainConfig, config_for, evaluate, fit
+from .variational import GaussianEncoder, GaussianKL, Posterior, elbo, log_likelihood
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Autoencoder", "Output", "Penalty",
     "Corruption", "Identity",
-    "Likelihood", "Bernoulli", "Gaussian", "make_likelihood",
+    "Likelihood", "Bernoulli", "Gaussian", "LearnedGaussian", "make_likelihood",
+    "GaussianEncoder", "GaussianKL", "Posterior", "elbo", "log_likelihood",
     "MLP", "TiedMLP", "ConvEncoder", "ConvDecoder",
     "PRESETS", "Preset", "create", "from_config", "get_preset", "register",
     "TrainConfig", "History", "fit", "evaluate", "config_for",
-    "Dataset", "Split", "load", "download", "read_idx", "read_array", "check_array",
+    "Dataset", "Split", "load", "binarize", "download", "read_idx", "read_array", "check_array",
     "save_model", "load_model",
     "squared_error", "pca_error", "principal_angles", "reconstruct",
 ]

@@ -60,14 +60,15 @@ def _ints(text: str | None, what: str) -> list[int] | None:
         _fail(f"{what} must be comma-separated integers, got {text!r}")
 
 
-def _load_split(data: str, data_dir: Optional[Path], seed: int = 0):
+def _load_split(data: str, data_dir: Optional[Path], seed: int = 0, binarize: bool = False):
     from .data import load
 
-    return load(data, data_dir=data_dir, seed=seed)
+    return load(data, data_dir=data_dir, seed=seed, binarize=binarize)
 
 
-def _report(model, split, rows: list[tuple[str, str]] | None = None) -> dict[str, float]:
-    """Test-set reconstruction error next to PCA's at the same code size; printed and returned."""
+def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000) -> dict[str, float]:
+    """Test-set reconstruction error next to PCA's at the same code size (and the ELBO and an
+    importance-weighted NLL for a stochastic model); printed and returned."""
     from .metrics import pca_error, reconstruct, squared_error
     from .train import evaluate, as_tensor
 
@@ -86,12 +87,36 @@ def _report(model, split, rows: list[tuple[str, str]] | None = None) -> dict[str
     if "pca_squared_error" in res:
         t.add_row(f"squared error per sample, PCA-{model.code_size}", f"{res['pca_squared_error']:.4f}")
         t.add_row("aekit / PCA", f"{res['test_squared_error'] / res['pca_squared_error']:.3f}")
-    if model.is_regularised:
+    if model.stochastic:
+        res.update(_stochastic_metrics(model, x_te, iw_samples, t))
+    elif model.is_regularised:
         res.update(_regularised_metrics(model, x_te))
-        for key, label in _LABELS.items():
-            if key in res:
-                t.add_row(label, f"{res[key]:.4f}")
+    for key, label in _LABELS.items():
+        if key in res:
+            t.add_row(label, f"{res[key]:.4f}")
     out.print(t)
+    return res
+
+
+def _stochastic_metrics(model, x: np.ndarray, k: int, table: Table) -> dict[str, float]:
+    """Test ELBO and the k-sample importance-weighted NLL, in nats per sample."""
+    import torch
+
+    from .likelihoods import Bernoulli
+    from .variational import elbo, log_likelihood
+
+    grey = isinstance(model.likelihood, Bernoulli) and not np.isin(x, (0.0, 1.0)).all()
+    if grey:
+        warnings.warn("the test data is not binary, so the Bernoulli ELBO and NLL below are cross-entropies, not "
+                      "log-likelihoods, and not comparable with published numbers; train with --binarize for those")
+    torch.manual_seed(0)  # the same estimate at every evaluation
+    xt = torch.from_numpy(x)
+    res = {k_: float(v.mean()) for k_, v in elbo(model, xt, allow_nonbinary=grey).items()}
+    res["nll"] = -float(log_likelihood(model, xt, k, allow_nonbinary=grey).mean())
+    res["iw_samples"] = k
+    table.add_row("test ELBO (nats per sample; a lower bound on log p(x))", f"{res['elbo']:.2f}")
+    table.add_row("  of which KL(q(h|x) ‖ p(h))", f"{res['kl']:.2f}")
+    table.add_row(f"test NLL, −log p(x) estimated with k={k} importance samples (nats)", f"{res['nll']:.2f}")
     return res
 
 
@@ -126,6 +151,7 @@ def train(
     preset: Annotated[Optional[str], typer.Option(help="Recipe to train; see `aekit presets`.  [default: undercomplete]")] = None,
     data: Annotated[Optional[str], typer.Option(help="digits, mnist, fashion-mnist, a directory of IDX files, or a .npy/.npz/.csv file.  [default: digits]")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Read mnist/fashion-mnist IDX files from here instead of the download cache.")] = None,
+    binarize: Annotated[Optional[bool], typer.Option("--binarize", help="Stochastically binarise the data once (seeded): binarised MNIST for VAE likelihoods.")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/PRESET-DATA-TIME).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow --out to name a directory that already holds a run.")] = False,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped (other options but --device, --max-time and --quiet are taken from the run).")] = None,
@@ -150,6 +176,10 @@ def train(
     level: Annotated[Optional[float], typer.Option(help="denoising: noise level (fraction ν or σ).")] = None,
     method: Annotated[Optional[str], typer.Option(help="contractive: auto, closed, stochastic or exact.")] = None,
     projections: Annotated[Optional[int], typer.Option(help="contractive: random projections of the stochastic estimate.")] = None,
+    beta: Annotated[Optional[float], typer.Option(help="vae: weight β of the KL term.")] = None,
+    free_bits: Annotated[Optional[float], typer.Option(help="vae: KL floor in nats per code unit (0: off).")] = None,
+    kl_warmup_epochs: Annotated[Optional[float], typer.Option(help="vae: raise the KL weight from 0 to 1 over this many epochs.")] = None,
+    iw_samples: Annotated[int, typer.Option(help="vae: importance samples k of the test NLL estimate.")] = 1000,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the training data.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Samples per step.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
@@ -178,27 +208,30 @@ def train(
     options = dict(code_size=code_size, hidden=_ints(hidden, "--hidden"), channels=_ints(channels, "--channels"),
                    activation=activation, likelihood=likelihood, sigma=sigma, tied=tied, penalty=penalty, lam=lam,
                    rho=rho, rho_momentum=rho_momentum, k=k, alpha=alpha, k_start=k_start, anneal_steps=anneal_steps,
-                   aux_k=aux_k, aux_coef=aux_coef, noise=noise, level=level, method=method, projections=projections)
+                   aux_k=aux_k, aux_coef=aux_coef, noise=noise, level=level, method=method, projections=projections,
+                   beta=beta, free_bits=free_bits)
     train_opts = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                       momentum=momentum, schedule=schedule, warmup_epochs=warmup_epochs, val_fraction=val_fraction,
                       patience=patience, min_delta=min_delta, grad_clip=grad_clip, precision=precision,
-                      checkpoint_every=checkpoint_every, max_time=max_time)
+                      checkpoint_every=checkpoint_every, max_time=max_time, kl_warmup_epochs=kl_warmup_epochs)
+    from ._checks import integer
+
+    integer(iw_samples, "--iw-samples")  # checked before training, not after it
     if resume is not None:
         given = [k for k, v in {**options, **train_opts, "preset": preset, "data": data, "data_dir": data_dir,
-                                "out": out_dir}.items() if v is not None and k != "max_time"]
+                                "binarize": binarize, "out": out_dir}.items() if v is not None and k != "max_time"]
         if given:
             _fail(f"--resume continues a run with its own options; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
         meta = _read_json(resume / "train.json")
-        run_meta = _read_json(resume / "data.json")
-        split = _load_split(run_meta["data"], _opt_path(run_meta.get("data_dir")), run_meta.get("seed", 0))
+        split = _split_of_run(resume)
         model = from_config(meta["model"])
         # max_time limits this invocation only: a run stopped by it continues to its last epoch
         cfg = TrainConfig.from_dict({**meta["train"], "device": device, "progress": not quiet, "max_time": max_time})
-        _fit_and_report(model, split, cfg, resume, resume=True)
+        _fit_and_report(model, split, cfg, resume, resume=True, iw_samples=iw_samples)
         return
 
-    preset, data = preset or "undercomplete", data or "digits"
-    split = _load_split(data, data_dir, seed)
+    preset, data, binarize = preset or "undercomplete", data or "digits", bool(binarize)
+    split = _load_split(data, data_dir, seed, binarize)
     torch.manual_seed(seed)
     model = create(preset, split.train.shape, **{k: v for k, v in options.items() if v is not None})
     cfg = config_for(model, **{k: v for k, v in train_opts.items() if v is not None},
@@ -210,14 +243,15 @@ def train(
     run.mkdir(parents=True, exist_ok=True)
     from .checkpoint import write_json
 
-    write_json(run / "data.json", {"data": data, "data_dir": str(data_dir) if data_dir else None, "seed": seed})
+    write_json(run / "data.json", {"data": data, "data_dir": str(data_dir) if data_dir else None, "seed": seed,
+                                   "binarize": binarize})
     n_params = sum(p.numel() for p in model.parameters())
     err.print(f"{preset} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
               f"input {model.input_size}, code {model.code_size}, {n_params:,} parameters → {run}")
-    _fit_and_report(model, split, cfg, run)
+    _fit_and_report(model, split, cfg, run, iw_samples=iw_samples)
 
 
-def _fit_and_report(model, split, cfg, run: Path, resume: bool = False) -> None:
+def _fit_and_report(model, split, cfg, run: Path, resume: bool = False, iw_samples: int = 1000) -> None:
     from .checkpoint import write_json
     from .train import fit
 
@@ -227,7 +261,7 @@ def _fit_and_report(model, split, cfg, run: Path, resume: bool = False) -> None:
     except KeyboardInterrupt:
         err.print(f"interrupted: continue with `aekit train --resume {run}` (from its last checkpoint)", markup=False)
         raise typer.Exit(130) from None
-    res = _report(model, split, [("train time", f"{time.perf_counter() - t0:.1f} s")])
+    res = _report(model, split, [("train time", f"{time.perf_counter() - t0:.1f} s")], iw_samples)
     write_json(run / "evaluation.json", res)
     out.print(f"saved to {run}")
 
@@ -245,12 +279,16 @@ def _opt_path(p: str | None) -> Path | None:
     return Path(p) if p else None
 
 
-def _run_data(run_dir: Path, data: str | None, data_dir: Path | None):
+def _run_data(run_dir: Path, data: str | None, data_dir: Path | None, binarize: bool = False):
     if data is None:
-        meta = _read_json(run_dir / "data.json")
-        data, data_dir = meta["data"], _opt_path(meta.get("data_dir"))
-        return _load_split(data, data_dir, meta.get("seed", 0))
-    return _load_split(data, data_dir)
+        return _split_of_run(run_dir)
+    return _load_split(data, data_dir, binarize=binarize)
+
+
+def _split_of_run(run_dir: Path):
+    """The data a run was trained on, as its data.json records it."""
+    meta = _read_json(run_dir / "data.json")
+    return _load_split(meta["data"], _opt_path(meta.get("data_dir")), meta.get("seed", 0), meta.get("binarize", False))
 
 
 @app.command()
@@ -259,6 +297,8 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory written by `aekit train`.")],
     data: Annotated[Optional[str], typer.Option(help="Evaluate on this data instead of the run's.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Directory of IDX files for --data.")] = None,
+    binarize: Annotated[bool, typer.Option(help="Stochastically binarise --data (seeded), for a VAE's likelihood.")] = False,
+    iw_samples: Annotated[int, typer.Option(help="Importance samples k of the NLL estimate (stochastic models).")] = 1000,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
 ) -> None:
     """Evaluate a trained model on the test split of its data (or of --data)."""
@@ -266,8 +306,8 @@ def evaluate(
     from .train import resolve_device
 
     model = load_model(run_dir, resolve_device(device))
-    split = _run_data(run_dir, data, data_dir)
-    _report(model, split)
+    split = _run_data(run_dir, data, data_dir, binarize)
+    _report(model, split, iw_samples=iw_samples)
 
 
 def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: str) -> None:

@@ -88,17 +88,56 @@ class Gaussian(Likelihood):
     def mean(self, r: Tensor) -> Tensor:
         return r
 
+    def std(self, r: Tensor) -> Tensor:
+        """Standard deviation of p(x | r), broadcastable to x."""
+        return torch.full_like(r, self.sigma)
+
     def config(self) -> dict:
         return {"name": self.name, "sigma": self.sigma}
 
 
-LIKELIHOODS: dict[str, type[Likelihood]] = {"bernoulli": Bernoulli, "gaussian": Gaussian}
+class LearnedGaussian(Likelihood):
+    """Gaussian with one learned standard deviation per data dimension (a parameter of the model).
+
+    −log p(x | r) = Σ_d [(x_d − r_d)² / (2σ_d²) + log σ_d + ½ log 2π]; σ starts at ``sigma``.
+
+    Example
+    -------
+    >>> lik = LearnedGaussian(size=2, sigma=1.0)
+    >>> lik.nll(torch.zeros(1, 2), torch.ones(1, 2))  # the same as Gaussian(1.0) before training
+    tensor([2.8379], grad_fn=<SumBackward1>)
+    """
+
+    name = "gaussian_learned"
+
+    def __init__(self, size: int, sigma: float = 1.0) -> None:
+        super().__init__()
+        sigma = number(sigma, "initial sigma", 0, low_open=True)
+        self.log_sigma = nn.Parameter(torch.full((int(size),), math.log(sigma)))
+
+    def nll(self, r: Tensor, x: Tensor) -> Tensor:
+        z = (x - r).flatten(1) * (-self.log_sigma).exp()
+        return (0.5 * z.square() + self.log_sigma + 0.5 * math.log(2 * math.pi)).sum(1)
+
+    def mean(self, r: Tensor) -> Tensor:
+        return r
+
+    def std(self, r: Tensor) -> Tensor:
+        return self.log_sigma.exp().expand_as(r)
 
 
-def make_likelihood(name: str, sigma: float = 1.0) -> Likelihood:
-    """Build a likelihood by name (``"bernoulli"`` or ``"gaussian"``)."""
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
+
+
+def make_likelihood(name: str, sigma: float = 1.0, size: int | None = None) -> Likelihood:
+    """Build a likelihood by name: ``"bernoulli"``, ``"gaussian"`` (fixed ``sigma``) or
+    ``"gaussian_learned"`` (one σ per dimension, ``size`` of them, starting at ``sigma``)."""
     if name == "bernoulli":
         return Bernoulli()
     if name == "gaussian":
         return Gaussian(sigma)
-    raise ValueError(f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}")
+    if name == "gaussian_learned":
+        if size is None:
+            raise ValueError("likelihood 'gaussian_learned' needs the data size (one sigma per dimension)")
+        return LearnedGaussian(size, sigma)
+    raise ValueError(f"unknown likelihood {name!r}; choose one of {', '.join(LIKELIHOODS)}")

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from .corruption import Corruption, Identity
 from .likelihoods import Likelihood
+
+if TYPE_CHECKING:
+    from .variational import Posterior
 
 
 @dataclass
@@ -28,6 +32,7 @@ class Batch:
     h: Tensor
     r: Tensor
     model: "Autoencoder"
+    q: "Posterior | None" = None  # q(h | x̃) when the encoder is stochastic (h is a draw from it)
 
 
 class Penalty(nn.Module, ABC):
@@ -52,7 +57,8 @@ class Output:
     """What :meth:`Autoencoder.forward` returns.
 
     ``loss`` is the batch mean of the per-sample objective; ``terms`` holds its
-    named parts (``"reconstruction"`` and one entry per penalty), which sum to ``loss``.
+    named parts (``"reconstruction"`` and one entry per penalty), which sum to ``loss``
+    unless the caller weighted some of them (see :meth:`Autoencoder.forward`).
     """
 
     loss: Tensor
@@ -61,6 +67,7 @@ class Output:
     x_tilde: Tensor
     r: Tensor  # decoder output: the parameters of p(x | h), e.g. logits
     nll: Tensor = field(repr=False)  # (B,) per-sample −log p(x | r)
+    q: "Posterior | None" = field(default=None, repr=False)
 
 
 class Autoencoder(nn.Module):
@@ -69,7 +76,9 @@ class Autoencoder(nn.Module):
     Parameters
     ----------
     encoder, decoder
-        Modules mapping flat batches ``(B, D) → (B, K)`` and ``(B, K) → (B, D)``.
+        Modules mapping flat batches ``(B, D) → (B, K)`` and ``(B, K) → (B, D)``. An encoder
+        with ``stochastic = True`` returns a distribution q(h | x) instead
+        (:class:`~aekit.variational.GaussianEncoder`); the model then draws h from it.
     likelihood
         The decoder's likelihood; reconstruction is scored against the clean ``x``.
     input_shape
@@ -111,6 +120,7 @@ class Autoencoder(nn.Module):
         self.input_shape = tuple(int(s) for s in input_shape)
         self.input_size = math.prod(self.input_shape)
         self.code_size = int(code_size)
+        self.stochastic = bool(getattr(encoder, "stochastic", False))
         # Set by presets.create: the JSON config that rebuilds this model exactly.
         self.config: dict | None = None
         names = [p.name for p in self.penalties]
@@ -125,25 +135,60 @@ class Autoencoder(nn.Module):
         constrained = any(getattr(m, "constrains_code", False) for m in self.encoder.modules())  # e.g. TopK
         return constrained or len(self.penalties) > 0 or not isinstance(self.corruption, Identity)
 
-    def forward(self, x: Tensor, corrupt: bool | None = None) -> Output:
-        """Loss and parts for a batch ``x`` (B, D); corrupts in training mode unless ``corrupt`` says otherwise."""
+    def forward(self, x: Tensor, corrupt: bool | None = None, weights: Mapping[str, float] | None = None) -> Output:
+        """Loss and parts for a batch ``x`` (B, D); corrupts in training mode unless ``corrupt`` says otherwise.
+
+        ``weights`` scales named terms in ``loss`` only (e.g. ``{"kl": 0.1}`` during a KL
+        warm-up); ``terms`` always holds the unscaled values.
+        """
         corrupt = self.training if corrupt is None else corrupt
         x_tilde = self.corruption(x) if corrupt else x
         if any(p.needs_input_grad for p in self.penalties) and torch.is_grad_enabled():
             x_tilde = x_tilde.detach().requires_grad_(True)
-        h = self.encoder(x_tilde)
+        q = self.encoder(x_tilde) if self.stochastic else None
+        h = q.rsample() if q is not None else self.encoder(x_tilde)
         r = self.decoder(h)
         nll = self.likelihood.nll(r.float(), x)  # (B,) against the clean x; fp32 even under autocast
         terms = {"reconstruction": nll.mean()}
-        batch = Batch(x=x, x_tilde=x_tilde, h=h, r=r, model=self)
+        batch = Batch(x=x, x_tilde=x_tilde, h=h, r=r, model=self, q=q)
         for p in self.penalties:
             terms[p.name] = p(batch)
-        loss = sum(terms.values())
-        return Output(loss=loss, terms=terms, h=h, x_tilde=x_tilde, r=r, nll=nll)
+        weights = weights or {}
+        loss = sum(weights.get(k, 1.0) * v for k, v in terms.items())
+        return Output(loss=loss, terms=terms, h=h, x_tilde=x_tilde, r=r, nll=nll, q=q)
 
     def encode(self, x: Tensor) -> Tensor:
-        """The code h = f(x), shape (B, K), without corruption."""
+        """The code h = f(x), shape (B, K), without corruption; the posterior mean for a stochastic encoder."""
+        return self.encoder(x).mean if self.stochastic else self.encoder(x)
+
+    def posterior(self, x: Tensor) -> "Posterior":
+        """q(h | x) of a stochastic encoder: ``.mean``, ``.var``, ``.rsample(n)``."""
+        self.need_stochastic("posterior")
         return self.encoder(x)
+
+    def need_stochastic(self, what: str) -> None:
+        """Raise ``ValueError`` saying that ``what`` needs a stochastic encoder, unless this model has one."""
+        if not self.stochastic:
+            raise ValueError(f"{what} needs a stochastic encoder (preset 'vae'); this model's code is deterministic")
+
+    # Generative use of a stochastic model; the mathematics lives in aekit.variational.
+    def sample(self, n: int, mean: bool = True) -> Tensor:
+        """``n`` samples decoded from the prior: see :func:`aekit.variational.sample`."""
+        from .variational import sample
+
+        return sample(self, n, mean)
+
+    def interpolate(self, x_a: Tensor, x_b: Tensor, steps: int = 8) -> Tensor:
+        """Decoded line between two posterior means: see :func:`aekit.variational.interpolate`."""
+        from .variational import interpolate
+
+        return interpolate(self, x_a, x_b, steps)
+
+    def log_likelihood(self, x: Tensor, k: int = 1000, allow_nonbinary: bool = False) -> Tensor:
+        """Importance-weighted log p(x) per sample: see :func:`aekit.variational.log_likelihood`."""
+        from .variational import log_likelihood
+
+        return log_likelihood(self, x, k, allow_nonbinary=allow_nonbinary)
 
     def decode(self, h: Tensor) -> Tensor:
         """The mean of p(x | h), shape (B, D)."""

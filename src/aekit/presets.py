@@ -21,6 +21,7 @@ from .likelihoods import make_likelihood
 from .model import Autoencoder, Penalty
 from .networks import MLP, ConvDecoder, ConvEncoder, TiedMLP
 from .sparse import L1, AuxK, KLSparsity, TopK
+from .variational import GaussianEncoder, GaussianKL
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def _mlp_autoencoder(
     encoder = MLP(sizes, activation, final=code_activation)
     decoder = TiedMLP(encoder, activation) if tied else MLP(sizes[::-1], activation)
     return Autoencoder(
-        encoder, decoder, make_likelihood(likelihood, sigma), input_shape=input_shape, code_size=code_size,
+        encoder, decoder, make_likelihood(likelihood, sigma, math.prod(input_shape)), input_shape=input_shape, code_size=code_size,
         corruption=corruption, penalties=penalties,
     )
 
@@ -222,7 +223,7 @@ def conv(
     encoder = ConvEncoder(input_shape, channels, _need_code_size(code_size), activation)
     decoder = ConvDecoder(encoder, activation)
     return Autoencoder(
-        encoder, decoder, make_likelihood(likelihood, sigma), input_shape=input_shape, code_size=code_size
+        encoder, decoder, make_likelihood(likelihood, sigma, math.prod(input_shape)), input_shape=input_shape, code_size=code_size
     )
 
 
@@ -350,3 +351,35 @@ def contractive(
     code_size = _code_size_or_double(input_shape, code_size)
     return _mlp_autoencoder(input_shape, hidden, code_size, activation, activation, likelihood, sigma, tied,
                             penalties=[Contractive(lam, method, projections)])
+
+
+# ---------------------------------------------------------------------------- stochastic
+
+
+@register("vae", "variational autoencoder: Gaussian q(h|x), N(0, I) prior, loss = negative ELBO in nats",
+          epochs=100, batch_size=100, lr=1e-3)
+def vae(
+    input_shape: tuple[int, ...],
+    code_size: int = 50,
+    hidden: Sequence[int] = (200, 200),
+    activation: str = "tanh",
+    likelihood: str = "bernoulli",
+    sigma: float = 1.0,
+    beta: float = 1.0,
+    free_bits: float = 0.0,
+) -> Autoencoder:
+    """MLP encoder to (mu, log σ²) of q(h | x), MLP decoder to the parameters of p(x | h).
+
+    The defaults are Burda et al.'s (2015) one-stochastic-layer MNIST model, 784-200-200-50.
+    ``likelihood="gaussian_learned"`` learns one σ per dimension (``sigma`` is its start).
+    ``beta`` weighs the KL (β-VAE); ``free_bits`` is a floor in nats per code unit.
+    """
+    d = math.prod(input_shape)
+    code_size = _need_code_size(code_size)
+    if not hidden:
+        raise ValueError("vae needs at least one hidden layer (hidden=[...]) before the mu and log-variance heads")
+    body = MLP([d, *hidden], activation, final=activation)
+    encoder = GaussianEncoder(body, body.sizes[-1], code_size)
+    decoder = MLP([code_size, *reversed(hidden), d], activation)
+    return Autoencoder(encoder, decoder, make_likelihood(likelihood, sigma, d), input_shape=input_shape,
+                       code_size=code_size, penalties=[GaussianKL(beta, free_bits)])

@@ -63,6 +63,10 @@ class TrainConfig:
         Save the full trainer state every N epochs (0: only at the end); needs ``run_dir``.
     max_time
         Stop after the first epoch that ends past this many seconds; ``None`` for no limit.
+    kl_warmup_epochs
+        Raise the weight of the model's ``"kl"`` term (a VAE's KL) linearly from 0 to 1 over
+        this many epochs, step by step; 0 for none. The schedule belongs to the trainer:
+        the model's β is untouched, and the logged terms are unweighted.
     """
 
     epochs: int = 30
@@ -82,6 +86,7 @@ class TrainConfig:
     precision: str = "fp32"
     checkpoint_every: int = 1
     max_time: float | None = None
+    kl_warmup_epochs: float = 0.0
     progress: bool = True
 
     def validate(self) -> "TrainConfig":
@@ -109,6 +114,7 @@ class TrainConfig:
         need(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}")
         need(is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0")
         need(self.max_time is None or (is_number(self.max_time) and self.max_time > 0), "max_time", "None or a number > 0")
+        need(is_number(self.kl_warmup_epochs) and self.kl_warmup_epochs >= 0, "kl_warmup_epochs", "a number >= 0")
         return self
 
     @classmethod
@@ -294,6 +300,9 @@ def fit(
     steps_per_epoch = math.ceil(n / bs)
     total = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    kl_warmup = math.ceil(cfg.kl_warmup_epochs * steps_per_epoch)
+    if kl_warmup and "kl" not in {p.name for p in model.penalties}:
+        raise ValueError("kl_warmup_epochs needs a model with a KL term (preset 'vae'); this one has none")
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
     shuffle = torch.Generator().manual_seed(cfg.seed)
@@ -322,8 +331,10 @@ def fit(
             sums: dict[str, Tensor] = {}
             for b in range(steps_per_epoch):
                 xb = train[perm[b * bs : (b + 1) * bs]]
+                step = (epoch - 1) * steps_per_epoch + b
+                weights = {"kl": min(1.0, (step + 1) / kl_warmup)} if kl_warmup else None
                 with autocast:
-                    out = model(xb)
+                    out = model(xb, weights=weights)
                 opt.zero_grad(set_to_none=True)
                 out.loss.backward()
                 if cfg.grad_clip is not None:
@@ -337,6 +348,8 @@ def fit(
                                description=f"epoch {epoch}/{cfg.epochs}",
                                loss=f"loss {float(sum(sums.values())) / min(n, (b + 1) * bs):.4g}")
             row: dict[str, Any] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
+            if weights:
+                row["kl_weight"] = weights["kl"]  # at the epoch's last step
             row["train_loss"] = float(sum(sums.values())) / n
             row.update({f"train_{k}": float(v) / n for k, v in sums.items()})
             if not math.isfinite(row["train_loss"]):
