@@ -38,3 +38,16 @@ def test_linear_autoencoder_learns_pca_subspace(digits):
     err_ae = squared_error(digits.test.x, reconstruct(model, digits.test.x))
     assert angle < 1.0, angle
     assert abs(err_ae / err_pca - 1) < 0.01, (err_ae, err_pca)
+
+
+def test_linear_probe_and_choice_of_c(digits):
+    from aekit.metrics import choose_c, linear_probe
+
+    x, y = digits.train.x, digits.train.y
+    acc = linear_probe(x, y, digits.test.x, digits.test.y, max_iter=500)
+    assert 0.9 < acc <= 1.0
+    # a C so small that the probe underfits loses on held-out data, so it is never chosen
+    assert choose_c(x, y, [1e-6, 1.0], max_iter=500) == 1.0
+    assert linear_probe(x, y, digits.test.x, digits.test.y, c=1e-6) < acc - 0.05  # c is used
+    with pytest.raises(ValueError, match="C values must be numbers > 0"):
+        choose_c(x, y, [0.0, 1.0])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from sklearn.decomposition import PCA
 
+from ._checks import is_number
 from .model import Autoencoder
 
 
@@ -84,13 +87,40 @@ def encode(model: Autoencoder, x: np.ndarray, batch_size: int = 2048) -> np.ndar
     return batched(model.encode, model, x, batch_size)
 
 
-def linear_probe(train_codes: np.ndarray, y_train: np.ndarray, test_codes: np.ndarray, y_test: np.ndarray,
-                 max_iter: int = 200) -> float:
-    """Test accuracy of a logistic regression fitted on standardised train codes."""
+def _probe(c: float, max_iter: int):
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
-    clf.fit(train_codes, y_train)
-    return float(clf.score(test_codes, y_test))
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter))
+
+
+def choose_c(train_codes: np.ndarray, y_train: np.ndarray, cs: Sequence[float], max_iter: int = 200,
+             val_fraction: float = 0.1, seed: int = 0) -> float:
+    """The inverse regularisation strength C of :func:`linear_probe` with the best accuracy on a
+    held-out, stratified share ``val_fraction`` of the training codes (the test set never chooses).
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(200, 5)), np.repeat([0, 1], 100)
+    >>> choose_c(x, y, [0.01, 1.0]) in (0.01, 1.0)
+    True
+    """
+    from sklearn.model_selection import train_test_split
+
+    cs = list(cs)
+    if not cs or any(not is_number(c) or c <= 0 for c in cs):
+        raise ValueError(f"C values must be numbers > 0, got {cs}")
+    a, b, ya, yb = train_test_split(train_codes, y_train, test_size=val_fraction, stratify=y_train, random_state=seed)
+    scores = [_probe(c, max_iter).fit(a, ya).score(b, yb) for c in cs]
+    return cs[int(np.argmax(scores))]
+
+
+def linear_probe(train_codes: np.ndarray, y_train: np.ndarray, test_codes: np.ndarray, y_test: np.ndarray,
+                 max_iter: int = 200, c: float = 1.0) -> float:
+    """Test accuracy of a logistic regression (inverse regularisation ``c``) fitted on standardised train codes.
+
+    Choose ``c`` on training data with :func:`choose_c`.
+    """
+    return float(_probe(c, max_iter).fit(train_codes, y_train).score(test_codes, y_test))
