@@ -1,0 +1,154 @@
+"""The scikit-learn estimators: scikit-learn's own estimator checks, pipelines, grid search, persistence."""
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from aekit.estimators import AutoencoderOutlierDetector, AutoencoderTransformer
+
+FAST = dict(hidden=(8,), epochs=3, batch_size=16)
+
+
+# No check is skipped. n_components=1 for the undercomplete preset: the checks fit 2-feature data,
+# and an undercomplete code must be smaller than the input. The VAE runs them too (its scores use
+# common random numbers, so they are deterministic and row-order invariant). The one skip pytest
+# reports per estimator is scikit-learn's own: check_array_api_input skips itself unless SCIPY_ARRAY_API
+# is set; aekit computes in torch and does not claim array-API support.
+@parametrize_with_checks([
+    AutoencoderTransformer(n_components=1, **FAST, random_state=0),
+    AutoencoderTransformer("vae", **FAST, random_state=0),
+    AutoencoderOutlierDetector(n_components=1, **FAST, random_state=0),
+    AutoencoderOutlierDetector("denoising", n_components=4, noise="gaussian", level=0.1, epochs=3,
+                               batch_size=16, random_state=0),
+])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def X(digits):
+    return digits.train.x[:400].astype(np.float64)
+
+
+def test_pipeline_with_standard_scaler(X):
+    pipe = Pipeline([("scale", StandardScaler()), ("ae", AutoencoderTransformer(n_components=3, **FAST, random_state=0))])
+    Z = pipe.fit_transform(X)
+    assert Z.shape == (400, 3) and Z.dtype == np.float64
+    assert pipe.inverse_transform(Z).shape == X.shape
+    np.testing.assert_allclose(pipe.transform(X), Z, rtol=1e-5, atol=1e-6)
+
+
+def test_grid_search_over_a_penalty_weight(X, digits):
+    # score = mean of score_samples (negative reconstruction loss), as PCA.score is its mean log-likelihood
+    grid = GridSearchCV(AutoencoderTransformer("contractive", n_components=16, **FAST, random_state=0),
+                        {"lam": [1e-3, 10.0]}, cv=2)
+    grid.fit(X)
+    assert set(grid.cv_results_["param_lam"]) == {1e-3, 10.0}
+    # a huge contractive weight flattens the code and costs reconstruction: the small one wins
+    assert grid.best_params_ == {"lam": 1e-3}
+    assert grid.best_estimator_.transform(X).shape == (400, 16)
+
+
+def test_clone_round_trips_and_same_random_state_gives_identical_codes(X):
+    ae = AutoencoderTransformer("denoising", n_components=5, noise="masking", level=0.2, **FAST, random_state=7)
+    c = clone(ae)
+    assert c.get_params() == ae.get_params()
+    a, b = ae.fit_transform(X), c.fit_transform(X)
+    np.testing.assert_array_equal(a, b)
+    other = AutoencoderTransformer("denoising", n_components=5, noise="masking", level=0.2, **FAST, random_state=8)
+    assert not np.array_equal(a, other.fit_transform(X))
+
+
+def test_not_fitted_and_wrong_feature_count(X):
+    ae = AutoencoderTransformer(**FAST)
+    with pytest.raises(NotFittedError):
+        ae.transform(X)
+    ae.fit(X)
+    with pytest.raises(ValueError, match="X has 10 features, but AutoencoderTransformer is expecting 64 features"):
+        ae.transform(X[:, :10])
+    with pytest.raises(ValueError, match="inverse_transform expects 2"):
+        ae.inverse_transform(np.zeros((3, 5)))
+
+
+def test_bernoulli_needs_unit_interval_data(X):
+    ae = AutoencoderTransformer(likelihood="bernoulli", **FAST)
+    ae.fit(X)  # digits are in [0, 1]
+    with pytest.raises(ValueError, match=r"needs data in \[0, 1\].*likelihood='gaussian'"):
+        AutoencoderTransformer(likelihood="bernoulli", **FAST).fit(StandardScaler().fit_transform(X))
+
+
+def test_options_that_do_not_apply_are_errors(X):
+    with pytest.raises(ValueError, match="lam=0.1 does not apply to preset 'undercomplete'"):
+        AutoencoderTransformer(lam=0.1, **FAST).fit(X)
+    with pytest.raises(ValueError, match="n_components=64 must be smaller than the number of features"):
+        AutoencoderTransformer(n_components=64, **FAST).fit(X)
+    with pytest.raises(ValueError, match=r"contamination must be in \(0, 0.5\]"):
+        AutoencoderOutlierDetector(contamination=0.7, **FAST).fit(X)
+
+
+def test_every_main_option_reaches_the_model(X):
+    ae = AutoencoderTransformer("ksparse", n_components=40, k=5, alpha=2.0, hidden=(16,), epochs=2, batch_size=32,
+                                lr=5e-3, random_state=0).fit(X)
+    topk = ae.model_.encoder.final
+    assert (topk.k, topk.alpha) == (5, 2.0) and ae.model_.encoder.sizes == [64, 16, 40]
+    assert ae.history_.last["epoch"] == 2 and ae.history_.last["lr"] == 5e-3
+    vae = AutoencoderTransformer("vae", n_components=3, beta=0.5, free_bits=0.1, kl_warmup_epochs=1, **FAST).fit(X)
+    kl = vae.model_.penalties[0]
+    assert (kl.beta, kl.free_bits) == (0.5, 0.1) and vae.history_.rows[0]["kl_weight"] == 1.0
+
+
+def test_vae_transform_is_the_posterior_mean_and_scores_are_elbos(X):
+    import torch
+
+    vae = AutoencoderTransformer("vae", n_components=3, **FAST, random_state=0).fit(X)
+    Z = vae.transform(X[:10])
+    np.testing.assert_allclose(Z, vae.model_.posterior(torch.from_numpy(X[:10]).float()).mean.detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    s = vae.score_samples(X[:10])
+    np.testing.assert_array_equal(s, vae.score_samples(X[:10]))  # deterministic
+    np.testing.assert_allclose(s[::-1], vae.score_samples(X[:10][::-1]), rtol=1e-5)  # row order does not matter
+
+
+def test_set_output_pandas(X):
+    pd = pytest.importorskip("pandas")
+    ae = AutoencoderTransformer(n_components=2, **FAST).set_output(transform="pandas")
+    df = ae.fit(X).transform(X[:5])
+    assert isinstance(df, pd.DataFrame)
+    assert list(df.columns) == ["autoencodertransformer0", "autoencodertransformer1"]
+    assert list(ae.get_feature_names_out()) == list(df.columns)
+
+
+def test_outlier_detector_contract(X, digits):
+    det = AutoencoderOutlierDetector(n_components=4, contamination=0.1, **FAST, random_state=0).fit(X)
+    scores = det.score_samples(X)
+    np.testing.assert_allclose(det.decision_function(X), scores - det.offset_)
+    pred = det.predict(X)
+    assert set(pred) == {-1, 1} and abs((pred == -1).mean() - 0.1) < 0.01
+    noise = np.random.default_rng(0).uniform(0, 1, size=(50, 64))
+    assert (det.predict(noise) == -1).mean() > 0.9  # uniform noise is not a digit
+
+
+def test_pickle_and_aekit_checkpoint_round_trip(X, tmp_path):
+    for est in (AutoencoderTransformer("vae", n_components=3, **FAST, random_state=0),
+                AutoencoderOutlierDetector(n_components=3, **FAST, random_state=0)):
+        est.fit(X)
+        again = pickle.loads(pickle.dumps(est))
+        np.testing.assert_array_equal(again.score_samples(X), est.score_samples(X))
+        path = est.save(tmp_path / type(est).__name__)
+        loaded = type(est).load(path)
+        assert loaded.get_params() == est.get_params()
+        if hasattr(est, "transform"):
+            np.testing.assert_array_equal(loaded.transform(X), est.transform(X))
+        np.testing.assert_array_equal(loaded.score_samples(X), est.score_samples(X))
+        if hasattr(est, "offset_"):
+            assert loaded.offset_ == est.offset_
+            np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+    with pytest.raises(ValueError, match="saved from AutoencoderOutlierDetector, not from AutoencoderTransformer"):
+        AutoencoderTransformer.load(tmp_path / "AutoencoderOutlierDetector")
