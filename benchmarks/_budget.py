@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from aekit import Autoencoder, TrainConfig, create, fit
+
+
+def budget_parser(doc: str) -> argparse.ArgumentParser:
+    """The options every budget benchmark has: --minutes, --data-dir, --set KEY=VALUE ..., --seed."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=15.0, help="wall-clock training budget")
+    ap.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="override a training default or model option (for tuning), e.g. lr=3e-3 activation=relu")
+    ap.add_argument("--seed", type=int, default=0)
+    return ap
 
 
 def parse_sets(pairs: list[str], preset: str, input_shape: tuple[int, ...]) -> tuple[dict, dict]:

@@ -13,26 +13,17 @@ run at the budget whatever happens. The curve is the test error after each epoch
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
-from _budget import calibrated_epochs, parse_sets
+from _budget import budget_parser, calibrated_epochs, parse_sets
 
 from aekit import config_for, create, fit, load, pca_error, reconstruct, squared_error
 
-HERE = Path(__file__).resolve().parent
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=15.0, help="wall-clock training budget")
-    ap.add_argument("--data-dir", type=Path, default=HERE.parent.parent / "shared" / "data" / "mnist")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="override a training default or model option (for tuning), e.g. lr=3e-3 activation=relu")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = budget_parser(__doc__).parse_args()
 
     split = load("mnist", data_dir=args.data_dir)
     x_tr, x_te = split.train.x, split.test.x

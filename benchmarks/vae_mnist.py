@@ -17,31 +17,23 @@ after training, outside the budget.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
-from _budget import calibrated_epochs, parse_sets
+from _budget import budget_parser, calibrated_epochs, parse_sets
 
 from aekit import config_for, create, fit, load
 from aekit.variational import elbo, log_likelihood
 
-HERE = Path(__file__).resolve().parent
 SHAPE = (1, 28, 28)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=15.0, help="wall-clock training budget")
+    ap = budget_parser(__doc__)
     ap.add_argument("--k", type=int, default=1000, help="importance samples of the final NLL estimate")
     ap.add_argument("--eval-n", type=int, default=10000, help="test images scored for the final NLL (first N)")
     ap.add_argument("--curve-n", type=int, default=2000, help="test images of the per-epoch ELBO curve")
-    ap.add_argument("--data-dir", type=Path, default=HERE.parent.parent / "shared" / "data" / "mnist")
-    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                    help="override a training default or model option, e.g. lr=2e-3 schedule=cosine")
-    ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     split = load("mnist", data_dir=args.data_dir, binarize=True)

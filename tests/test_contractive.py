@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from aekit import create, fit
-from aekit.contractive import Contractive, frobenius_closed, frobenius_exact, frobenius_stochastic
+from aekit.contractive import frobenius_closed, frobenius_exact, frobenius_stochastic
 from aekit.networks import MLP
 
 ACTS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus, "linear": nn.Identity}

@@ -51,3 +51,20 @@ def test_linear_probe_and_choice_of_c(digits):
     assert linear_probe(x, y, digits.test.x, digits.test.y, c=1e-6) < acc - 0.05  # c is used
     with pytest.raises(ValueError, match="C values must be numbers > 0"):
         choose_c(x, y, [0.0, 1.0])
+
+
+def test_hand_computed_metrics():
+    from aekit.metrics import mean_squared_error, psnr, roc_auc, sparsity
+
+    x, r = np.zeros((2, 4)), np.array([[1, 0, 0, 0], [1, 1, 1, 0.0]])
+    assert squared_error(x, r) == 2.0 and mean_squared_error(x, r) == 0.5  # per-image sum vs per-dimension mean
+    assert psnr(np.zeros(4), np.full(4, 0.1)) == pytest.approx(20.0)
+    assert psnr(np.zeros(4), np.full(4, 0.5), data_range=2.0) == pytest.approx(10 * np.log10(4 / 0.25))
+    assert psnr(np.ones(3), np.ones(3)) == float("inf")
+    # 4 pairs (anomaly, normal): 3 ranked right
+    assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
+    with pytest.raises(ValueError, match="needs both classes"):
+        roc_auc(np.zeros(3), np.arange(3.0))
+    s = sparsity(np.array([[0, 2.0, 0, 0], [0, 1.0, 3.0, 0]]))
+    assert s == {"l0": 1.5, "dead_fraction": 0.5}
+    assert sparsity(np.array([[0.005, 0.5]]), tol=0.01) == {"l0": 1.0, "dead_fraction": 0.5}

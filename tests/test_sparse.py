@@ -5,7 +5,7 @@ import torch
 
 from aekit import create, fit
 from aekit.model import Batch
-from aekit.sparse import L1, AuxK, KLSparsity, TopK, kl_bernoulli
+from aekit.sparse import L1, AuxK, TopK, kl_bernoulli
 
 
 def _batch(h, model=None):

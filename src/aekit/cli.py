@@ -1,4 +1,4 @@
-"""The ``aekit`` command: train, evaluate, encode, reconstruct, presets.
+"""The ``aekit`` command: train, evaluate, encode, reconstruct, report, compare, presets.
 
 Bad input ends with one line ``error: …`` on stderr and exit status 2.
 """
@@ -103,17 +103,14 @@ def _stochastic_metrics(model, x: np.ndarray, k: int, table: Table) -> dict[str,
     import torch
 
     from .likelihoods import Bernoulli
-    from .variational import elbo, log_likelihood
+    from .metrics import likelihood_bounds
 
     grey = isinstance(model.likelihood, Bernoulli) and not np.isin(x, (0.0, 1.0)).all()
     if grey:
         warnings.warn("the test data is not binary, so the Bernoulli ELBO and NLL below are cross-entropies, not "
                       "log-likelihoods, and not comparable with published numbers; train with --binarize for those")
     torch.manual_seed(0)  # the same estimate at every evaluation
-    xt = torch.from_numpy(x)
-    res = {k_: float(v.mean()) for k_, v in elbo(model, xt, allow_nonbinary=grey).items()}
-    res["nll"] = -float(log_likelihood(model, xt, k, allow_nonbinary=grey).mean())
-    res["iw_samples"] = k
+    res = {**likelihood_bounds(model, x, k, allow_nonbinary=grey), "iw_samples": k}
     table.add_row("test ELBO (nats per sample; a lower bound on log p(x))", f"{res['elbo']:.2f}")
     table.add_row("  of which KL(q(h|x) ‖ p(h))", f"{res['kl']:.2f}")
     table.add_row(f"test NLL, −log p(x) estimated with k={k} importance samples (nats)", f"{res['nll']:.2f}")
@@ -198,6 +195,7 @@ def train(
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Save trainer state every N epochs.")] = None,
     max_time: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many seconds.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    report: Annotated[bool, typer.Option("--report", help="Write report.html and its figures into the run at the end.")] = False,
 ) -> None:
     """Train an autoencoder; print its test reconstruction error next to PCA's."""
     import torch
@@ -227,7 +225,7 @@ def train(
         model = from_config(meta["model"])
         # max_time limits this invocation only: a run stopped by it continues to its last epoch
         cfg = TrainConfig.from_dict({**meta["train"], "device": device, "progress": not quiet, "max_time": max_time})
-        _fit_and_report(model, split, cfg, resume, resume=True, iw_samples=iw_samples)
+        _fit_and_report(model, split, cfg, resume, resume=True, iw_samples=iw_samples, html=report)
         return
 
     preset, data, binarize = preset or "undercomplete", data or "digits", bool(binarize)
@@ -248,10 +246,11 @@ def train(
     n_params = sum(p.numel() for p in model.parameters())
     err.print(f"{preset} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
               f"input {model.input_size}, code {model.code_size}, {n_params:,} parameters → {run}")
-    _fit_and_report(model, split, cfg, run, iw_samples=iw_samples)
+    _fit_and_report(model, split, cfg, run, iw_samples=iw_samples, html=report)
 
 
-def _fit_and_report(model, split, cfg, run: Path, resume: bool = False, iw_samples: int = 1000) -> None:
+def _fit_and_report(model, split, cfg, run: Path, resume: bool = False, iw_samples: int = 1000,
+                    html: bool = False) -> None:
     from .checkpoint import write_json
     from .train import fit
 
@@ -263,6 +262,10 @@ def _fit_and_report(model, split, cfg, run: Path, resume: bool = False, iw_sampl
         raise typer.Exit(130) from None
     res = _report(model, split, [("train time", f"{time.perf_counter() - t0:.1f} s")], iw_samples)
     write_json(run / "evaluation.json", res)
+    if html:
+        from .report import write_report
+
+        out.print(f"report: {write_report(run, split, model)}")
     out.print(f"saved to {run}")
 
 
@@ -347,6 +350,45 @@ def reconstruct(
 ) -> None:
     """Write the reconstructions of INPUT as a .npy array (N, D)."""
     _apply(run_dir, input, out_path, device, "reconstructions")
+
+
+@app.command("report")
+@friendly
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `aekit train`.")],
+) -> None:
+    """Write RUN_DIR/report.html (images embedded) and one PNG per figure."""
+    from .checkpoint import load_model
+    from .report import write_report
+
+    model = load_model(run_dir)
+    out.print(f"wrote {write_report(run_dir, _split_of_run(run_dir), model)}")
+
+
+@app.command()
+@friendly
+def compare(
+    data: Annotated[str, typer.Option(help="digits, mnist, fashion-mnist, a directory of IDX files or a data file.")] = "digits",
+    data_dir: Annotated[Optional[Path], typer.Option(help="Read mnist/fashion-mnist IDX files from here.")] = None,
+    presets: Annotated[str, typer.Option(help="Comma-separated presets to compare.")] = "linear,undercomplete",
+    code_sizes: Annotated[str, typer.Option(help="Comma-separated code sizes.")] = "2,10",
+    epochs: Annotated[int, typer.Option(help="Epochs per autoencoder (0: each preset's default).")] = 10,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: runs/compare-DATA-TIME).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Train each preset at each code size, and PCA; write compare.md, compare.csv and compare.png."""
+    from .report import compare as run_compare
+
+    names = [p.strip() for p in presets.split(",") if p.strip()]
+    sizes = _ints(code_sizes, "--code-sizes")
+    if not names or not sizes:
+        _fail("--presets and --code-sizes must each name at least one value")
+    split = _load_split(data, data_dir)
+    run = out_dir or Path("runs") / f"compare-{split.train.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_compare(split, names, sizes, run, epochs or None, progress=not quiet,
+                log=lambda m: err.print(m, markup=False, highlight=False))
+    out.print((run / "compare.md").read_text(), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"wrote {run / 'compare.md'}, {run / 'compare.csv'}, {run / 'compare.png'}")
 
 
 @app.command()

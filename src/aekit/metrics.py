@@ -38,6 +38,47 @@ def squared_error(x: np.ndarray, r: np.ndarray) -> float:
     return float(((x - r) ** 2).reshape(len(x), -1).sum(1).mean())
 
 
+def mean_squared_error(x: np.ndarray, r: np.ndarray) -> float:
+    """Squared error **averaged over samples and dimensions** (per-dimension mean; scikit-learn's MSE).
+
+    Example
+    -------
+    >>> mean_squared_error(np.zeros((2, 3)), np.ones((2, 3)))
+    1.0
+    """
+    x, r = np.asarray(x, dtype=np.float64), np.asarray(r, dtype=np.float64)
+    return float(((x - r) ** 2).mean())
+
+
+def roc_auc(is_anomaly: np.ndarray, score: np.ndarray) -> float:
+    """Area under the ROC curve of ``score`` (higher = more anomalous) for 0/1 labels ``is_anomaly``.
+
+    Example
+    -------
+    >>> roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
+    0.75
+    """
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(is_anomaly)
+    if set(np.unique(y)) != {0, 1}:
+        raise ValueError(f"ROC-AUC needs both classes among the 0/1 labels, got values {np.unique(y).tolist()}")
+    return float(roc_auc_score(y, np.asarray(score)))
+
+
+def likelihood_bounds(model: Autoencoder, x: np.ndarray, k: int = 1000, allow_nonbinary: bool = False) -> dict[str, float]:
+    """A stochastic model's test ELBO and its k-sample importance-weighted NLL, in nats per sample (means).
+
+    See :func:`aekit.variational.elbo` and :func:`aekit.variational.log_likelihood`.
+    """
+    from .variational import elbo, log_likelihood
+
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    res = {key: float(v.mean()) for key, v in elbo(model, xt, allow_nonbinary=allow_nonbinary).items()}
+    res["nll"] = -float(log_likelihood(model, xt, k, allow_nonbinary=allow_nonbinary).mean())
+    return res
+
+
 def pca_error(x_train: np.ndarray, x_test: np.ndarray, k: int) -> tuple[float, PCA]:
     """Squared error per sample (summed over dimensions) of PCA with ``k`` components fitted on ``x_train``."""
     pca = PCA(n_components=k, svd_solver="full").fit(x_train)

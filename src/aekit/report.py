@@ -1,0 +1,311 @@
+"""A run at a glance: matplotlib figures and one self-contained ``report.html`` (images embedded).
+
+Every run gets its loss curves, originals vs reconstructions, the code map and its config and
+metrics; denoising runs add noisy vs denoised, sparse runs the unit activity, contractive runs the
+tangent directions, VAE runs samples and interpolations.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from .corruption import Identity  # noqa: E402
+from .data import Split  # noqa: E402
+from .metrics import encode, reconstruct  # noqa: E402
+from .model import Autoencoder  # noqa: E402
+
+N_SHOW = 10  # images per row in the grids
+
+
+def _image_shape(model: Autoencoder) -> tuple[int, ...] | None:
+    """(H, W) or (H, W, 3) when a sample is an image imshow can draw, else None."""
+    s = model.input_shape
+    if len(s) == 3 and s[0] in (1, 3):
+        return (s[1], s[2]) if s[0] == 1 else (s[1], s[2], 3)
+    return None
+
+
+def _show_rows(rows: list[tuple[str, np.ndarray]], shape: tuple[int, ...] | None, title: str) -> Figure:
+    """Rows of images (or of line plots for non-image data), one labelled row per array (n, D)."""
+    n = max(len(a) for _, a in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.35 * len(rows) + 0.5), squeeze=False)
+    for i, (label, arr) in enumerate(rows):
+        for j in range(n):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(arr):
+                ax.axis("off")
+                continue
+            if shape is not None:
+                img = arr[j].reshape(shape[-1], *shape[:2]).transpose(1, 2, 0) if len(shape) == 3 else arr[j].reshape(shape)
+                ax.imshow(np.clip(img, 0, 1), cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.plot(arr[j], lw=0.8)
+        axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def loss_curves(rows: list[dict[str, Any]]) -> Figure:
+    """One panel per loss term: train (and validation) against epoch."""
+    terms = [k[len("train_"):] for k in rows[0] if k.startswith("train_")]
+    fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2), squeeze=False)
+    epochs = [r["epoch"] for r in rows]
+    for ax, t in zip(axes[0], terms):
+        ax.plot(epochs, [r[f"train_{t}"] for r in rows], label="train")
+        if f"val_{t}" in rows[0]:
+            ax.plot(epochs, [r[f"val_{t}"] for r in rows], label="validation")
+        ax.set_title(t.replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per sample" if t in ("loss", "reconstruction", "kl") else "value")
+        ax.legend()
+    fig.suptitle("loss per term")
+    fig.tight_layout()
+    return fig
+
+
+def code_map(codes: np.ndarray, labels: np.ndarray | None) -> Figure:
+    """The codes in 2-D (the codes themselves if K = 2, else their first two principal components)."""
+    from sklearn.decomposition import PCA
+
+    k = codes.shape[1]
+    if k == 2:
+        xy, what = codes, ("h₁", "h₂")
+    elif k == 1:
+        xy, what = np.column_stack([codes[:, 0], np.zeros(len(codes))]), ("h₁", "")
+    else:
+        xy, what = PCA(2, random_state=0).fit_transform(codes), ("PC 1 of the codes", "PC 2 of the codes")
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if labels is not None:
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, s=4, cmap="tab10", alpha=0.7)
+        fig.colorbar(sc, ax=ax, label="label")
+    else:
+        ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.7)
+    ax.set_xlabel(what[0])
+    ax.set_ylabel(what[1])
+    ax.set_title(f"test codes ({k}-D{'' if k <= 2 else ', PCA projection'})")
+    fig.tight_layout()
+    return fig
+
+
+def unit_activity(codes: np.ndarray, tol: float = 0.01) -> Figure:
+    """Histogram over code units of the fraction of samples in which each unit is active (|h| > tol)."""
+    active = (np.abs(codes) > tol).mean(0)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(active, bins=50, color="tab:green")
+    ax.set_xlabel(f"fraction of test samples with |h_j| > {tol}")
+    ax.set_ylabel("number of code units")
+    ax.set_title(f"unit activity: {int((active == 0).sum())} of {len(active)} units never active")
+    fig.tight_layout()
+    return fig
+
+
+def field_plot(model: Autoencoder, data: np.ndarray, n: int = 25) -> Figure:
+    """2-D data: the reconstruction vector field r(x) − x on a grid, over the training points."""
+    from .manifold import vector_field
+
+    lo, hi = data.min(0) - 0.3, data.max(0) + 0.3
+    g = np.stack(np.meshgrid(np.linspace(lo[0], hi[0], n), np.linspace(lo[1], hi[1], n)), -1).reshape(-1, 2)
+    v = vector_field(model, g)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.scatter(data[:2000, 0], data[:2000, 1], s=2, c="tab:gray", alpha=0.5, label="training data")
+    q = ax.quiver(g[:, 0], g[:, 1], v[:, 0], v[:, 1], np.linalg.norm(v, axis=1), angles="xy", cmap="viridis")
+    fig.colorbar(q, ax=ax, label="‖r(x) − x‖")
+    ax.set_xlabel("x₁")
+    ax.set_ylabel("x₂")
+    ax.set_aspect("equal")
+    ax.set_title("reconstruction vector field r(x) − x")
+    ax.legend(loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def _png(fig: Figure, path: Path) -> str:
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dict[str, Callable[[], Figure]]:
+    """Name → figure builder for everything this run's model has to show."""
+    from .manifold import tangent_directions
+
+    x = split.test.x
+    shape = _image_shape(model)
+    show = x[:N_SHOW]
+    codes = encode(model, x[:5000])
+    out: dict[str, Callable[[], Figure]] = {}
+    if rows:
+        out["loss_curves"] = lambda: loss_curves(rows)
+    out["reconstructions"] = lambda: _show_rows(
+        [("original", show), ("reconstruction", reconstruct(model, show))], shape, "test images and their reconstructions")
+    if not isinstance(model.corruption, Identity):
+        torch.manual_seed(0)
+        noisy = model.corrupt(torch.from_numpy(show)).numpy()
+        out["denoising"] = lambda: _show_rows(
+            [("clean", show), ("corrupted", noisy), ("denoised", reconstruct(model, noisy))], shape,
+            f"denoising: {model.corruption.name} noise")
+    labels = split.test.y[:5000] if split.test.y is not None else None
+    out["code_map"] = lambda: code_map(codes, labels)
+    names = {p.name for p in model.penalties}
+    constrained = any(getattr(m, "constrains_code", False) for m in model.encoder.modules())
+    if names & {"l1", "kl_sparsity"} or constrained:
+        out["unit_activity"] = lambda: unit_activity(codes)
+    if "contractive" in names:
+        def tangents() -> Figure:
+            d, s = tangent_directions(model, show[:3], n=5)
+            d = 0.5 + 0.5 * d / np.abs(d).max(axis=2, keepdims=True)  # each direction scaled to [0, 1]
+            rows_ = [(f"x{i}, σ={', '.join(f'{v:.2g}' for v in s[i])}", np.concatenate([show[i : i + 1], d[i]]))
+                     for i in range(len(d))]
+            return _show_rows(rows_, shape, "tangent directions: leading right-singular vectors of ∂f/∂x (first: x)")
+
+        out["tangents"] = tangents
+    if model.input_size == 2:
+        out["vector_field"] = lambda: field_plot(model, split.train.x)
+    if model.stochastic:
+        torch.manual_seed(0)
+        out["samples"] = lambda: _show_rows(
+            [(f"row {i}", model.sample(N_SHOW).cpu().numpy()) for i in range(3)], shape, "samples from the prior, decoded")
+        out["interpolations"] = lambda: _show_rows(
+            [(f"{i}→{i + 1}", model.interpolate(torch.from_numpy(show[i]), torch.from_numpy(show[i + 1]), N_SHOW).cpu().numpy())
+             for i in range(3)], shape, "interpolations between posterior means")
+    return out
+
+
+def write_report(run_dir: str | Path, split: Split, model: Autoencoder | None = None) -> Path:
+    """Write ``report.html`` and one PNG per figure into ``run_dir``; return the HTML path.
+
+    Example
+    -------
+    >>> from aekit import create, fit, load
+    >>> d = load("digits")
+    >>> ae = create("undercomplete", d.train.shape, code_size=2)
+    >>> _ = fit(ae, d.train.x, epochs=2, run_dir="runs/doc-report", progress=False)
+    >>> write_report("runs/doc-report", d).name
+    'report.html'
+    """
+    from .checkpoint import load_model
+
+    run = Path(run_dir)
+    model = model if model is not None else load_model(run)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] \
+        if (run / "metrics.jsonl").is_file() else []
+    images = {name: _png(build(), run / f"{name}.png") for name, build in figures(model, split, rows).items()}
+    config = {"model": model.config}
+    if (run / "train.json").is_file():
+        config["train"] = json.loads((run / "train.json").read_text()).get("train")
+    metrics = json.loads((run / "evaluation.json").read_text()) if (run / "evaluation.json").is_file() else {}
+    if rows:
+        metrics.update({f"last epoch: {k}": v for k, v in rows[-1].items() if k.startswith(("train_", "val_"))})
+    title = f"aekit report: {model.config['preset'] if model.config else 'model'} on {split.test.name}"
+    body = [f"<h1>{html.escape(title)}</h1>", "<h2>metrics</h2>", _table(metrics)]
+    for name, b64 in images.items():
+        body.append(f"<h2>{name.replace('_', ' ')}</h2><img alt=\"{name}\" src=\"data:image/png;base64,{b64}\">")
+    body += ["<h2>config</h2>", f"<pre>{html.escape(json.dumps(config, indent=2))}</pre>"]
+    page = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>" + html.escape(title) + "</title>"
+            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}"
+            "td,th{padding:2px 10px;text-align:left}tr:nth-child(even){background:#f3f3f3}</style></head><body>"
+            + "\n".join(body) + "</body></html>")
+    out = run / "report.html"
+    out.write_text(page)
+    return out
+
+
+def _table(d: dict[str, Any]) -> str:
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
+
+    return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{fmt(v)}</td></tr>" for k, v in d.items()) + "</table>"
+
+
+# ---------------------------------------------------------------------------- aekit compare
+
+
+def compare(split: Split, presets: list[str], code_sizes: list[int], out_dir: str | Path, epochs: int | None = 10,
+            progress: bool = False, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Train every preset at every code size (and PCA at each), measure them on the test set, and
+    write ``compare.md``, ``compare.csv`` and ``compare.png`` (error against code size) into ``out_dir``.
+
+    Each autoencoder trains for ``epochs`` epochs (``None``: its preset's default) with its preset's
+    other defaults. Returns the table's rows.
+    """
+    import csv
+    import time
+
+    from .metrics import linear_probe, pca_error, squared_error
+    from .presets import create, get_preset
+    from .train import fit
+
+    for p in presets:
+        get_preset(p)  # unknown names fail before any training
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (xtr, ytr), (xte, yte) = (split.train.x, split.train.y), (split.test.x, split.test.y)
+    rows: list[dict[str, Any]] = []
+
+    def add(method: str, k: int, err: float, codes: tuple[np.ndarray, np.ndarray], seconds: float, params: int) -> None:
+        acc = linear_probe(codes[0], ytr, codes[1], yte, max_iter=300) if ytr is not None else float("nan")
+        rows.append({"method": method, "code_size": k, "test_squared_error": err, "linear_probe_accuracy": acc,
+                     "train_seconds": seconds, "parameters": params})
+        log(f"{method:>14s}  K={k:<3d}  squared error {err:8.3f}  probe {acc:.4f}  {seconds:6.1f} s")
+
+    for k in code_sizes:
+        t = time.perf_counter()
+        err, pca = pca_error(xtr, xte, k)
+        add("PCA", k, err, (pca.transform(xtr), pca.transform(xte)), time.perf_counter() - t, pca.components_.size)
+        for p in presets:
+            torch.manual_seed(0)
+            model = create(p, split.train.shape, code_size=k)
+            t = time.perf_counter()
+            fit(model, xtr, progress=progress, val_fraction=0.0, **({"epochs": epochs} if epochs else {}))
+            add(p, k, squared_error(xte, reconstruct(model, xte)), (encode(model, xtr), encode(model, xte)),
+                time.perf_counter() - t, sum(q.numel() for q in model.parameters()))
+    pca_of = {r["code_size"]: r["test_squared_error"] for r in rows if r["method"] == "PCA"}
+    for r in rows:
+        r["vs_pca"] = r["test_squared_error"] / pca_of[r["code_size"]]
+
+    with open(out / "compare.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    lines = [f"Test set of {split.test.name} ({len(xte)} samples); squared error per sample summed over "
+             f"{xte.shape[1]} dimensions; {epochs or 'preset-default'} epochs per autoencoder.", "",
+             "| method | code size | test squared error | vs PCA | linear-probe accuracy | train time | parameters |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["code_size"], r["method"] != "PCA")):
+        lines.append(f"| {r['method']} | {r['code_size']} | {r['test_squared_error']:.3f} | "
+                     f"{r['vs_pca']:.2f}x ({100 * (r['vs_pca'] - 1):+.0f} %) | {100 * r['linear_probe_accuracy']:.2f} % | "
+                     f"{r['train_seconds']:.1f} s | {r['parameters']:,} |")
+    (out / "compare.md").write_text("\n".join(lines) + "\n")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in [*presets, "PCA"]:  # PCA last, dashed on top: the linear autoencoder lies under it
+        pts = sorted((r["code_size"], r["test_squared_error"]) for r in rows if r["method"] == m)
+        style = dict(color="black", ls="--", marker="x", ms=9) if m == "PCA" else dict(marker="o")
+        ax.plot(*zip(*pts), label=m, **style)
+    ax.set_xlabel("code size K")
+    ax.set_ylabel("test squared error per sample")
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(set(code_sizes)), [str(k) for k in sorted(set(code_sizes))])
+    ax.minorticks_off()
+    ax.set_title("reconstruction error against code size")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "compare.png", dpi=100)
+    plt.close(fig)
+    return rows
