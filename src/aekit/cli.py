@@ -69,8 +69,8 @@ def _load_split(data: str, data_dir: Optional[Path], seed: int = 0, binarize: bo
 def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000) -> dict[str, float]:
     """Test-set reconstruction error next to PCA's at the same code size (and the ELBO and an
     importance-weighted NLL for a stochastic model); printed and returned."""
-    from .metrics import pca_error, reconstruct, squared_error
-    from .train import evaluate, as_tensor
+    from .metrics import pca_error, reconstruct, regularised_metrics, squared_error
+    from .train import as_tensor, evaluate
 
     x_te = split.test.x
     res = {"test_loss": evaluate(model, as_tensor(x_te, model, "test data"))["loss"]}
@@ -90,7 +90,7 @@ def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples:
     if model.stochastic:
         res.update(_stochastic_metrics(model, x_te, iw_samples, t))
     elif model.is_regularised:
-        res.update(_regularised_metrics(model, x_te))
+        res.update(regularised_metrics(model, x_te))
     for key, label in _LABELS.items():
         if key in res:
             t.add_row(label, f"{res[key]:.4f}")
@@ -123,23 +123,6 @@ _LABELS = {
     "l0": "mean active code units per sample (|h| > 0.01)",
     "dead_fraction": "fraction of code units never active on the test set",
 }
-
-
-def _regularised_metrics(model, x: np.ndarray) -> dict[str, float]:
-    """Denoising PSNR for corrupting models; L0 and dead units of the code for every regularised one."""
-    import torch
-
-    from .corruption import Identity
-    from .metrics import encode, psnr, reconstruct, sparsity
-
-    res = {}
-    if not isinstance(model.corruption, Identity):
-        torch.manual_seed(0)  # the same noisy test set at every evaluation
-        noisy = model.corrupt(torch.from_numpy(x).to(next(model.parameters()).device)).cpu().numpy()
-        res["psnr_noisy"] = psnr(x, noisy)
-        res["psnr_denoised"] = psnr(x, reconstruct(model, noisy))
-    res.update(sparsity(encode(model, x), tol=0.01))
-    return res
 
 
 @app.command()

@@ -165,3 +165,18 @@ def linear_probe(train_codes: np.ndarray, y_train: np.ndarray, test_codes: np.nd
     Choose ``c`` on training data with :func:`choose_c`.
     """
     return float(_probe(c, max_iter).fit(train_codes, y_train).score(test_codes, y_test))
+
+
+def regularised_metrics(model: Autoencoder, x: np.ndarray) -> dict[str, float]:
+    """PSNR of corrupted and of denoised ``x`` against ``x`` for a corrupting model (seeded, so the same
+    noisy set at every call), and L0 and dead units of the code (|h| > 0.01) for every model."""
+    from .corruption import Identity
+
+    res = {}
+    if not isinstance(model.corruption, Identity):
+        torch.manual_seed(0)
+        noisy = model.corrupt(torch.from_numpy(np.asarray(x, dtype=np.float32)).to(next(model.parameters()).device))
+        res["psnr_noisy"] = psnr(x, noisy.cpu().numpy())
+        res["psnr_denoised"] = psnr(x, reconstruct(model, noisy.cpu().numpy()))
+    res.update(sparsity(encode(model, x), tol=0.01))
+    return res
