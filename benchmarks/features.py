@@ -1,7 +1,8 @@
 """Do regularised overcomplete autoencoders learn useful features? One run on MNIST.
 
-Each model has a 1000-unit code (overcomplete: 784 inputs) and is trained with
-its preset's defaults for ``--epochs`` epochs. A logistic-regression linear
+Each model has a 1000-unit code (overcomplete: 784 inputs; one hidden layer of
+1000 sigmoid units before it in the deep row) and is trained with its preset's
+defaults for ``--epochs`` epochs. A logistic-regression linear
 probe (scikit-learn, standardised inputs) is fitted on the codes of the training
 images and scored on the test images, next to the same probe on raw pixels and on
 PCA-100 codes. The probe's regularisation C is chosen per feature set from
@@ -31,6 +32,7 @@ MODELS = {
     "plain overcomplete (no regulariser)": ("overcomplete", {}),
     "sparse, L1": ("sparse", {"penalty": "l1", "lam": 1e-3}),
     "sparse, KL(rho=0.05, lam=1)": ("sparse", {"penalty": "kl", "rho": 0.05, "lam": 1.0}),
+    "sparse, KL, deep 784-1000-1000": ("sparse", {"penalty": "kl", "rho": 0.05, "lam": 1.0, "hidden": [1000]}),
     "k-sparse (k=40, alpha=2)": ("ksparse", {"k": 40, "alpha": 2.0}),
     "denoising, masking 0.25": ("denoising", {"noise": "masking", "level": 0.25}),
     "denoising, Gaussian 0.3": ("denoising", {"noise": "gaussian", "level": 0.3}),
