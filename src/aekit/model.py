@@ -153,8 +153,8 @@ class Autoencoder(nn.Module):
         batch = Batch(x=x, x_tilde=x_tilde, h=h, r=r, model=self, q=q)
         for p in self.penalties:
             terms[p.name] = p(batch)
-        weights = weights or {}
-        loss = sum(weights.get(k, 1.0) * v for k, v in terms.items())
+        # no multiply per term on the usual, unweighted step
+        loss = sum(weights.get(k, 1.0) * v for k, v in terms.items()) if weights else sum(terms.values())
         return Output(loss=loss, terms=terms, h=h, x_tilde=x_tilde, r=r, nll=nll, q=q)
 
     def encode(self, x: Tensor) -> Tensor:
