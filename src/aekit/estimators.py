@@ -54,8 +54,8 @@ class _AutoencoderEstimator(BaseEstimator):
             if v is None:
                 continue
             if name not in accepted:
-                if name == "likelihood" and v == "gaussian" and self.preset == "linear":
-                    continue  # the linear preset is Gaussian by construction
+                if name == "likelihood":
+                    continue  # a preset without the option has a fixed likelihood: checked in fit
                 raise ValueError(f"{name}={v!r} does not apply to preset {self.preset!r}; "
                                  f"its options are {', '.join(accepted)}")
             opts[name] = list(v) if name == "hidden" else v
@@ -70,6 +70,9 @@ class _AutoencoderEstimator(BaseEstimator):
         with torch.random.fork_rng(devices=[]):  # leave the caller's global torch RNG as it was
             torch.manual_seed(seed)
             model = create(self.preset, (X.shape[1],), **self._model_options(X.shape[1]))
+            if self.likelihood is not None and model.likelihood.name != self.likelihood:
+                raise ValueError(f"preset {self.preset!r} has a fixed {model.likelihood.name!r} likelihood; "
+                                 f"likelihood={self.likelihood!r} does not apply")
             self.history_: History = fit(model, X.astype(np.float32), seed=seed, val_fraction=0.0,
                                          progress=bool(self.verbose), **train)
         model.cpu().eval()
@@ -96,7 +99,8 @@ class _AutoencoderEstimator(BaseEstimator):
         if m.stochastic:
             eps = torch.randn(SCORE_DRAWS, m.code_size, generator=torch.Generator().manual_seed(self.seed_))
             return elbo(m, torch.from_numpy(X.astype(np.float32)), allow_nonbinary=True, eps=eps)["elbo"].numpy()
-        return -batched(lambda xb: m(xb, corrupt=False).nll, m, X).astype(np.float64)
+        # −log p(x | g(f(x))) alone: the penalties of the training loss are not part of the score
+        return -batched(lambda xb: m.likelihood.nll(m.decoder(m.encoder(xb)).float(), xb), m, X).astype(np.float64)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

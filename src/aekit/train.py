@@ -331,8 +331,7 @@ def fit(
             sums: dict[str, Tensor] = {}
             for b in range(steps_per_epoch):
                 xb = train[perm[b * bs : (b + 1) * bs]]
-                step = (epoch - 1) * steps_per_epoch + b
-                weights = {"kl": min(1.0, (step + 1) / kl_warmup)} if kl_warmup else None
+                weights = {"kl": min(1.0, ((epoch - 1) * steps_per_epoch + b + 1) / kl_warmup)} if kl_warmup else None
                 with autocast:
                     out = model(xb, weights=weights)
                 opt.zero_grad(set_to_none=True)

@@ -137,8 +137,13 @@ def _batches(model: Autoencoder, x: Tensor, batch_size: int, what: str) -> Itera
         yield i, xb
 
 
+def nonbinary_bernoulli(model: Autoencoder, x: Tensor) -> bool:
+    """Whether ``model`` has a Bernoulli decoder and ``x`` is not all 0/1: its NLL is then no log-probability."""
+    return isinstance(model.likelihood, Bernoulli) and not ((x == 0) | (x == 1)).all()
+
+
 def _check_support(model: Autoencoder, xb: Tensor, first: int, allow_nonbinary: bool) -> None:
-    if not allow_nonbinary and isinstance(model.likelihood, Bernoulli) and not ((xb == 0) | (xb == 1)).all():
+    if not allow_nonbinary and nonbinary_bernoulli(model, xb):
         raise ValueError(
             f"the Bernoulli likelihood is a probability only for binary data, but rows from {first} have values "
             "strictly between 0 and 1; binarise the data first (aekit.data.binarize, or load(..., binarize=True) / "
@@ -251,10 +256,8 @@ def interpolate(model: Autoencoder, x_a: Tensor, x_b: Tensor, steps: int = 8) ->
     """
     model.need_stochastic("interpolate")
     steps = integer(steps, "steps", low=2)
-    dev = next(model.parameters()).device
-    ends = torch.stack([torch.as_tensor(x_a).reshape(-1), torch.as_tensor(x_b).reshape(-1)]).to(dev, torch.float32)
-    if ends.shape[1] != model.input_size:
-        raise ValueError(f"interpolate: samples have {ends.shape[1]} features but the model expects {model.input_size}")
+    pair = torch.stack([torch.as_tensor(x_a).reshape(-1), torch.as_tensor(x_b).reshape(-1)])
+    ((_, ends),) = _batches(model, pair, 2, "interpolate")  # checked: width, finite; on the model's device
     mu = model.encoder(ends).mu  # (2, K)
-    t = torch.linspace(0, 1, steps, device=dev)[:, None]
+    t = torch.linspace(0, 1, steps, device=mu.device)[:, None]
     return model.decode((1 - t) * mu[0] + t * mu[1])
