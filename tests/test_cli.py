@@ -167,7 +167,7 @@ def test_resume_rejects_options_it_would_ignore(trained):
 
 @pytest.mark.parametrize("args, shown", [
     (["--preset", "sparse", "--penalty", "kl", "--rho", "0.1", "--lam", "0.5"], "never active"),
-    (["--preset", "ksparse", "--k", "10", "--alpha", "2", "--aux-k", "8"], "mean active code units"),
+    (["--preset", "ksparse", "--k", "10", "--alpha", "2", "--aux-k", "8", "--dead-after", "500"], "mean active code units"),
     (["--preset", "denoising", "--noise", "masking:0.3+gaussian:0.1"], "PSNR denoised"),
     (["--preset", "contractive", "--lam", "0.2", "--method", "stochastic", "--projections", "2"], "aekit / PCA"),
 ])
@@ -189,6 +189,12 @@ def test_regularised_preset_errors_from_cli():
     one_line_error(run("train", "--preset", "denoising", "--level", "1.5"), r"fraction must be in \[0, 1\)")
     one_line_error(run("train", "--preset", "contractive", "--lam", "-1"), "lam must be a finite number >= 0")
     one_line_error(run("train", "--preset", "sparse", "--penalty", "kl", "--activation", "relu"), r"code in \(0, 1\)")
+    # issue 17.3: accepted and silently ignored before
+    one_line_error(run("train", "--sigma", "0.5"), "sigma=0.5 has no effect here")
+    one_line_error(run("train", "--optimizer", "adam", "--momentum", "0.5"), "momentum=0.5 has no effect here")
+    one_line_error(run("train", "--min-delta", "0.1"), "min_delta=0.1 has no effect here")
+    one_line_error(run("train", "--preset", "contractive", "--projections", "3"), "projections=3 has no effect here")
+    one_line_error(run("train", "--preset", "ksparse", "--dead-after", "9"), "dead_after=9 has no effect here")
 
 
 def test_vae_from_cli_reports_elbo_and_nll(tmp_path, mnist_dir):

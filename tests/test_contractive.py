@@ -132,3 +132,30 @@ def test_lam_is_used(digits):
         fit(m, x, epochs=20, progress=False, val_fraction=0)
         norms[lam] = frobenius_exact(m.encoder, torch.from_numpy(x[:50])).mean().item()
     assert norms[3.0] < 0.5 * norms[0.0], norms
+
+
+class _Normalising(MLP):
+    """A user's one-layer MLP that standardises x first: same attributes, different function."""
+
+    def forward(self, x):
+        return super().forward((x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True))
+
+
+def test_closed_form_only_for_aekits_own_one_layer_encoder():
+    """Issue 17.5: attributes alone chose the closed form (a 9.4x error for an encoder that normalises x)."""
+    from aekit import Autoencoder
+    from aekit.contractive import Contractive
+    from aekit.likelihoods import Gaussian
+
+    def model(method, code=4):
+        enc = _Normalising([6, code], "linear", final="sigmoid").double()
+        return Autoencoder(enc, MLP([code, 6]).double(), Gaussian(), input_shape=(6,), code_size=code,
+                           penalties=[Contractive(1.0, method)])
+
+    assert model("auto").penalties[0].method == "exact"
+    assert model("auto", code=12).penalties[0].method == "stochastic"
+    with pytest.raises(ValueError, match="closed-form contractive penalty needs"):
+        model("closed")
+    m = model("auto")
+    x = torch.randn(5, 6, dtype=torch.float64)
+    torch.testing.assert_close(m(x).terms["contractive"], frobenius_exact(m.encoder, x).mean())

@@ -38,6 +38,27 @@ def test_salt_and_pepper_fraction_and_values():
     _within((y[hit] == 2.0).double().mean().item(), 0.5, math.sqrt(0.25 / hit.sum().item()))
 
 
+def test_salt_and_pepper_defaults_to_the_training_data_range(tmp_path):
+    """Issue 17.3: salt-and-pepper always wrote 0 and 1, whatever the data's range."""
+    from aekit import fit, load_model, save_model
+
+    x = torch.rand(200, 16) * 71 + 64  # values in [64, 135]
+    model = create("denoising", (16,), noise="salt_pepper", level=0.5, likelihood="gaussian")
+    fit(model, x, epochs=1, progress=False, val_fraction=0)
+    lo, hi = x.min().item(), x.max().item()
+    y = model.corrupt(x)
+    assert set(y[y != x].unique().tolist()) == {lo, hi}
+    save_model(model, tmp_path)
+    y = load_model(tmp_path).corrupt(x)
+    assert set(y[y != x].unique().tolist()) == {lo, hi}  # the range is saved with the model
+    # not fitted yet: the batch's own range; explicit values are kept by fit
+    y = SaltAndPepper(0.5)(x[:10])
+    assert set(y[y != x[:10]].unique().tolist()) <= {x[:10].min().item(), x[:10].max().item()}
+    sp = SaltAndPepper(0.5, low=0.0, high=1.0)
+    sp.prepare(x)
+    assert (sp.low.item(), sp.high.item()) == (0.0, 1.0)
+
+
 def test_seeded_fresh_per_batch_and_on_device():
     c = MaskingNoise(0.5)
     x = torch.ones(1000)
@@ -65,6 +86,8 @@ def test_compose_and_names():
     (lambda: SaltAndPepper(0.1, low=1, high=0), "low < high"),
     (lambda: make_corruption("blur", 0.1), "unknown corruption 'blur'"),
     (lambda: make_corruption("masking"), "needs a noise level"),
+    (lambda: make_corruption("masking:0.2+gaussian:0.1", 0.5), "noise level 0.5 has no effect"),
+    (lambda: SaltAndPepper(0.1, low=float("nan")), "salt-and-pepper low must be a finite number"),
     (lambda: create("denoising", (64,), level=2.0), r"fraction must be in \[0, 1\)"),
 ])
 def test_bad_noise_parameters(make, message):

@@ -91,6 +91,10 @@ def test_options_that_do_not_apply_are_errors(X):
         AutoencoderTransformer(n_components=64, **FAST).fit(X)
     with pytest.raises(ValueError, match=r"contamination must be in \(0, 0.5\]"):
         AutoencoderOutlierDetector(contamination=0.7, **FAST).fit(X)
+    with pytest.raises(ValueError, match="sigma=0.5 has no effect here: the Bernoulli likelihood has no sigma"):
+        AutoencoderTransformer(likelihood="bernoulli", sigma=0.5, **FAST).fit(X)
+    with pytest.raises(ValueError, match="level=0.5 has no effect here"):
+        AutoencoderOutlierDetector("denoising", noise="masking:0.2", level=0.5, **FAST).fit(X)
 
 
 def test_every_main_option_reaches_the_model(X):

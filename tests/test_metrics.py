@@ -9,6 +9,14 @@ def test_squared_error_is_summed_over_dimensions():
     assert squared_error(np.zeros((2, 4)), np.array([[1, 0, 0, 0], [1, 1, 1, 0.0]])) == 2.0
 
 
+def test_principal_angles_of_equal_subspaces_are_zero():
+    """Issue 17.6: arccos of cosines ≈ 1 reported ~1e-6° for identical subspaces."""
+    a = np.linalg.qr(np.random.default_rng(0).normal(size=(50, 5)))[0]
+    mix = np.random.default_rng(1).normal(size=(5, 5))
+    assert principal_angles(a, a @ mix).max() < 1e-10
+    assert principal_angles(a, a).max() < 1e-10
+
+
 def test_principal_angles_known_subspaces():
     e = np.eye(3)
     assert principal_angles(e[:, :2], e[:, :2]) == pytest.approx([0, 0], abs=1e-6)

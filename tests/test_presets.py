@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,3 +94,128 @@ def test_overcomplete_without_regulariser_warns(digits):
     model = create("overcomplete", digits.train.shape)
     with pytest.warns(UserWarning, match="identity copy"):
         fit(model, digits.train.x[:64], epochs=1, progress=False, val_fraction=0)
+
+
+# ---------------------------------------------------------------------------- no option silently ignored
+# option: (candidate values, context). The run with the context alone is compared with the run with the
+# option set to the first candidate that differs from the default on top of it; context keys a preset
+# lacks are dropped. Every option of every
+# preset must be listed here, so a new option is tested the moment it exists.
+ALTERNATIVES = {
+    "code_size": ([12, 96], {}),
+    "hidden": ([[32]], {}),
+    "activation": (["tanh", "relu"], {"hidden": [32]}),
+    "code_activation": (["sigmoid"], {}),
+    "likelihood": (["gaussian"], {}),
+    "sigma": ([0.5], {"likelihood": "gaussian"}),
+    "tied": ([lambda default: not default], {}),
+    "penalty": (["kl"], {}),
+    "lam": ([0.5], {}),
+    "rho": ([0.2], {"penalty": "kl"}),
+    "rho_momentum": ([0.5], {"penalty": "kl"}),
+    "k": ([5], {}),
+    "alpha": ([2.0], {}),
+    "k_start": ([40], {"k_start": 30, "anneal_steps": 10}),
+    "anneal_steps": ([10], {"k_start": 30, "anneal_steps": 5}),
+    "aux_k": ([8], {"aux_k": 4, "dead_after": 1}),
+    "aux_coef": ([0.5], {"aux_k": 4, "dead_after": 1}),
+    "dead_after": ([100], {"aux_k": 4, "dead_after": 1}),
+    "noise": (["gaussian"], {}),
+    "level": ([0.5], {}),
+    "method": (["stochastic"], {}),
+    "projections": ([3], {"method": "stochastic"}),
+    "channels": ([[8, 16]], {}),
+    "beta": ([2.0], {}),
+    "free_bits": ([0.5], {}),
+}
+
+
+def _fingerprint(name, **options):
+    """Everything an option could change: architecture, trained weights, codes, evaluation."""
+    from aekit import evaluate, load
+
+    x = torch.from_numpy(load("digits").train.x[:64])
+    torch.manual_seed(0)
+    model = create(name, IMAGE, **options)
+    fit(model, x, epochs=2, batch_size=16, lr=1e-2, val_fraction=0, seed=0, progress=False)
+    return {"weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
+            "codes": model.encode(x).detach(), "eval": evaluate(model, x)}
+
+
+def _same(a, b) -> bool:
+    wa, wb = a["weights"], b["weights"]
+    if wa.keys() != wb.keys() or any(wa[k].shape != wb[k].shape for k in wa):
+        return False
+    return (all(torch.equal(wa[k], wb[k]) for k in wa) and a["codes"].shape == b["codes"].shape
+            and torch.equal(a["codes"], b["codes"]) and a["eval"] == b["eval"])
+
+
+def test_every_preset_option_is_in_the_table():
+    options = {o for p in PRESETS.values() for o in p.options()}
+    assert options <= set(ALTERNATIVES), sorted(options - set(ALTERNATIVES))
+
+
+@pytest.mark.filterwarnings("ignore:the code.*identity copy")
+@pytest.mark.parametrize("name, option", [(n, o) for n in sorted(PRESETS) for o in PRESETS[n].options()])
+def test_every_option_changes_the_model_or_is_rejected(name, option):
+    """Issue 17.3: an accepted option must do something; one the configuration ignores must be an error."""
+    accepted = get_preset(name).options()
+    candidates, context = ALTERNATIVES[option]
+    context = {k: v for k, v in context.items() if k in accepted}
+    base = _fingerprint(name, **context)  # the context itself must be valid
+    outcomes = []
+    for value in candidates:
+        value = value(accepted[option]) if callable(value) else value
+        if value == context.get(option, accepted[option]):
+            continue  # the preset's own default: no change to expect
+        try:
+            changed = _fingerprint(name, **{**context, option: value})
+        except ValueError as e:
+            outcomes.append(f"rejected: {e}")
+            continue
+        assert not _same(base, changed), f"{name}: {option}={value!r} was accepted but changed nothing"
+        return
+    assert outcomes and all(o.startswith("rejected") for o in outcomes)
+
+
+@pytest.mark.parametrize("name, options, message", [
+    ("undercomplete", {"sigma": 0.5}, "sigma=0.5 has no effect here: the Bernoulli likelihood has no sigma"),
+    ("vae", {"sigma": 0.1}, "sigma=0.1 has no effect here"),
+    ("denoising", {"noise": "masking:0.3+gaussian:0.1", "level": 0.9}, "level=0.9 has no effect here"),
+    ("denoising", {"noise": "masking:0.3", "level": 0.5}, "level=0.5 has no effect here"),
+    ("contractive", {"projections": 4}, "projections=4 has no effect here.*method 'closed'"),
+    ("contractive", {"method": "exact", "projections": 4}, "projections=4 has no effect here.*method 'exact'"),
+])
+def test_ignored_options_are_errors(name, options, message):
+    with pytest.raises(ValueError, match=message):
+        create(name, IMAGE, **options)
+
+
+def test_options_that_apply_are_accepted():
+    assert create("denoising", IMAGE, noise="masking:0.3+gaussian", level=0.1).corruption.parts[1].sigma == 0.1
+    assert create("contractive", IMAGE, method="stochastic", projections=4).penalties[0].projections == 4
+    assert create("undercomplete", IMAGE, likelihood="gaussian", sigma=0.5).likelihood.sigma == 0.5
+
+
+@pytest.mark.filterwarnings("ignore:the code.*identity copy")
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_works_in_float64(name, digits):
+    """Issue 17.6: tests against exact answers need float64 (``vae.double()`` failed)."""
+    from aekit import evaluate, reconstruct
+
+    torch.manual_seed(0)
+    model = create(name, IMAGE).double()
+    x = torch.from_numpy(digits.train.x[:32]).double()
+    out = model(x)
+    out.loss.backward()
+    assert out.loss.dtype == out.r.dtype == model.encode(x).dtype == torch.float64
+    assert reconstruct(model, x.numpy()).dtype == np.float64
+    fit(model, x.numpy(), epochs=1, batch_size=16, precision="fp32", val_fraction=0.25, progress=False)
+    assert all(p.dtype == torch.float64 for p in model.parameters())
+    assert math.isfinite(evaluate(model, x)["loss"])
+    if model.stochastic:
+        from aekit.variational import elbo, log_likelihood
+
+        xb = (x > 0.5).double()
+        assert elbo(model, xb)["elbo"].dtype == log_likelihood(model, xb, k=4).dtype == torch.float64
+        assert model.sample(2).dtype == model.interpolate(x[0], x[1]).dtype == torch.float64

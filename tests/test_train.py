@@ -147,6 +147,9 @@ def test_preset_training_defaults_apply():
         ({"precision": "fp8"}, "precision must be one of"),
         ({"warmup_epochs": 5, "epochs": 5}, r"warmup_epochs must be in \[0, epochs\)"),
         ({"nonsense": 1}, "unknown training option"),
+        ({"momentum": 0.5}, "momentum=0.5 has no effect here: momentum applies to optimizer='sgd' only"),
+        ({"optimizer": "adamw", "momentum": 0.0}, "momentum=0.0 has no effect here"),
+        ({"min_delta": 0.01}, "min_delta=0.01 has no effect here: min_delta needs patience"),
     ],
 )
 def test_bad_training_options(digits, opts, message):
@@ -195,3 +198,49 @@ def test_config_object_and_keywords(digits):
     cfg = TrainConfig(epochs=2, progress=False)
     h = fit(_model(), digits.train.x[:100], cfg, epochs=1)
     assert len(h.rows) == 1
+
+
+def test_evaluate_takes_arrays(digits):
+    model = _model().eval()
+    res = evaluate(model, digits.test.x[:100])
+    assert res["loss"] == pytest.approx(model(torch.from_numpy(digits.test.x[:100])).loss.item(), rel=1e-5)
+
+
+# option: (candidate, context); ``device`` and ``progress`` only place the work and draw the bar
+TRAIN_ALTERNATIVES = {
+    "epochs": (3, {}), "batch_size": (8, {}), "lr": (0.02, {}), "optimizer": ("sgd", {}),
+    "weight_decay": (0.1, {}), "momentum": (0.5, {"optimizer": "sgd"}), "schedule": ("cosine", {}),
+    "warmup_epochs": (1, {}), "val_fraction": (0.2, {}), "patience": (1, {}),
+    "min_delta": (1e9, {"patience": 5}), "grad_clip": (0.01, {}), "seed": (1, {}), "precision": ("bf16", {}),
+    "checkpoint_every": (0, {}), "max_time": (1e-9, {}), "kl_warmup_epochs": (1, {}),
+}
+
+
+def _run_fingerprint(tmp_path, **opts):
+    """Trained weights, history, and which files existed after each epoch."""
+    run = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+    seen = []
+    hist = fit(_model(), np.load(tmp_path / "x.npy"), progress=False, run_dir=run,
+               callbacks=[lambda e, row, m: seen.append(sorted(p.name for p in run.iterdir()))],
+               **{"epochs": 2, **opts})
+    rows = [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in hist.rows]
+    return load_model(run).state_dict(), (rows, hist.best_epoch, hist.stopped_early, seen)
+
+
+def test_every_training_option_is_in_the_table():
+    from dataclasses import fields
+
+    assert {f.name for f in fields(TrainConfig)} - {"device", "progress"} == set(TRAIN_ALTERNATIVES)
+
+
+@pytest.mark.parametrize("option", sorted(TRAIN_ALTERNATIVES))
+def test_every_training_option_changes_the_run_or_is_rejected(tmp_path, digits, option):
+    np.save(tmp_path / "x.npy", digits.train.x[:200])
+    value, context = TRAIN_ALTERNATIVES[option]
+    base_w, base = _run_fingerprint(tmp_path, **context)
+    try:
+        w, other = _run_fingerprint(tmp_path, **{**context, option: value})
+    except ValueError as e:
+        assert option in str(e)
+        return
+    assert other != base or any(not torch.equal(w[k], base_w[k]) for k in w), f"{option}={value!r} changed nothing"

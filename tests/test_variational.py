@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from aekit import create, fit
+from aekit import create, evaluate, fit
 from aekit.data import binarize, load
 from aekit.likelihoods import Gaussian, LearnedGaussian
 from aekit.model import Batch
@@ -73,6 +73,33 @@ def test_free_bits_floor_per_unit():
     assert loss.item() == pytest.approx(0.5 + 2.0)
     loss.backward()
     assert mu.grad[:, 0].abs().max() == 0 and mu.grad[:, 1].abs().min() > 0  # no push below the floor
+
+
+@pytest.mark.parametrize("options", [{"free_bits": 0.5}, {"beta": 4.0}, {}])
+def test_true_kl_and_elbo_are_logged_beside_the_objective(binary_digits, options):
+    """Issue 17.4: with free bits or β ≠ 1 the loss is not −ELBO; the true KL and −ELBO are logged beside it."""
+    x = torch.from_numpy(binary_digits.train.x[:300])
+    torch.manual_seed(0)
+    vae = create("vae", binary_digits.train.shape, code_size=4, hidden=[32], **options)
+    torch.manual_seed(1)
+    out = vae(x)
+    kl = out.q.kl().sum(1).mean()
+    torch.testing.assert_close(out.stats["kl_divergence"], kl)
+    torch.testing.assert_close(out.stats["neg_elbo"], out.nll.mean() + kl)
+    torch.testing.assert_close(out.loss, sum(out.terms.values()))  # the stats are not part of the loss
+    if options:
+        assert abs(out.loss.item() - out.stats["neg_elbo"].item()) > 0.05
+    else:
+        torch.testing.assert_close(out.loss, out.stats["neg_elbo"])
+    rows = fit(vae, x, epochs=2, batch_size=100, val_fraction=0.2, progress=False).rows
+    assert {"train_kl_divergence", "train_neg_elbo", "val_kl_divergence", "val_neg_elbo"} <= set(rows[-1])
+    # evaluate's −ELBO is elbo()'s, drawn with the same noise
+    res = evaluate(vae.eval(), x[:50])
+    torch.manual_seed(2)
+    ref = elbo(vae, x[:50])
+    torch.manual_seed(2)
+    assert evaluate(vae, x[:50])["neg_elbo"] == pytest.approx(-ref["elbo"].mean().item(), rel=1e-5)
+    assert res["kl_divergence"] == pytest.approx(ref["kl"].mean().item(), rel=1e-5)
 
 
 def test_iwae_bound_is_above_elbo_and_grows_with_k(trained_vae, binary_digits):

@@ -8,7 +8,8 @@ from .metrics import pca_error, principal_angles, reconstruct, squared_error
 from .model import Autoencoder, Output, Penalty
 from .networks import MLP, ConvDecoder, ConvEncoder, TiedMLP
 from .presets import PRESETS, Preset, create, from_config, get_preset, register
-from .train import History, TrainConfig, config_for, evaluate, fit
+from .optim import TrainConfig, config_for
+from .train import History, evaluate, fit
 from .variational import GaussianEncoder, GaussianKL, Posterior, elbo, log_likelihood
 
 __version__ = "0.1.0"

@@ -82,7 +82,7 @@ def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples:
     t.add_column("value", justify="right")
     for k, v in rows or []:
         t.add_row(k, v)
-    t.add_row("test loss (−log p per sample + penalties)", f"{res['test_loss']:.4f}")
+    t.add_row("test loss (the training objective: −log p per sample + penalties)", f"{res['test_loss']:.4f}")
     t.add_row(f"squared error per sample, aekit (summed over {model.input_size} dims)", f"{res['test_squared_error']:.4f}")
     if "pca_squared_error" in res:
         t.add_row(f"squared error per sample, PCA-{model.code_size}", f"{res['pca_squared_error']:.4f}")
@@ -147,11 +147,12 @@ def train(
     rho: Annotated[Optional[float], typer.Option(help="sparse kl: target mean activation ρ in (0, 1).")] = None,
     rho_momentum: Annotated[Optional[float], typer.Option(help="sparse kl: running-mean momentum for ρ̂.")] = None,
     k: Annotated[Optional[int], typer.Option(help="ksparse: units kept per sample.")] = None,
-    alpha: Annotated[Optional[float], typer.Option(help="ksparse: keep alpha·k units at encode time.")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="ksparse: keep alpha·k units in encoded features (reconstruction keeps k).")] = None,
     k_start: Annotated[Optional[int], typer.Option(help="ksparse: anneal k down from this value...")] = None,
     anneal_steps: Annotated[Optional[int], typer.Option(help="ksparse: ...over this many batches.")] = None,
     aux_k: Annotated[Optional[int], typer.Option(help="ksparse: AuxK dead-unit loss with this many units (0: off).")] = None,
     aux_coef: Annotated[Optional[float], typer.Option(help="ksparse: AuxK weight.")] = None,
+    dead_after: Annotated[Optional[int], typer.Option(help="ksparse: a unit not firing for this many training samples is dead (AuxK revives it).")] = None,
     noise: Annotated[Optional[str], typer.Option(help="denoising: masking, gaussian, salt_pepper, or e.g. masking:0.3+gaussian:0.1.")] = None,
     level: Annotated[Optional[float], typer.Option(help="denoising: noise level (fraction ν or σ).")] = None,
     method: Annotated[Optional[str], typer.Option(help="contractive: auto, closed, stochastic or exact.")] = None,
@@ -184,13 +185,13 @@ def train(
     import torch
 
     from .presets import create, from_config
-    from .train import TrainConfig, config_for
+    from .optim import TrainConfig, config_for
 
     options = dict(code_size=code_size, hidden=_ints(hidden, "--hidden"), channels=_ints(channels, "--channels"),
                    activation=activation, likelihood=likelihood, sigma=sigma, tied=tied, penalty=penalty, lam=lam,
                    rho=rho, rho_momentum=rho_momentum, k=k, alpha=alpha, k_start=k_start, anneal_steps=anneal_steps,
-                   aux_k=aux_k, aux_coef=aux_coef, noise=noise, level=level, method=method, projections=projections,
-                   beta=beta, free_bits=free_bits)
+                   aux_k=aux_k, aux_coef=aux_coef, dead_after=dead_after, noise=noise, level=level, method=method,
+                   projections=projections, beta=beta, free_bits=free_bits)
     train_opts = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                       momentum=momentum, schedule=schedule, warmup_epochs=warmup_epochs, val_fraction=val_fraction,
                       patience=patience, min_delta=min_delta, grad_clip=grad_clip, precision=precision,

@@ -22,6 +22,7 @@ from torch.func import jacrev, vmap
 
 from ._checks import integer, number
 from .model import Autoencoder, Batch, Penalty
+from .networks import MLP
 
 METHODS = ("auto", "closed", "stochastic", "exact")
 
@@ -36,10 +37,16 @@ _DERIVATIVE_FROM_OUTPUT = {
 
 
 def closed_form_layer(encoder: nn.Module) -> tuple[nn.Linear, type] | None:
-    """The (affine layer, activation type) if ``encoder`` is one affine map + a supported σ, else ``None``."""
-    linears = getattr(encoder, "linears", None)
-    final = getattr(encoder, "final", None)
-    if linears is None or len(linears) != 1 or type(final) not in _DERIVATIVE_FROM_OUTPUT:
+    """The (affine layer, activation type) if ``encoder`` is aekit's one-layer :class:`~aekit.networks.MLP`
+    with a supported σ, else ``None``.
+
+    The type is checked exactly: a subclass may change ``forward`` (normalise x first, say), and
+    the closed form would then be silently wrong.
+    """
+    if type(encoder) is not MLP or len(encoder.linears) != 1:
+        return None
+    linears, final = encoder.linears, encoder.final
+    if type(final) not in _DERIVATIVE_FROM_OUTPUT:
         return None
     if isinstance(final, nn.Softplus) and (final.beta != 1 or final.threshold < 20):
         return None
@@ -80,7 +87,7 @@ class Contractive(Penalty):
         ``"auto"`` (closed form when the encoder allows it, else exact for codes of at
         most 8 units, else stochastic), ``"closed"``, ``"stochastic"`` or ``"exact"``.
     projections
-        Number m of random projections of the stochastic estimate.
+        Number m of random projections of the stochastic estimate (any other method: an error if not 1).
 
     Example
     -------
@@ -111,6 +118,9 @@ class Contractive(Penalty):
             )
         if self.method == "auto":
             self.method = "closed" if closed else ("exact" if model.code_size <= 8 else "stochastic")
+        if self.method != "stochastic" and self.projections != 1:
+            raise ValueError(f"option projections={self.projections} has no effect here: the contractive penalty "
+                             f"is computed by method {self.method!r}; projections applies to method='stochastic'")
 
     def frobenius(self, b: Batch) -> Tensor:
         """Per-sample ‖J‖²_F, shape (B,), by this penalty's method."""

@@ -72,8 +72,8 @@ class Split:
     test: Dataset
 
 
-def check_array(x: object, what: str = "data") -> np.ndarray:
-    """Return ``x`` as a float32 array ``(N, ...)``, or raise ``ValueError`` naming the problem.
+def check_array(x: object, what: str = "data", dtype: type = np.float32) -> np.ndarray:
+    """Return ``x`` as a float32 (or ``dtype``) array ``(N, ...)``, or raise ``ValueError`` naming the problem.
 
     Example
     -------
@@ -90,7 +90,7 @@ def check_array(x: object, what: str = "data") -> np.ndarray:
         raise ValueError(f"{what} must have shape (samples, features), got shape {a.shape}")
     if a.size == 0:
         raise ValueError(f"{what} is empty (shape {a.shape})")
-    a = a.astype(np.float32, copy=False)
+    a = a.astype(dtype, copy=False)
     bad = ~np.isfinite(a.reshape(len(a), -1)).all(1)
     if bad.any():
         raise ValueError(f"{what} contains NaN or inf in {int(bad.sum())} sample(s), first at row {int(bad.argmax())}")

@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from ._checks import integer, number
 from .checkpoint import load_model, save_model, write_json
 from .metrics import batched
-from .model import Autoencoder
+from .model import Autoencoder, fp32
 from .presets import create, get_preset
 from .train import History, fit
 from .variational import elbo
@@ -100,7 +100,7 @@ class _AutoencoderEstimator(BaseEstimator):
             eps = torch.randn(SCORE_DRAWS, m.code_size, generator=torch.Generator().manual_seed(self.seed_))
             return elbo(m, torch.from_numpy(X.astype(np.float32)), allow_nonbinary=True, eps=eps)["elbo"].numpy()
         # −log p(x | g(f(x))) alone: the penalties of the training loss are not part of the score
-        return -batched(lambda xb: m.likelihood.nll(m.decoder(m.encoder(xb)).float(), xb), m, X).astype(np.float64)
+        return -batched(lambda xb: m.likelihood.nll(fp32(m.decoder(m.code(xb))), xb), m, X).astype(np.float64)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -131,8 +131,19 @@ LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")
 
 def make_likelihood(name: str, sigma: float = 1.0, size: int | None = None) -> Likelihood:
     """Build a likelihood by name: ``"bernoulli"``, ``"gaussian"`` (fixed ``sigma``) or
-    ``"gaussian_learned"`` (one σ per dimension, ``size`` of them, starting at ``sigma``)."""
+    ``"gaussian_learned"`` (one σ per dimension, ``size`` of them, starting at ``sigma``).
+
+    The Bernoulli has no σ: a ``sigma`` other than the default 1 is then an error, not ignored.
+
+    Example
+    -------
+    >>> make_likelihood("gaussian", sigma=0.5).sigma
+    0.5
+    """
     if name == "bernoulli":
+        if sigma != 1.0:
+            raise ValueError(f"option sigma={sigma!r} has no effect here: the Bernoulli likelihood has no sigma "
+                             "(use likelihood='gaussian')")
         return Bernoulli()
     if name == "gaussian":
         return Gaussian(sigma)

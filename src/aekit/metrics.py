@@ -16,9 +16,10 @@ from .model import Autoencoder
 def batched(fn, model: Autoencoder, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
     """``fn(batch)`` over ``x`` (N, D) in batches on the model's device, in eval mode, as one array."""
     model.eval()
-    dev = next(model.parameters()).device
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
-    return torch.cat([fn(xt[i : i + batch_size].to(dev)).cpu() for i in range(0, len(xt), batch_size)]).numpy()
+    w = next(model.parameters())
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float64 if w.dtype == torch.float64 else np.float32))
+    out = [fn(xt[i : i + batch_size].to(w.device, w.dtype)).cpu() for i in range(0, len(xt), batch_size)]
+    return torch.cat(out).numpy()
 
 
 def reconstruct(model: Autoencoder, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
@@ -93,10 +94,10 @@ def principal_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     >>> principal_angles(np.eye(3)[:, :1], np.eye(3)[:, 1:]).round(6).tolist()
     [90.0]
     """
-    qa, _ = np.linalg.qr(np.asarray(a, dtype=np.float64))
-    qb, _ = np.linalg.qr(np.asarray(b, dtype=np.float64))
-    s = np.linalg.svd(qa.T @ qb, compute_uv=False).clip(-1.0, 1.0)
-    return np.sort(np.degrees(np.arccos(s)))
+    from scipy.linalg import subspace_angles
+
+    # scipy takes small angles from sines (Björck & Golub), so equal subspaces give 0, not ~1e-6° as arccos does
+    return np.sort(np.degrees(subspace_angles(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))))
 
 
 def psnr(clean: np.ndarray, other: np.ndarray, data_range: float = 1.0) -> float:

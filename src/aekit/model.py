@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,11 @@ if TYPE_CHECKING:
     from .variational import Posterior
 
 
+def fp32(t: Tensor) -> Tensor:
+    """``t`` in at least single precision: bf16/fp16 (autocast) becomes fp32, fp64 stays fp64."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 @dataclass
 class Batch:
     """What a penalty may look at: clean and corrupted input, code, decoder output, the model."""
@@ -33,6 +39,7 @@ class Batch:
     r: Tensor
     model: "Autoencoder"
     q: "Posterior | None" = None  # q(h | x̃) when the encoder is stochastic (h is a draw from it)
+    nll: Tensor | None = None  # (B,) per-sample −log p(x | r)
 
 
 class Penalty(nn.Module, ABC):
@@ -51,6 +58,25 @@ class Penalty(nn.Module, ABC):
     def check(self, model: "Autoencoder") -> None:
         """Raise ``ValueError`` if this penalty cannot work with ``model`` (called at construction)."""
 
+    def stats(self, b: Batch) -> dict[str, Tensor]:
+        """Batch means of quantities to log beside the loss but never optimised (e.g. the true KL when
+        the objective bends it); none by default."""
+        return {}
+
+
+class CodeConstraint(nn.Module, ABC):
+    """Interface for a code activation that limits what the code can carry (e.g. TopK).
+
+    A model whose encoder contains one counts as regularised. ``features`` is True while
+    :meth:`Autoencoder.encode` computes codes for use as features; a constraint may then
+    loosen (TopK keeps αk units) — never while the model reconstructs or scores.
+    """
+
+    features: bool = False
+
+    @abstractmethod
+    def forward(self, a: Tensor) -> Tensor: ...
+
 
 @dataclass
 class Output:
@@ -58,7 +84,9 @@ class Output:
 
     ``loss`` is the batch mean of the per-sample objective; ``terms`` holds its
     named parts (``"reconstruction"`` and one entry per penalty), which sum to ``loss``
-    unless the caller weighted some of them (see :meth:`Autoencoder.forward`).
+    unless the caller weighted some of them (see :meth:`Autoencoder.forward`). ``stats``
+    holds batch means that are logged but not optimised, e.g. a VAE's true ``kl_divergence``
+    and ``neg_elbo`` when β ≠ 1 or free bits make the objective differ from −ELBO.
     """
 
     loss: Tensor
@@ -68,6 +96,7 @@ class Output:
     r: Tensor  # decoder output: the parameters of p(x | h), e.g. logits
     nll: Tensor = field(repr=False)  # (B,) per-sample −log p(x | r)
     q: "Posterior | None" = field(default=None, repr=False)
+    stats: dict[str, Tensor] = field(default_factory=dict)  # logged beside the loss, not part of it
 
 
 class Autoencoder(nn.Module):
@@ -132,7 +161,7 @@ class Autoencoder(nn.Module):
     @property
     def is_regularised(self) -> bool:
         """Whether anything (corruption, penalty or a constrained code such as TopK) stops a code copying x."""
-        constrained = any(getattr(m, "constrains_code", False) for m in self.encoder.modules())  # e.g. TopK
+        constrained = any(isinstance(m, CodeConstraint) for m in self.encoder.modules())  # e.g. TopK
         return constrained or len(self.penalties) > 0 or not isinstance(self.corruption, Identity)
 
     def forward(self, x: Tensor, corrupt: bool | None = None, weights: Mapping[str, float] | None = None) -> Output:
@@ -148,18 +177,43 @@ class Autoencoder(nn.Module):
         q = self.encoder(x_tilde) if self.stochastic else None
         h = q.rsample() if q is not None else self.encoder(x_tilde)
         r = self.decoder(h)
-        nll = self.likelihood.nll(r.float(), x)  # (B,) against the clean x; fp32 even under autocast
+        nll = self.likelihood.nll(fp32(r), x)  # (B,) against the clean x; fp32 even under autocast
         terms = {"reconstruction": nll.mean()}
-        batch = Batch(x=x, x_tilde=x_tilde, h=h, r=r, model=self, q=q)
+        batch = Batch(x=x, x_tilde=x_tilde, h=h, r=r, model=self, q=q, nll=nll)
+        stats: dict[str, Tensor] = {}
         for p in self.penalties:
             terms[p.name] = p(batch)
+            stats.update(p.stats(batch))
         # no multiply per term on the usual, unweighted step
         loss = sum(weights.get(k, 1.0) * v for k, v in terms.items()) if weights else sum(terms.values())
-        return Output(loss=loss, terms=terms, h=h, x_tilde=x_tilde, r=r, nll=nll, q=q)
+        return Output(loss=loss, terms=terms, h=h, x_tilde=x_tilde, r=r, nll=nll, q=q, stats=stats)
+
+    def prepare(self, x: Tensor) -> None:
+        """Let parts with data-dependent defaults see the training data ``x`` (N, D) once (called by
+        :func:`~aekit.train.fit` before the first step); e.g. salt-and-pepper noise takes the data's range."""
+        self.corruption.prepare(x)
 
     def encode(self, x: Tensor) -> Tensor:
-        """The code h = f(x), shape (B, K), without corruption; the posterior mean for a stochastic encoder."""
+        """The code h = f(x) as features, shape (B, K), without corruption; the posterior mean for a
+        stochastic encoder. A :class:`CodeConstraint` may loosen here (TopK keeps αk units), so
+        ``decode(encode(x))`` can differ from :meth:`reconstruct`, which uses the trained code."""
+        with self._features():
+            return self.code(x)
+
+    def code(self, x: Tensor) -> Tensor:
+        """The code the decoder was trained on, shape (B, K): what :meth:`reconstruct` and the scores use."""
         return self.encoder(x).mean if self.stochastic else self.encoder(x)
+
+    @contextmanager
+    def _features(self) -> Iterator[None]:
+        parts = [m for m in self.encoder.modules() if isinstance(m, CodeConstraint)]
+        for m in parts:
+            m.features = True
+        try:
+            yield
+        finally:
+            for m in parts:
+                m.features = False
 
     def posterior(self, x: Tensor) -> "Posterior":
         """q(h | x) of a stochastic encoder: ``.mean``, ``.var``, ``.rsample(n)``."""
@@ -195,8 +249,8 @@ class Autoencoder(nn.Module):
         return self.likelihood.mean(self.decoder(h))
 
     def reconstruct(self, x: Tensor) -> Tensor:
-        """The mean of p(x | g(f(x))), shape (B, D)."""
-        return self.decode(self.encode(x))
+        """The mean of p(x | g(f(x))), shape (B, D), with the code the decoder was trained on."""
+        return self.decode(self.code(x))
 
     def denoise(self, x_noisy: Tensor) -> Tensor:
         """Reconstruct the clean x from a corrupted ``x_noisy`` (no further corruption), shape (B, D)."""

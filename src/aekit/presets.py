@@ -16,7 +16,7 @@ from typing import Any
 from torch import nn
 
 from .contractive import Contractive
-from .corruption import Corruption, make_corruption
+from .corruption import Corruption, make_corruption, parse_noise
 from .likelihoods import make_likelihood
 from .model import Autoencoder, Penalty
 from .networks import MLP, ConvDecoder, ConvEncoder, TiedMLP
@@ -250,6 +250,8 @@ _WHEN = {
     "k_start": "needs anneal_steps > 0",
     "anneal_steps": "needs k_start > k",
     "aux_coef": "needs aux_k > 0",
+    "dead_after": "needs aux_k > 0 (it decides which units AuxK revives)",
+    "level": "is used only by noise parts without a level of their own (e.g. 'masking', not 'masking:0.3')",
 }
 
 
@@ -295,18 +297,23 @@ def ksparse(
     anneal_steps: int = 0,
     aux_k: int = 0,
     aux_coef: float = 1 / 32,
+    dead_after: int = 10_000,
     activation: str = "relu",
     likelihood: str = "bernoulli",
     sigma: float = 1.0,
     tied: bool = True,
 ) -> Autoencoder:
-    """Linear code units of which only the top k per sample survive (αk at encode time)."""
+    """Linear code units of which only the top k per sample survive (αk at encode time, for features only).
+
+    ``aux_k`` > 0 adds Gao et al.'s AuxK loss, weighted by ``aux_coef``, for units dead for more
+    than ``dead_after`` training samples (see :class:`~aekit.sparse.AuxK`).
+    """
     code_size = _code_size_or_double(input_shape, code_size)
     _unused(bool(hidden), activation=(activation, "relu"))
     _unused(anneal_steps > 0, k_start=(k_start, 0))
     _unused(k_start > k, anneal_steps=(anneal_steps, 0))
-    _unused(aux_k > 0, aux_coef=(aux_coef, 1 / 32))
-    topk = TopK(k, alpha, k_start or None, anneal_steps)
+    _unused(aux_k > 0, aux_coef=(aux_coef, 1 / 32), dead_after=(dead_after, 10_000))
+    topk = TopK(k, alpha, k_start or None, anneal_steps, dead_after)
     topk.check_size(code_size)
     penalties = [AuxK(aux_k, aux_coef)] if aux_k else []
     return _mlp_autoencoder(input_shape, hidden, code_size, activation, topk, likelihood, sigma, tied,
@@ -328,7 +335,9 @@ def denoising(
 ) -> Autoencoder:
     """Corruption ``noise`` at ``level`` (ν or σ; ``"masking:0.3+gaussian:0.1"`` composes) on training batches."""
     code_size = _code_size_or_double(input_shape, code_size)
-    corruption = make_corruption(noise, level)
+    uses_level = noise not in ("none", "identity") and any(own is None for _, own in parse_noise(noise))
+    _unused(uses_level, level=(level, 0.25))
+    corruption = make_corruption(noise, level if uses_level else None)
     return _mlp_autoencoder(input_shape, hidden, code_size, activation, activation, likelihood, sigma, tied,
                             corruption=corruption)
 

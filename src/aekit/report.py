@@ -25,7 +25,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from .corruption import Identity  # noqa: E402
 from .data import Split  # noqa: E402
 from .metrics import encode, reconstruct  # noqa: E402
-from .model import Autoencoder  # noqa: E402
+from .model import Autoencoder, CodeConstraint  # noqa: E402
 
 N_SHOW = 10  # images per row in the grids
 
@@ -61,6 +61,14 @@ def _show_rows(rows: list[tuple[str, np.ndarray]], shape: tuple[int, ...] | None
     return fig
 
 
+_TITLES = {  # what is optimised and what is only logged, for a VAE whose objective is not −ELBO
+    "loss": "loss (the objective)",
+    "kl": "kl term of the objective (β, free bits)",
+    "kl_divergence": "KL(q‖p), logged (not optimised)",
+    "neg_elbo": "−ELBO (β = 1), logged (not optimised)",
+}
+
+
 def loss_curves(rows: list[dict[str, Any]]) -> Figure:
     """One panel per loss term: train (and validation) against epoch."""
     terms = [k[len("train_"):] for k in rows[0] if k.startswith("train_")]
@@ -70,9 +78,9 @@ def loss_curves(rows: list[dict[str, Any]]) -> Figure:
         ax.plot(epochs, [r[f"train_{t}"] for r in rows], label="train")
         if f"val_{t}" in rows[0]:
             ax.plot(epochs, [r[f"val_{t}"] for r in rows], label="validation")
-        ax.set_title(t.replace("_", " "))
+        ax.set_title(_TITLES.get(t, t.replace("_", " ")))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("nats per sample" if t in ("loss", "reconstruction", "kl") else "value")
+        ax.set_ylabel("nats per sample" if t in ("loss", "reconstruction", "kl", "kl_divergence", "neg_elbo") else "value")
         ax.legend()
     fig.suptitle("loss per term")
     fig.tight_layout()
@@ -163,7 +171,7 @@ def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dic
     labels = split.test.y[:5000] if split.test.y is not None else None
     out["code_map"] = lambda: code_map(codes, labels)
     names = {p.name for p in model.penalties}
-    constrained = any(getattr(m, "constrains_code", False) for m in model.encoder.modules())
+    constrained = any(isinstance(m, CodeConstraint) for m in model.encoder.modules())
     if names & {"l1", "kl_sparsity"} or constrained:
         out["unit_activity"] = lambda: unit_activity(codes)
     if "contractive" in names:

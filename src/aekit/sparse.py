@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import integer, is_number, number
-from .model import Autoencoder, Batch, Penalty
+from .model import Autoencoder, Batch, CodeConstraint, Penalty, fp32
 
 
 class L1(Penalty):
@@ -40,7 +40,7 @@ def code_range(model: Autoencoder) -> tuple[float, float]:
         return 0.0, 1.0
     if isinstance(final, nn.Tanh):
         return -1.0, 1.0
-    if isinstance(final, (nn.ReLU, nn.Softplus, TopK)):
+    if isinstance(final, (nn.ReLU, nn.Softplus)):
         return 0.0, math.inf
     return -math.inf, math.inf
 
@@ -49,7 +49,10 @@ class KLSparsity(Penalty):
     """β·Σⱼ KL(ρ ‖ ρ̂ⱼ) with ρ̂ⱼ the mean activation of unit j, for codes in (0, 1).
 
     ρ̂ is the batch mean; with ``momentum`` m > 0 it is m·(running mean) + (1 − m)·(batch
-    mean), the gradient flowing through the batch part only.
+    mean), the gradient flowing through the batch part only (the first training batch, with no
+    running mean yet, uses its own mean and full gradient). ρ̂ is a batch statistic, so the value
+    depends on the batch size: :func:`~aekit.train.evaluate` reports the mean over its
+    evaluation batches (1024 samples each by default), in eval mode without the running mean.
 
     Example
     -------
@@ -77,12 +80,11 @@ class KLSparsity(Penalty):
             )
 
     def forward(self, b: Batch) -> Tensor:
-        rho_hat = b.h.float().mean(0)  # (K,)
+        rho_hat = fp32(b.h).mean(0)  # (K,)
         if self.momentum > 0 and b.model.training:
-            if self.running.isnan().any():
-                self.running = rho_hat.detach().clone()
-            rho_hat = self.momentum * self.running + (1 - self.momentum) * rho_hat
-            self.running = rho_hat.detach()
+            if not self.running.isnan().any():  # the first batch has no running mean to mix in
+                rho_hat = self.momentum * self.running.to(rho_hat) + (1 - self.momentum) * rho_hat
+            self.running = rho_hat.detach().clone()
         return self.beta * kl_bernoulli(self.rho, rho_hat).sum()
 
 
@@ -92,20 +94,23 @@ def kl_bernoulli(rho: float, rho_hat: Tensor, eps: float = 1e-6) -> Tensor:
     return rho * torch.log(rho / q) + (1 - rho) * torch.log((1 - rho) / (1 - q))
 
 
-class TopK(nn.Module):
+class TopK(CodeConstraint):
     """k-sparse code (Makhzani & Frey 2013): keep the k largest units of each sample, zero the rest.
 
     Parameters
     ----------
     k
-        Units kept per sample in training.
+        Units kept per sample: in training, and whenever the model reconstructs or scores.
     alpha
-        At evaluation keep ``round(alpha·k)`` units (Makhzani & Frey use α > 1 for features).
+        :meth:`~aekit.model.Autoencoder.encode` keeps ``round(alpha·k)`` units: Makhzani & Frey's
+        α > 1 for features. Reconstructions, losses and scores always use k, the code the
+        decoder was trained on.
     k_start, anneal_steps
         Anneal k linearly from ``k_start`` down to ``k`` over the first ``anneal_steps``
         training batches (0: no annealing).
     dead_after
-        A unit not active for this many training samples counts as dead (for AuxK and stats).
+        A unit that has not fired (value > ``ALIVE`` = 1e-3, Gao et al.'s threshold) for more
+        than this many training samples counts as dead (for AuxK and statistics).
 
     Example
     -------
@@ -114,7 +119,7 @@ class TopK(nn.Module):
     [[0.0, 3.0, 0.0, 2.0]]
     """
 
-    constrains_code = True  # a k-sparse code cannot copy the input: no "identity copy" warning
+    ALIVE = 1e-3
 
     def __init__(self, k: int, alpha: float = 1.0, k_start: int | None = None, anneal_steps: int = 0,
                  dead_after: int = 10_000) -> None:
@@ -125,10 +130,10 @@ class TopK(nn.Module):
         self.alpha = float(alpha)
         self.k_start = k if k_start is None else integer(k_start, "k_start", low=k)
         self.anneal_steps = integer(anneal_steps, "anneal_steps", low=0)
-        self.dead_after = int(dead_after)
+        self.dead_after = integer(dead_after, "dead_after")
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("since_fired", torch.empty(0, dtype=torch.long))
-        self.pre: Tensor | None = None  # last pre-activation, for AuxK
+        self.pre: Tensor | None = None  # last training pre-activation (B, K), for AuxK
 
     def check_size(self, code_size: int) -> None:
         for name, v in (("k", self.k), ("k_start", self.k_start)):
@@ -137,10 +142,10 @@ class TopK(nn.Module):
         self.since_fired = torch.zeros(code_size, dtype=torch.long)
 
     def current_k(self) -> int:
-        """Units kept now: annealed in training, ``alpha·k`` at evaluation."""
-        if not self.training:
+        """Units kept now: ``alpha·k`` for features, the annealed k in training, else k."""
+        if self.features:
             return round(self.alpha * self.k)
-        if self.anneal_steps and self.k_start > self.k:
+        if self.training and self.anneal_steps and self.k_start > self.k:
             t = min(1.0, self.steps.item() / self.anneal_steps)
             return round(self.k_start - (self.k_start - self.k) * t)
         return self.k
@@ -149,25 +154,36 @@ class TopK(nn.Module):
         k = min(self.current_k(), a.shape[1])
         vals, idx = a.topk(k, dim=1)
         h = torch.zeros_like(a).scatter(1, idx, vals)
-        if self.training:
+        if self.training and not self.features:
             self.pre = a
             with torch.no_grad():
-                fired = (h != 0).any(0)
+                fired = (h > self.ALIVE).any(0)
                 self.since_fired += len(a)
                 self.since_fired[fired] = 0
                 self.steps += 1
         return h
 
     def dead(self) -> Tensor:
-        """Boolean mask (K,) of units inactive for more than ``dead_after`` training samples."""
+        """Boolean mask (K,) of units that have not fired for more than ``dead_after`` training samples."""
         return self.since_fired > self.dead_after
 
 
 class AuxK(Penalty):
-    """AuxK (Gao et al. 2024): dead units reconstruct the residual x − x̂ with their top ``k_aux`` pre-activations.
+    """AuxK (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"): the dead units model the
+    residual e = x − x̂ that the live code leaves.
 
-    Gives dead units a gradient so they come back; zero when no unit is dead.
-    The auxiliary reconstruction is g(z) − g(0), which is W z for an affine decoder.
+    z keeps, per sample, the ``k_aux`` largest pre-activations among dead units (ReLU applied, as in
+    the paper); ê = μ(r + g(z) − g(0)) − μ(r), with r the detached decoder output and μ the
+    likelihood's mean, so ê and e are both in data units (ê = W_dec z for an affine decoder and a
+    Gaussian likelihood, exactly the paper's); the term is Gao et al.'s normalised MSE
+
+        coef · Σ_b ‖e_b − ê_b‖² / Σ_b ‖e_b − ē‖²        (ē: the batch mean of e)
+
+    Departures, and why: with a Bernoulli likelihood ê goes through the sigmoid (else a probability
+    residual would be fitted in logit units); the term is 0, not a constant, when no unit is dead;
+    aekit's reconstruction term is in nats rather than a normalised MSE, which changes the balance
+    with ``coef`` only for parameters shared by live and dead units (the decoder bias is not
+    among them: g(z) − g(0) cancels it).
     """
 
     name = "auxk"
@@ -187,8 +203,13 @@ class AuxK(Penalty):
             return b.h.new_zeros(())
         z = topk.pre.masked_fill(~dead, -math.inf)
         vals, idx = z.topk(min(self.k_aux, int(dead.sum())), dim=1)
-        z_aux = torch.zeros_like(topk.pre).scatter(1, idx, vals)
-        dec = b.model.decoder
-        e_hat = dec(z_aux) - dec(torch.zeros_like(z_aux[:1]))
-        e = (b.x - b.model.likelihood.mean(b.r.float())).detach()
-        return self.coef * (e - e_hat).square().sum(1).mean()
+        z_aux = torch.zeros_like(topk.pre).scatter(1, idx, vals.relu())
+        dec, mean = b.model.decoder, b.model.likelihood.mean
+        r = fp32(b.r).detach()
+        shift = fp32(dec(z_aux) - dec(torch.zeros_like(z_aux[:1])))  # (B, D): W z for an affine decoder
+        e_hat = mean(r + shift) - mean(r)
+        e = b.x - mean(r)
+        total = (e - e.mean(0)).square().sum()
+        if total == 0:
+            return b.h.new_zeros(())
+        return self.coef * (e - e_hat).square().sum() / total

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ._checks import integer, number
 from .likelihoods import Bernoulli
-from .model import Autoencoder, Batch, Penalty
+from .model import Autoencoder, Batch, Penalty, fp32
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -90,7 +90,7 @@ class GaussianEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Posterior:
         f = self.body(x)
-        return Posterior(self.mu(f).float(), self.logvar(f).float())  # fp32 even under autocast: exp()
+        return Posterior(fp32(self.mu(f)), fp32(self.logvar(f)))  # fp32 even under autocast: exp()
 
 
 class GaussianKL(Penalty):
@@ -99,6 +99,9 @@ class GaussianKL(Penalty):
     ``free_bits`` λ > 0 (Kingma et al., 2016) replaces each unit's batch-mean KL by max(λ, KLⱼ):
     no gradient pushes a unit below λ nats, which keeps units from collapsing to the prior.
     The KL warm-up schedule is the trainer's (``kl_warmup_epochs``), not the model's.
+
+    With β ≠ 1 or free bits the term (and so the loss) is no longer the KL of the ELBO; the
+    model's ``stats`` then carry the true ``kl_divergence`` and ``neg_elbo`` (−ELBO, β = 1) beside it.
 
     Example
     -------
@@ -123,15 +126,20 @@ class GaussianKL(Penalty):
             return self.beta * kl.mean(0).clamp(min=self.free_bits).sum()
         return self.beta * kl.sum(1).mean()
 
+    def stats(self, b: Batch) -> dict[str, Tensor]:
+        """The true KL(q ‖ p) and −ELBO (β = 1, no free bits), batch means in nats, whatever β and free bits."""
+        kl = b.q.kl().sum(1).detach()
+        return {"kl_divergence": kl.mean(), "neg_elbo": (b.nll.detach() + kl).mean()}
+
 
 def _batches(model: Autoencoder, x: Tensor, batch_size: int, what: str) -> Iterator[tuple[int, Tensor]]:
     """Yield (first row, batch on the model's device), refusing a batch with NaN/inf by its index and rows."""
-    dev = next(model.parameters()).device
+    w = next(model.parameters())
     x = x.reshape(len(x), -1)
     if x.shape[1] != model.input_size:
         raise ValueError(f"{what}: data has {x.shape[1]} features per sample but the model expects {model.input_size}")
     for b, i in enumerate(range(0, len(x), batch_size)):
-        xb = x[i : i + batch_size].to(dev, torch.float32)
+        xb = x[i : i + batch_size].to(w.device, w.dtype)
         if not torch.isfinite(xb).all():
             raise ValueError(f"{what}: batch {b} (rows {i}–{i + len(xb) - 1}) contains NaN or inf")
         yield i, xb
@@ -154,7 +162,7 @@ def _check_support(model: Autoencoder, xb: Tensor, first: int, allow_nonbinary: 
 def _nll_of_draws(model: Autoencoder, h: Tensor, xb: Tensor) -> Tensor:
     """−log p(x | h) for S draws of codes per row: h (S, b, K), xb (b, D) → (S, b)."""
     s, b = h.shape[:2]
-    r = model.decoder(h.reshape(s * b, -1)).float()
+    r = fp32(model.decoder(h.reshape(s * b, -1)))
     return model.likelihood.nll(r, xb.expand(s, *xb.shape).reshape(s * b, -1)).view(s, b)
 
 
@@ -178,7 +186,7 @@ def elbo(model: Autoencoder, x: Tensor, batch_size: int = 1000, allow_nonbinary:
         _check_support(model, xb, i, allow_nonbinary)
         q = model.encoder(xb)
         if eps is None:
-            nll = model.likelihood.nll(model.decoder(q.rsample()).float(), xb)
+            nll = model.likelihood.nll(fp32(model.decoder(q.rsample())), xb)
         else:
             h = q.mu + (0.5 * q.logvar).exp() * eps.to(q.mu)[:, None]  # (S, b, K)
             nll = _nll_of_draws(model, h, xb).mean(0)
@@ -238,8 +246,9 @@ def sample(model: Autoencoder, n: int, mean: bool = True) -> Tensor:
     """``n`` new samples: h ~ N(0, I), then the mean of p(x | h) (or a draw from it with ``mean=False``), (n, D)."""
     model.need_stochastic("sample")
     n = integer(n, "number of samples n")
-    dev = next(model.parameters()).device
-    r = model.decoder(torch.randn(n, model.code_size, device=dev)).float()
+    w = next(model.parameters())
+    dev = w.device
+    r = fp32(model.decoder(torch.randn(n, model.code_size, device=dev, dtype=w.dtype)))
     m = model.likelihood.mean(r)
     if mean:
         return m

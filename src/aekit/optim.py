@@ -1,0 +1,167 @@
+"""What the trainer does, as plain values (:class:`TrainConfig`), and the optimiser and learning-rate
+schedule they name."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+
+from ._checks import is_int, is_number
+from .model import Autoencoder
+from .presets import get_preset
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "onecycle")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything the trainer does, as plain values (saved with every run).
+
+    Attributes
+    ----------
+    epochs, batch_size, lr
+        Passes over the data, samples per step, peak learning rate.
+    optimizer
+        ``"adam"``, ``"adamw"`` or ``"sgd"`` (with ``momentum``, an error with the others);
+        ``weight_decay`` applies to all.
+    schedule
+        ``"constant"``, ``"cosine"`` (to 0) or ``"onecycle"`` (warm up from lr/25, cosine to lr/10⁴),
+        each after ``warmup_epochs`` of linear warm-up (one-cycle warms up for 30 % if it is 0).
+    val_fraction
+        Share of the training data held out (seeded) for validation and early stopping; 0 for none.
+    patience, min_delta
+        Stop after ``patience`` epochs without a validation improvement larger than
+        ``min_delta``, and restore the best weights; ``None`` never stops early (and then a
+        ``min_delta`` is an error).
+    grad_clip
+        Clip the global gradient norm to this value; ``None`` does not clip.
+    precision
+        ``"fp32"``, or ``"bf16"`` autocast for the forward pass (weights and optimiser stay fp32).
+    checkpoint_every
+        Save the full trainer state every N epochs (0: only at the end); needs ``run_dir``.
+    max_time
+        Stop after the first epoch that ends past this many seconds; ``None`` for no limit.
+    kl_warmup_epochs
+        Raise the weight of the model's ``"kl"`` term (a VAE's KL) linearly from 0 to 1 over
+        this many epochs, step by step; 0 for none. The schedule belongs to the trainer:
+        the model's β is untouched, and the logged terms are unweighted.
+    """
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    val_fraction: float = 0.1
+    patience: int | None = None
+    min_delta: float = 0.0
+    grad_clip: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    checkpoint_every: int = 1
+    max_time: float | None = None
+    kl_warmup_epochs: float = 0.0
+    progress: bool = True
+
+    def validate(self) -> "TrainConfig":
+        """Raise ``ValueError`` naming the first bad value and the accepted range."""
+
+        def need(ok: bool, name: str, accepted: str) -> None:
+            if not ok:
+                raise ValueError(f"{name} must be {accepted}, got {getattr(self, name)!r}")
+
+        need(is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1")
+        need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1")
+        need(is_number(self.lr) and self.lr > 0, "lr", "a number > 0")
+        need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
+        need(is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        need(is_number(self.momentum) and 0 <= self.momentum < 1, "momentum", "in [0, 1)")
+        need(self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}")
+        need(is_number(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "in [0, epochs)")
+        need(is_number(self.val_fraction) and 0 <= self.val_fraction < 1, "val_fraction", "in [0, 1)")
+        need(self.patience is None or (is_int(self.patience) and self.patience >= 1), "patience", "None or an integer >= 1")
+        need(self.patience is None or self.val_fraction > 0, "patience", "None when val_fraction is 0 (early stopping needs validation data)")
+        need(is_number(self.min_delta) and self.min_delta >= 0, "min_delta", "a number >= 0")
+        need(self.grad_clip is None or (is_number(self.grad_clip) and self.grad_clip > 0), "grad_clip", "None or a number > 0")
+        need(is_int(self.seed), "seed", "an integer")
+        need(self.device in ("auto", "cpu") or str(self.device).startswith("cuda"), "device", "'auto', 'cpu' or 'cuda[:N]'")
+        need(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}")
+        need(is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0")
+        need(self.max_time is None or (is_number(self.max_time) and self.max_time > 0), "max_time", "None or a number > 0")
+        need(is_number(self.kl_warmup_epochs) and self.kl_warmup_epochs >= 0, "kl_warmup_epochs", "a number >= 0")
+        # an option this configuration would ignore is an error, never silently dropped
+        unused = {"momentum": (self.optimizer != "sgd", "applies to optimizer='sgd' only"),
+                  "min_delta": (self.patience is None, "needs patience (early stopping)")}
+        for name, (ignored, why) in unused.items():
+            if ignored and getattr(self, name) != _DEFAULTS[name]:
+                raise ValueError(f"option {name}={getattr(self, name)!r} has no effect here: {name} {why}")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict, rejecting unknown keys with the list of accepted ones."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {', '.join(unknown)}; accepted: {', '.join(sorted(names))}")
+        return cls(**d)
+
+
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+
+def config_for(model: Autoencoder, **options: Any) -> TrainConfig:
+    """The training config for ``model``: ``options``, else its preset's defaults, else :class:`TrainConfig`'s.
+
+    Example
+    -------
+    >>> from aekit.presets import create
+    >>> config_for(create("linear", (8,), code_size=2)).epochs
+    600
+    """
+    defaults = get_preset(model.config["preset"]).train_defaults if model.config else {}
+    return TrainConfig.from_dict({**defaults, **options})
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The configured optimiser, in its fused implementation where torch has one.
+
+    Fused Adam updates every parameter in one pass over memory; on a CPU it is
+    ~8× faster per step than the default loop, which is a fifth of the step time
+    of a 3 M-parameter MLP. Same algorithm, same hyperparameters.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        cls, kw = torch.optim.SGD, dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    else:
+        cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
+    try:
+        return cls(params, fused=True, **kw)
+    except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device or dtype
+        return cls(params, **kw)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the peak learning rate at optimiser step ``step`` of ``total``."""
+    if schedule == "onecycle":
+        warmup = warmup or int(0.3 * total)
+        if step < warmup:
+            return 1 / 25 + (1 - 1 / 25) * step / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return 1e-4 + (1 - 1e-4) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "cosine":
+        t = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return 1.0
