@@ -225,3 +225,105 @@ def test_vae_errors_from_cli():
     one_line_error(run("train", "--preset", "vae", "--beta", "-1"), "KL beta must be a finite number >= 0")
     one_line_error(run("train", "--preset", "undercomplete", "--beta", "1"), "unknown option.*beta")
     one_line_error(run("train", "--kl-warmup-epochs", "2", "--epochs", 1), "needs a model with a KL term")
+
+
+# ---------------------------------------------------------------------------- no run lost (issue 10)
+TRAIN = ["--data", "x.npy", "--code-size", "4", "--hidden", "16", "--epochs", "8", "--batch-size", "8",
+         "--checkpoint-every", "3", "--quiet"]
+
+
+def _aekit(*args, cwd, timeout=300):
+    return subprocess.run([sys.executable, "-m", "aekit.cli", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _same_weights(a, b):
+    import torch
+
+    wa, wb = load_model(a).state_dict(), load_model(b).state_dict()
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+@pytest.fixture
+def small_data(tmp_path):
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((500, 16), dtype=np.float32))
+    return tmp_path
+
+
+def test_sigterm_saves_exits_143_and_resume_is_bit_identical(small_data):
+    import signal
+    import time
+
+    cwd = small_data
+    assert _aekit("train", *TRAIN, "--out", "full", cwd=cwd).returncode == 0
+    p = subprocess.Popen([sys.executable, "-m", "aekit.cli", "train", *TRAIN, "--out", "part"], cwd=cwd,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not (cwd / "part" / "metrics.jsonl").exists() and p.poll() is None:  # inside epoch 2
+            time.sleep(0.005)
+        p.send_signal(signal.SIGTERM)
+        _, stderr = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 143, stderr
+    assert "stopped by SIGTERM" in stderr and "continue with `aekit train --resume part`" in stderr
+    assert not (cwd / "part" / "model.safetensors").exists()
+    res = _aekit("train", "--resume", "part", "--quiet", cwd=cwd)
+    assert res.returncode == 0, res.stderr
+    assert _same_weights(cwd / "full", cwd / "part")
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it_again(small_data):
+    cwd = small_data
+    assert run("train", *TRAIN, "--out", cwd / "full", "--data", cwd / "x.npy").exit_code == 0
+    (cwd / "part").mkdir()
+    for name in ("train.json", "data.json"):  # what a run has the moment training starts
+        (cwd / "part" / name).write_bytes((cwd / "full" / name).read_bytes())
+    res = run("train", "--resume", cwd / "part", "--quiet")
+    assert res.exit_code == 0 and "starting it again from the beginning" in res.stderr, res.output
+    assert _same_weights(cwd / "full", cwd / "part")
+
+
+def test_overwrite_removes_the_old_run_first(small_data):
+    cwd = small_data
+    rd = cwd / "r"
+    assert run("train", *TRAIN, "--data", cwd / "x.npy", "--out", rd, "--report").exit_code == 0
+    assert (rd / "report.html").exists()
+    res = run("train", "--data", cwd / "x.npy", "--out", rd, "--overwrite", "--epochs", 1, "--quiet",
+              "--code-size", 2)
+    assert res.exit_code == 0, res.output
+    assert not (rd / "report.html").exists() and load_model(rd).code_size == 2
+    meta = json.loads((rd / "data.json").read_text())
+    assert meta["data"] == str((cwd / "x.npy").resolve())  # usable from any directory (issue 20.4)
+
+
+def test_crash_soak_short(tmp_path):
+    """Issue 10.3 in CI: two kill -9 trials; `python benchmarks/crash_soak.py` runs twenty."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "crash_soak.py"
+    res = subprocess.run([sys.executable, str(script), "--trials", "2", "--seed", "1"], capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 0 and "| 2/2 |" in res.stdout, res.stdout + res.stderr
+
+
+def test_resume_and_estimator_load_check_a_crafted_config_before_allocating(tmp_path, trained):
+    """Issue 10.4 for --resume (train.json) and the estimators' load (model.json)."""
+    import shutil
+
+    rd = tmp_path / "r"
+    shutil.copytree(trained, rd)
+    meta = json.loads((rd / "train.json").read_text())
+    meta["model"]["options"]["hidden"] = [10_000_000, 10_000_000]
+    (rd / "train.json").write_text(json.dumps(meta))
+    one_line_error(run("train", "--resume", rd), "weights do not match the config")
+
+    from aekit.estimators import AutoencoderTransformer
+
+    est = AutoencoderTransformer(n_components=2, epochs=1, random_state=0).fit(np.random.default_rng(0).random((50, 6)))
+    est.save(tmp_path / "est")
+    cfg = json.loads((tmp_path / "est" / "model.json").read_text())
+    cfg["options"]["hidden"] = [10_000_000, 10_000_000]
+    (tmp_path / "est" / "model.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="weights do not match the config"):
+        AutoencoderTransformer.load(tmp_path / "est")

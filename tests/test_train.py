@@ -1,12 +1,15 @@
 import json
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
 import torch
 
-from aekit import TrainConfig, config_for, create, evaluate, fit, load_model
-from aekit.train import lr_factor
+from aekit import TrainConfig, config_for, create, evaluate, fit, load_model, save_model
+from aekit.checkpoint import load_tensors
+from aekit.train import Interrupted, lr_factor
 
 
 class Interrupt(Exception):
@@ -213,6 +216,8 @@ TRAIN_ALTERNATIVES = {
     "warmup_epochs": (1, {}), "val_fraction": (0.2, {}), "patience": (1, {}),
     "min_delta": (1e9, {"patience": 5}), "grad_clip": (0.01, {}), "seed": (1, {}), "precision": ("bf16", {}),
     "checkpoint_every": (0, {}), "max_time": (1e-9, {}), "kl_warmup_epochs": (1, {}),
+    "checkpoint_steps": (1, {"checkpoint_every": 0}), "checkpoint_minutes": (1e-9, {"checkpoint_every": 0}),
+    "nan_policy": ("skip", {}),
 }
 
 
@@ -244,3 +249,125 @@ def test_every_training_option_changes_the_run_or_is_rejected(tmp_path, digits, 
         assert option in str(e)
         return
     assert other != base or any(not torch.equal(w[k], base_w[k]) for k in w), f"{option}={value!r} changed nothing"
+
+
+# ---------------------------------------------------------------------------- preemption, step checkpoints, NaN
+
+
+def _at_training_step(model, k, action):
+    """Call ``action(out)`` on the k-th training forward (1-based); validation forwards do not count."""
+    seen = [0]
+
+    def hook(module, args, out):
+        if module.training:
+            seen[0] += 1
+            if seen[0] == k:
+                return action(out)
+        return None
+
+    return model.register_forward_hook(hook)
+
+
+def _preset_model(kind, seed=0):
+    torch.manual_seed(seed)
+    if kind == "vae":  # the global RNG draws h every step; KL warm-up by step
+        return create("vae", (1, 8, 8), code_size=4, hidden=[16]), {"kl_warmup_epochs": 2}
+    if kind == "ksparse":  # buffers: dead-unit counters, annealing steps; AuxK
+        return create("ksparse", (1, 8, 8), code_size=32, k=4, k_start=12, anneal_steps=10, aux_k=4,
+                      dead_after=50, tied=False, likelihood="gaussian"), {}
+    return _model(seed), {}
+
+
+@pytest.mark.parametrize("kind, sig, step", [
+    ("undercomplete", signal.SIGTERM, 3), ("undercomplete", signal.SIGUSR1, 8), ("undercomplete", signal.SIGINT, 13),
+    ("undercomplete", signal.SIGTERM, 14), ("vae", signal.SIGTERM, 11), ("ksparse", signal.SIGUSR1, 5),
+])
+def test_a_signal_saves_at_the_next_step_and_resume_is_bit_identical(digits, tmp_path, kind, sig, step):
+    """Issue 10.2: SIGTERM / SIGUSR1 / SIGINT at a step inside an epoch (7 steps an epoch; step 14 ends epoch 2)."""
+    x = digits.train.x[:400]
+    opts = {**OPTS, "checkpoint_every": 2}
+    full, extra = _preset_model(kind)
+    fit(full, x, **opts, **extra, run_dir=tmp_path / "full")
+
+    part, _ = _preset_model(kind)
+    handle = _at_training_step(part, step, lambda out: os.kill(os.getpid(), sig))
+    with pytest.raises(Interrupted, match=f"stopped by {signal.Signals(sig).name} .*aekit train --resume") as e:
+        fit(part, x, **opts, **extra, run_dir=tmp_path / "part")
+    handle.remove()
+    assert e.value.exit_status == 128 + sig
+    assert signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler)  # handlers restored
+    resumed, _ = _preset_model(kind, seed=99)
+    hist = fit(resumed, x, **opts, **extra, run_dir=tmp_path / "part", resume=True)
+    assert [r["epoch"] for r in hist.rows] == list(range(1, 7))
+    for k, v in _weights(full).items():
+        assert torch.equal(v, _weights(resumed)[k]), k
+    rows = [json.loads(line) for line in (tmp_path / "part" / "metrics.jsonl").read_text().splitlines()]
+    want = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    drop = ("seconds", "samples_per_s")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in rows] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in want]
+
+
+def test_step_checkpoints_resume_a_crashed_run_exactly(digits, tmp_path):
+    x = digits.train.x[:400]
+    full = _model()
+    fit(full, x, **OPTS, run_dir=tmp_path / "full")
+    part = _model()
+
+    def crash(out):
+        raise Interrupt
+
+    _at_training_step(part, 12, crash)
+    with pytest.raises(Interrupt):
+        fit(part, x, **{**OPTS, "checkpoint_every": 0, "checkpoint_steps": 5}, run_dir=tmp_path / "part")
+    meta = load_tensors(tmp_path / "part" / "trainer.safetensors")[1]
+    assert (meta["epoch"], meta["position"]["batch"]) == (1, 3)  # step 10 = epoch 2, batch 3 (7 an epoch)
+    resumed = _model(seed=5)
+    fit(resumed, x, **{**OPTS, "checkpoint_every": 0, "checkpoint_steps": 5}, run_dir=tmp_path / "part", resume=True)
+    for k, v in _weights(full).items():
+        assert torch.equal(v, _weights(resumed)[k]), k
+
+
+def _poison(out):
+    out.loss = out.loss * float("nan")
+    return out
+
+
+def test_a_non_finite_loss_stops_at_its_step_and_keeps_the_last_checkpoint(digits, tmp_path):
+    """Issue 10.5: stopped at the step, named; the checkpoint of epoch 1 untouched; no final model written."""
+    x = digits.train.x[:400]
+    model = _model()
+    _at_training_step(model, 11, _poison)  # epoch 2, step 4
+    with pytest.raises(Interrupt):
+        fit(model, x, **OPTS, run_dir=tmp_path, callbacks=[_stop_after(1)])
+    before = (tmp_path / "trainer.safetensors").read_bytes()
+    model = _model()
+    _at_training_step(model, 4, _poison)  # resumed at epoch 2: its 4th step
+    with pytest.raises(FloatingPointError, match="training loss became nan in epoch 2 at step 4 of 7; the last "
+                                                 "checkpoint .* is kept as it was.*--nan-policy skip"):
+        fit(model, x, **OPTS, run_dir=tmp_path, resume=True)
+    assert (tmp_path / "trainer.safetensors").read_bytes() == before
+    assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_nan_policy_skip_drops_the_batch_and_counts_it(digits):
+    x = digits.train.x[:400]
+    model = _model()
+    _at_training_step(model, 11, _poison)
+    hist = fit(model, x, **OPTS, nan_policy="skip")
+    assert [r["skipped_batches"] for r in hist.rows] == [0, 1, 0, 0, 0, 0]
+    assert all(math.isfinite(r["train_loss"]) for r in hist.rows)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_non_finite_weights_are_never_saved(digits, tmp_path):
+    """Issue 20.1: one huge SGD step makes the weights inf; the run must fail, not report success."""
+    model = create("undercomplete", (1, 8, 8), code_size=4, likelihood="gaussian")
+    with pytest.raises(FloatingPointError):
+        fit(model, digits.train.x[:200], epochs=3, optimizer="sgd", lr=1e38, batch_size=100000, momentum=0.0,
+            progress=False, run_dir=tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()
+    with torch.no_grad():
+        model.encoder.linears[0].weight[0, 0] = math.inf
+    with pytest.raises(FloatingPointError, match=r"non-finite \(NaN or inf\) values in encoder.linears.0.weight"):
+        save_model(model, tmp_path)

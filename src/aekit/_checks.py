@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
 
 def is_int(v: Any) -> bool:
@@ -37,8 +41,35 @@ def number(v: Any, what: str, low: float = -math.inf, high: float = math.inf, *,
     return float(v)
 
 
-def integer(v: Any, what: str, low: int = 1) -> int:
-    """``int(v)`` if it is an integer ≥ ``low``, else ``ValueError``."""
-    if not (is_int(v) and v >= low):
-        raise ValueError(f"{what} must be an integer >= {low}, got {v!r}")
+def integer(v: Any, what: str, low: int = 1, high: int | None = None) -> int:
+    """``int(v)`` if it is an integer in [``low``, ``high``], else ``ValueError``."""
+    if not (is_int(v) and v >= low and (high is None or v <= high)):
+        accepted = f">= {low}" if high is None else f"in [{low}, {high:,}]"
+        raise ValueError(f"{what} must be an integer {accepted}, got {v!r}")
     return int(v)
+
+
+def fits_in_memory(build: Callable[[], nn.Module], what: str) -> None:
+    """Run ``build`` on the ``meta`` device (no memory) and refuse, with ``ValueError``, a module whose
+    weights exceed this machine's memory — before any tensor is allocated: a typo
+    (``--code-size 10000000000``) or a crafted config must not take the machine down."""
+    if torch.get_default_device().type == "meta":
+        return  # already a dry build
+    try:
+        with torch.device("meta"):
+            dry = build()
+    except (RuntimeError, OverflowError, TypeError, MemoryError) as e:  # sizes torch cannot even describe
+        raise ValueError(f"{what} cannot be built ({str(e).splitlines()[0][:160]})") from None
+    need = sum(t.numel() * t.element_size() for t in [*dry.parameters(), *dry.buffers()])
+    have = memory_bytes()
+    if need > have:
+        raise ValueError(f"{what} needs {need / 2**30:,.1f} GiB for its weights alone, more than this machine's "
+                         f"{have / 2**30:,.1f} GiB of memory; check the sizes (code_size, hidden, channels)")
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory in bytes (2**62 where the platform does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2**62

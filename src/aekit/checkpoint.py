@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import Tensor
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from .model import Autoencoder
 from .presets import from_config
@@ -25,17 +25,42 @@ from .presets import from_config
 FORMAT = "aekit-1"
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _atomic(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` and move the result onto ``path`` only if it succeeded."""
+    """Call ``write(tmp_path)`` and move the result onto ``path`` only if it succeeded.
+
+    The file is flushed to disk before the rename and the directory after it, so neither a kill
+    nor a power loss can leave ``path`` empty or half-written: it is the old file or the new one.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 would make shared runs unreadable to the group
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. a platform without directory descriptors
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -52,20 +77,97 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Load what :func:`save_tensors` wrote, or raise ``ValueError`` if it is missing or corrupted."""
+    """Load what :func:`save_tensors` wrote, or raise ``ValueError`` if it is missing or corrupted.
+
+    ``safe_open`` validates the header (every tensor inside the file, offsets consistent) without
+    reading the data; each tensor is then read straight into its own buffer, so loading needs the
+    file's size in memory once (safetensors' ``load_file`` holds the memory map and the copies: 2×).
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint not found: {path}")
     try:
-        tensors = load_file(path)
-        from safetensors import safe_open
-
         with safe_open(path, "pt") as f:
             blob = f.metadata() or {}
+            keys = list(f.keys())
         meta = json.loads(blob["json"]) if blob.get("format") == FORMAT else {}
-    except (SafetensorError, OSError, json.JSONDecodeError, KeyError) as e:
+        tensors = _read_data(path, keys)
+    except (SafetensorError, OSError, json.JSONDecodeError, KeyError, RecursionError) as e:
         raise ValueError(f"corrupted checkpoint {path}: {e}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"corrupted checkpoint {path}: its metadata is not a JSON object")
     return tensors, meta
+
+
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool}
+
+
+def _read_data(path: Path, keys: list[str]) -> dict[str, torch.Tensor]:
+    """The tensors ``keys`` of a safetensors file whose header ``safe_open`` has validated (little-endian)."""
+    out = {}
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        for k in keys:
+            info = header[k]
+            if info["dtype"] not in _DTYPES:
+                raise KeyError(f"unsupported dtype {info['dtype']} of {k}")
+            t = torch.empty(info["shape"], dtype=_DTYPES[info["dtype"]])
+            start, end = info["data_offsets"]
+            f.seek(8 + n + start)
+            if f.readinto(t.reshape(-1).view(torch.uint8).numpy()) != end - start:
+                raise OSError(f"truncated data of {k}")
+            out[k] = t
+    return out
+
+
+def header_shapes(path: str | os.PathLike, prefix: str = "") -> dict[str, tuple[int, ...]]:
+    """Shapes of the tensors named ``prefix…`` in a safetensors file, read from its header only."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(path, "pt") as f:
+            return {k[len(prefix):]: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith(prefix)}
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"corrupted checkpoint {path}: {e}") from None
+
+
+def build_for(config: Any, weights: Path, prefix: str = "") -> Autoencoder:
+    """The model that ``config`` describes, on the ``meta`` device (nothing allocated), after checking
+    that its tensor shapes are those stored in ``weights`` — so a crafted config can neither allocate
+    before it is checked nor load into the wrong architecture. Load with ``assign=True``."""
+    with torch.device("meta"):
+        model = from_config(config)
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    _compare(own, header_shapes(weights, prefix), str(weights))
+    return model
+
+
+def _compare(own: dict[str, tuple], stored: dict[str, tuple], where: str) -> None:
+    missing = sorted(set(own) - set(stored))
+    extra = sorted(set(stored) - set(own))
+    shapes = [f"{k} {stored[k]} vs {v}" for k, v in own.items() if k in stored and tuple(stored[k]) != tuple(v)]
+    if missing or extra or shapes:
+        parts = [f"missing {missing[:3]}" if missing else "", f"unexpected {extra[:3]}" if extra else "",
+                 f"shape mismatch {shapes[:3]}" if shapes else ""]
+        raise ValueError(f"{where}: weights do not match the config ({'; '.join(p for p in parts if p)})")
+
+
+def _all_finite(v: Tensor) -> bool:
+    # max and min propagate NaN and reach ±inf: no full-size temporary, unlike isfinite(v).all()
+    return v.numel() == 0 or bool(torch.isfinite(v.amax()) & torch.isfinite(v.amin()))
+
+
+def check_finite(model: torch.nn.Module, what: str, error: type[Exception] = FloatingPointError) -> None:
+    """Raise ``error`` if a parameter of ``model`` is NaN or inf (buffers may hold NaN as "not set yet",
+    e.g. a running mean before its first batch)."""
+    bad = [k for k, v in model.named_parameters() if not _all_finite(v.detach())]
+    if bad:
+        raise error(f"{what}: non-finite (NaN or inf) values in {', '.join(bad[:3])}"
+                                 f"{' and more' if len(bad) > 3 else ''}")
 
 
 def _model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -86,37 +188,42 @@ def save_model(model: Autoencoder, directory: str | os.PathLike) -> Path:
     """
     if model.config is None:
         raise ValueError("model has no config: build it with aekit.presets.create to make it saveable")
+    check_finite(model, "not saved")
     weights, config = _model_paths(directory)
     save_tensors(weights, model.state_dict(), {"model": model.config})
     write_json(config, model.config)
     return weights.parent
 
 
-def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str, assign: bool = False) -> None:
     """``model.load_state_dict(state)`` with a one-line error naming what disagrees."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items() if k in state and state[k].shape != v.shape]
-    if missing or extra or shapes:
-        parts = [f"missing {missing[:3]}" if missing else "", f"unexpected {extra[:3]}" if extra else "",
-                 f"shape mismatch {shapes[:3]}" if shapes else ""]
-        raise ValueError(f"{where}: weights do not match the config ({'; '.join(p for p in parts if p)})")
-    model.load_state_dict(state)
+    _compare({k: tuple(v.shape) for k, v in model.state_dict().items()}, {k: tuple(v.shape) for k, v in state.items()},
+             where)
+    model.load_state_dict(state, assign=assign)
+
+
+def read_config(path: Path) -> Any:
+    """A JSON file that must exist, as a ``ValueError`` naming the file when it is missing or broken."""
+    if not path.is_file():
+        raise ValueError(f"checkpoint not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"corrupted checkpoint config {path}: {type(e).__name__}: {str(e)[:200]}") from None
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> Autoencoder:
-    """Rebuild a model saved by :func:`save_model` (a directory or its ``model.safetensors``)."""
+    """Rebuild a model saved by :func:`save_model` (a directory or its ``model.safetensors``).
+
+    The config is checked against the weights file's header before anything is allocated, and the
+    weights are loaded into the model without a second copy: peak memory stays near the file's size.
+    Non-finite weights are refused.
+    """
     weights, config_path = _model_paths(path)
-    if not config_path.is_file():
-        raise ValueError(f"checkpoint not found: {config_path}")
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"corrupted checkpoint config {config_path}: {e}") from None
-    model = from_config(config)
+    model = build_for(read_config(config_path), weights)
     state, _ = load_tensors(weights)
-    load_state(model, state, str(weights.parent))
+    load_state(model, state, str(weights.parent), assign=True)
+    check_finite(model, f"refusing to load {weights}", ValueError)
     return model.to(device).eval()
 
 
@@ -124,11 +231,31 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> A
 
 
 @dataclass
+class Position:
+    """Where a run is inside an epoch: what exact resume from a mid-epoch checkpoint needs.
+
+    ``rng`` is the shuffle generator's state at the start of the epoch (it draws the epoch's
+    permutation again), ``batch`` the batches done, ``sums``/``stat_sums`` the running per-term
+    sums (sample-weighted) over ``samples`` samples, ``skipped`` the batches dropped by
+    ``nan_policy="skip"``.
+    """
+
+    rng: Tensor
+    batch: int = 0
+    samples: int = 0
+    sums: dict[str, Tensor] = field(default_factory=dict)
+    stat_sums: dict[str, Tensor] = field(default_factory=dict)
+    skipped: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
 class TrainerState:
     """The objects of a run that exact resume must save and restore together.
 
     ``best`` holds early stopping's ``loss``, ``bad`` (epochs without improvement) and
-    ``state`` (the best weights, or ``None``); ``hist`` is the run's :class:`~aekit.train.History`.
+    ``state`` (the best weights, or ``None``); ``hist`` is the run's :class:`~aekit.train.History`;
+    ``pos`` the position inside an unfinished epoch (``None`` at an epoch boundary).
     """
 
     model: Autoencoder
@@ -137,10 +264,13 @@ class TrainerState:
     shuffle: torch.Generator
     hist: Any
     best: dict
+    pos: Position | None = None
 
 
 def save_trainer(path: Path, epoch: int, s: TrainerState, cfg: dict) -> None:
-    """Save everything needed to continue exactly: weights, optimiser, schedule, RNGs, history, best weights."""
+    """Save everything needed to continue exactly: weights, optimiser, schedule, RNGs, history, best
+    weights, and the position inside epoch ``epoch + 1`` if it has begun. Non-finite weights are refused."""
+    check_finite(s.model, f"epoch {epoch + 1}: the trainer state was not saved (the last checkpoint is kept)")
     tensors = {f"model.{k}": v for k, v in s.model.state_dict().items()}
     osd = s.opt.state_dict()
     ostate_meta: dict[str, dict] = {}
@@ -156,8 +286,15 @@ def save_trainer(path: Path, epoch: int, s: TrainerState, cfg: dict) -> None:
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     if s.best["state"] is not None:
         tensors.update({f"best.{k}": v for k, v in s.best["state"].items()})
+    pos = None
+    if s.pos is not None and s.pos.batch > 0:
+        tensors["pos.rng"] = s.pos.rng
+        tensors.update({f"pos.sum.{k}": v for k, v in s.pos.sums.items()})
+        tensors.update({f"pos.stat.{k}": v for k, v in s.pos.stat_sums.items()})
+        pos = {"batch": s.pos.batch, "samples": s.pos.samples, "skipped": s.pos.skipped, "seconds": s.pos.seconds}
     meta = {
         "epoch": epoch,
+        "position": pos,
         "train": cfg,
         "model": s.model.config,
         "optim_groups": osd["param_groups"],
@@ -169,17 +306,30 @@ def save_trainer(path: Path, epoch: int, s: TrainerState, cfg: dict) -> None:
     save_tensors(path, tensors, meta)
 
 
-# Options that may differ on resume without changing the result.
-_RESUME_FREE = {"progress", "device", "checkpoint_every", "max_time"}
+# Options that may differ on resume without changing the result (nan_policy: resuming with "skip"
+# is how a run stopped by a bad batch gets past it).
+RESUME_FREE = {"progress", "device", "checkpoint_every", "checkpoint_steps", "checkpoint_minutes", "max_time",
+               "nan_policy"}
 
 
-def restore_trainer(path: Path, s: TrainerState, cfg: dict) -> int:
-    """Restore what :func:`save_trainer` wrote into freshly built objects; returns the epoch reached."""
+def restore_trainer(path: Path, s: TrainerState, cfg: dict, defaults: dict) -> int:
+    """Restore what :func:`save_trainer` wrote into freshly built objects; returns the epochs completed
+    (``s.pos`` is set when the checkpoint is from inside the next one). ``defaults``: the training
+    options' defaults, for checkpoints written before an option existed."""
     tensors, meta = load_tensors(path)
     if not meta:
         raise ValueError(f"corrupted checkpoint {path}: no trainer metadata")
-    saved = meta["train"]
-    diff = [k for k, v in cfg.items() if k not in _RESUME_FREE and saved.get(k) != v]
+    try:
+        return _restore(tensors, meta, s, cfg, defaults, path)
+    except ValueError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as e:  # crafted or damaged metadata
+        raise ValueError(f"corrupted checkpoint {path}: bad trainer state ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _restore(tensors: dict[str, Tensor], meta: dict, s: TrainerState, cfg: dict, defaults: dict, path: Path) -> int:
+    saved = {**defaults, **meta["train"]}
+    diff = [k for k, v in cfg.items() if k not in RESUME_FREE and saved.get(k) != v]
     if diff:
         raise ValueError(
             "cannot resume with different training options: "
@@ -187,6 +337,9 @@ def restore_trainer(path: Path, s: TrainerState, cfg: dict) -> int:
         )
     if meta["model"] != s.model.config:
         raise ValueError(f"cannot resume: the run's model config differs from this model's ({meta['model']})")
+    epoch = meta["epoch"]
+    if not (isinstance(epoch, int) and 0 <= epoch <= cfg["epochs"]):
+        raise ValueError(f"corrupted checkpoint {path}: epoch {epoch!r} is not in [0, {cfg['epochs']}]")
     dev = next(s.model.parameters()).device
     load_state(s.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
     state: dict[int, dict] = {}
@@ -196,15 +349,29 @@ def restore_trainer(path: Path, s: TrainerState, cfg: dict) -> int:
             state.setdefault(int(i), {})[name] = v  # load_state_dict moves each to its parameter's device
     for i, scalars in meta["optim_scalars"].items():
         state.setdefault(int(i), {}).update(scalars)
-    s.opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
-    s.sched.load_state_dict({**meta["sched"], "lr_lambdas": [None] * len(s.opt.param_groups)})
-    torch.set_rng_state(tensors["rng.torch"])
-    s.shuffle.set_state(tensors["rng.shuffle"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
-    s.hist.rows[:] = meta["history"]["rows"]
+    sched = meta["sched"]
+    if not (isinstance(sched, dict) and isinstance(sched.get("last_epoch"), int)):
+        raise ValueError(f"corrupted checkpoint {path}: bad learning-rate schedule state")
+    try:  # torch's own loaders: their complaints about a damaged file become one line
+        s.opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
+        s.sched.load_state_dict({**sched, "lr_lambdas": [None] * len(s.opt.param_groups)})
+        torch.set_rng_state(tensors["rng.torch"])
+        s.shuffle.set_state(tensors["rng.shuffle"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as e:
+        raise ValueError(f"corrupted checkpoint {path}: bad optimiser, schedule or RNG state ({str(e)[:200]})") from None
+    s.hist.rows[:] = list(meta["history"]["rows"])
     s.hist.best_epoch = meta["history"]["best_epoch"]
-    s.best.update(meta["best"])
+    s.best.update({k: meta["best"][k] for k in ("loss", "bad")})
+    if not (isinstance(s.best["loss"], (int, float)) and isinstance(s.best["bad"], int)):
+        raise ValueError(f"corrupted checkpoint {path}: bad early-stopping state")
     if any(k.startswith("best.") for k in tensors):
         s.best["state"] = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")}
-    return int(meta["epoch"])
+    pos = meta.get("position")
+    s.pos = None if not pos else Position(
+        rng=tensors["pos.rng"], batch=int(pos["batch"]), samples=int(pos["samples"]), skipped=int(pos["skipped"]),
+        seconds=float(pos["seconds"]),
+        sums={k[8:]: v.to(dev) for k, v in tensors.items() if k.startswith("pos.sum.")},
+        stat_sums={k[9:]: v.to(dev) for k, v in tensors.items() if k.startswith("pos.stat.")})
+    return epoch

@@ -8,7 +8,6 @@ file and the fault.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
 import os
@@ -21,6 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .files import flatten, check_array, read_array
+
+__all__ = ["Dataset", "Split", "binarize", "cache_dir", "check_array", "download", "load", "read_array", "read_idx"]
 
 CACHE_ENV = "AEKIT_CACHE_DIR"
 
@@ -72,41 +75,6 @@ class Split:
     test: Dataset
 
 
-def check_array(x: object, what: str = "data", dtype: type = np.float32) -> np.ndarray:
-    """Return ``x`` as a float32 (or ``dtype``) array ``(N, ...)``, or raise ``ValueError`` naming the problem.
-
-    Example
-    -------
-    >>> check_array([[0, 1], [1, 0]]).dtype
-    dtype('float32')
-    """
-    try:
-        a = np.asarray(x)
-    except ValueError as e:
-        raise ValueError(f"{what} is not a rectangular numeric array: {e}") from None
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
-        raise ValueError(f"{what} must be numeric, got dtype {a.dtype}")
-    if a.ndim < 2:
-        raise ValueError(f"{what} must have shape (samples, features), got shape {a.shape}")
-    if a.size == 0:
-        raise ValueError(f"{what} is empty (shape {a.shape})")
-    a = a.astype(dtype, copy=False)
-    bad = ~np.isfinite(a.reshape(len(a), -1)).all(1)
-    if bad.any():
-        raise ValueError(f"{what} contains NaN or inf in {int(bad.sum())} sample(s), first at row {int(bad.argmax())}")
-    return a
-
-
-def _flatten(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
-    """(N, D) stays; (N, H, W) is one-channel images; (N, C, H, W) is images."""
-    shape = a.shape[1:]
-    if len(shape) == 2:
-        shape = (1, *shape)
-    if len(shape) > 3:
-        raise ValueError(f"data must be (N, D), (N, H, W) or (N, C, H, W), got shape {a.shape}")
-    return np.ascontiguousarray(a.reshape(len(a), -1)), tuple(int(s) for s in shape)
-
-
 # ---------------------------------------------------------------------------- IDX
 
 
@@ -140,7 +108,7 @@ def _read_idx_dir(root: Path, name: str) -> Split:
         labels = read_idx(_find(root, f"{split}-labels-idx1-ubyte"))
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise ValueError(f"{root}: {split} images {images.shape} and labels {labels.shape} do not match")
-        x, shape = _flatten(images.astype(np.float32) / 255.0)
+        x, shape = flatten(images.astype(np.float32) / 255.0)
         parts[split] = Dataset(x, labels.astype(np.int64), shape, name)
     return Split(parts["train"], parts["t10k"])
 
@@ -207,78 +175,6 @@ def download(name: str, root: str | os.PathLike | None = None, mirrors: list[str
         else:
             raise ValueError(f"could not download {fname} for {name}: " + "; ".join(errors))
     return folder
-
-
-# ---------------------------------------------------------------------------- user files
-
-
-def _read_csv(path: Path) -> np.ndarray:
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
-    if not rows:
-        raise ValueError(f"{path} is empty")
-
-    def parse(i: int, row: list[str]) -> list[float]:
-        try:
-            return [float(v) for v in row]
-        except ValueError:
-            bad = next(v for v in row if not _is_float(v))
-            raise ValueError(f"{path}: non-numeric value {bad!r} on line {i + 1}") from None
-
-    start = 0 if all(_is_float(v) for v in rows[0]) else 1  # one header line is allowed
-    data = [parse(i, r) for i, r in enumerate(rows[start:], start)]
-    if not data:
-        raise ValueError(f"{path} has a header but no data rows")
-    widths = {len(r) for r in data}
-    if len(widths) > 1:
-        raise ValueError(f"{path}: rows have different numbers of columns {sorted(widths)}")
-    return np.array(data, dtype=np.float32)
-
-
-def _is_float(v: str) -> bool:
-    try:
-        float(v)
-        return True
-    except ValueError:
-        return False
-
-
-def read_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
-    """Read samples (and labels if stored) from ``.npy``, ``.npz`` or ``.csv``.
-
-    ``.npz`` files use the array ``x`` (or the first array) and, if present, labels ``y``.
-    ``uint8`` arrays are images and are scaled to [0, 1]. Returns ``(x, y, shape)``
-    with ``x`` flat, shape (N, D).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"file not found: {path}")
-    y = None
-    try:
-        if path.suffix == ".npy":
-            a = np.load(path, allow_pickle=False)
-        elif path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                if not z.files:
-                    raise ValueError(f"{path} holds no arrays")
-                a = z["x"] if "x" in z.files else z[z.files[0]]
-                y = z["y"] if "y" in z.files else None
-        elif path.suffix == ".csv":
-            a = _read_csv(path)
-        else:
-            raise ValueError(f"unsupported file type {path.suffix!r} for {path}; use .npy, .npz or .csv")
-    except (OSError, EOFError, zlib.error) as e:
-        raise ValueError(f"cannot read {path}: {e}") from None
-    except ValueError as e:
-        if str(path) in str(e):
-            raise
-        raise ValueError(f"cannot read {path}: {e}") from None
-    if a.dtype == np.uint8:
-        a = a / 255.0
-    x, shape = _flatten(check_array(a, str(path)))
-    if y is not None and len(y) != len(x):
-        raise ValueError(f"{path}: {len(y)} labels for {len(x)} samples")
-    return x, y, shape
 
 
 def _split(x: np.ndarray, y: np.ndarray | None, shape: tuple, name: str, test_fraction: float, seed: int) -> Split:
@@ -361,7 +257,7 @@ def _load(spec: str, data_dir, download_missing: bool, test_fraction: float, see
 
         d = load_digits()
         x = (d.images / 16.0).astype(np.float32)[:, None]  # (N, 1, 8, 8)
-        xf, shape = _flatten(x)
+        xf, shape = flatten(x)
         return _split(xf, d.target.astype(np.int64), shape, "digits", test_fraction, seed)
     if spec in IDX_FILES:
         if data_dir is not None:

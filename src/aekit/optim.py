@@ -4,6 +4,7 @@ schedule they name."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -16,6 +17,8 @@ from .presets import get_preset
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("fp32", "bf16")
+NAN_POLICIES = ("raise", "skip")
+DEVICE = re.compile(r"auto|cpu|cuda(:\d{1,4})?")
 
 
 @dataclass
@@ -44,6 +47,13 @@ class TrainConfig:
         ``"fp32"``, or ``"bf16"`` autocast for the forward pass (weights and optimiser stay fp32).
     checkpoint_every
         Save the full trainer state every N epochs (0: only at the end); needs ``run_dir``.
+    checkpoint_steps, checkpoint_minutes
+        Also save it, mid-epoch, every N optimiser steps and every M minutes of training (0: never);
+        a resumed run continues from the exact step. Signals save at the next step anyway.
+    nan_policy
+        A non-finite training loss is caught at the step it happens (on CUDA within 50 steps):
+        ``"raise"`` stops with ``FloatingPointError`` naming the epoch and step, leaving the last
+        checkpoint as it was; ``"skip"`` drops that batch (no update; counted as ``skipped_batches``).
     max_time
         Stop after the first epoch that ends past this many seconds; ``None`` for no limit.
     kl_warmup_epochs
@@ -68,6 +78,9 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "fp32"
     checkpoint_every: int = 1
+    checkpoint_steps: int = 0
+    checkpoint_minutes: float = 15.0
+    nan_policy: str = "raise"
     max_time: float | None = None
     kl_warmup_epochs: float = 0.0
     progress: bool = True
@@ -92,10 +105,14 @@ class TrainConfig:
         need(self.patience is None or self.val_fraction > 0, "patience", "None when val_fraction is 0 (early stopping needs validation data)")
         need(is_number(self.min_delta) and self.min_delta >= 0, "min_delta", "a number >= 0")
         need(self.grad_clip is None or (is_number(self.grad_clip) and self.grad_clip > 0), "grad_clip", "None or a number > 0")
-        need(is_int(self.seed), "seed", "an integer")
-        need(self.device in ("auto", "cpu") or str(self.device).startswith("cuda"), "device", "'auto', 'cpu' or 'cuda[:N]'")
+        need(is_int(self.seed) and 0 <= self.seed < 2**63, "seed", "an integer in [0, 2**63)")
+        need(isinstance(self.device, str) and DEVICE.fullmatch(self.device) is not None, "device",
+             "'auto', 'cpu', 'cuda' or 'cuda:N'")
         need(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}")
         need(is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0")
+        need(is_int(self.checkpoint_steps) and self.checkpoint_steps >= 0, "checkpoint_steps", "an integer >= 0")
+        need(is_number(self.checkpoint_minutes) and self.checkpoint_minutes >= 0, "checkpoint_minutes", "a number >= 0")
+        need(self.nan_policy in NAN_POLICIES, "nan_policy", f"one of {NAN_POLICIES}")
         need(self.max_time is None or (is_number(self.max_time) and self.max_time > 0), "max_time", "None or a number > 0")
         need(is_number(self.kl_warmup_epochs) and self.kl_warmup_epochs >= 0, "kl_warmup_epochs", "a number >= 0")
         # an option this configuration would ignore is an error, never silently dropped

@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from ._checks import fits_in_memory
 from .contractive import Contractive
 from .corruption import Corruption, make_corruption, parse_noise
 from .likelihoods import make_likelihood
@@ -88,6 +89,7 @@ def create(name: str, input_shape: Sequence[int], **options: Any) -> Autoencoder
     if not input_shape or any(s < 1 for s in input_shape):
         raise ValueError(f"input_shape must be positive integers, got {input_shape}")
     resolved = {k: (options[k] if options.get(k) is not None else d) for k, d in accepted.items()}
+    fits_in_memory(lambda: preset.build(input_shape, **resolved), f"preset {name!r} with these options")
     model = preset.build(input_shape, **resolved)
     model.config = {
         "preset": name,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -24,13 +25,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from .checkpoint import TrainerState, restore_trainer, save_model, save_trainer, write_json
-from .data import Dataset, check_array
+from .checkpoint import Position, TrainerState, restore_trainer, save_model, save_trainer, write_json
+from .data import Dataset
+from .files import check_array
 from .model import Autoencoder
-from .optim import TrainConfig, config_for, lr_factor, make_optimizer
+from .optim import DEVICE, TrainConfig, config_for, lr_factor, make_optimizer
+from .run import Stop, lock, stop_on_signals
 
-__all__ = ["History", "TrainConfig", "as_tensor", "config_for", "evaluate", "fit", "lr_factor", "make_optimizer",
-           "param_dtype", "resolve_device"]
+__all__ = ["History", "Interrupted", "TrainConfig", "as_tensor", "config_for", "evaluate", "fit", "lr_factor",
+           "make_optimizer", "param_dtype", "resolve_device"]
 
 TRAINER_STATE = "trainer.safetensors"
 METRICS = "metrics.jsonl"
@@ -51,6 +54,8 @@ class History:
 
 def resolve_device(name: str) -> torch.device:
     """``"auto"`` is CUDA when available, else CPU; an unavailable CUDA device is a ``ValueError``."""
+    if not (isinstance(name, str) and DEVICE.fullmatch(name)):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -102,6 +107,21 @@ def evaluate(model: Autoencoder, x: Any, batch_size: int = 1024, corrupt: bool =
 
 
 Callback = Callable[[int, dict[str, Any], Autoencoder], None]
+NAN_CHECK_EVERY = 50  # steps between finiteness checks on an accelerator, where each check is a sync
+
+
+class Interrupted(Exception):
+    """Training stopped by a signal after saving its full state: resuming continues it exactly.
+
+    ``exit_status`` is 128 + the signal number (130 for SIGINT, 143 for SIGTERM, 138 for SIGUSR1),
+    the status ``aekit train`` exits with.
+    """
+
+    def __init__(self, signum: int, run: Path, epoch: int, batch: int, steps: int) -> None:
+        self.signum, self.run_dir, self.exit_status = signum, run, 128 + signum
+        where = f"after step {batch} of {steps} of epoch {epoch}" if batch < steps else f"at the end of epoch {epoch}"
+        super().__init__(f"stopped by {signal.Signals(signum).name} {where}; the full trainer state is saved in "
+                         f"{run}: continue with `aekit train --resume {run}` (Python: fit(..., resume=True))")
 
 
 def fit(
@@ -128,10 +148,12 @@ def fit(
         (see :func:`config_for`), then :class:`TrainConfig`'s.
     run_dir
         Where to write ``metrics.jsonl``, ``train.json``, checkpoints and the final
-        model. Without it nothing is written.
+        model, holding the directory's lock (a second writer is refused). SIGTERM, SIGINT and
+        SIGUSR1 then save the full state at the next step and raise :class:`Interrupted`.
+        Without it nothing is written.
     resume
-        Continue from ``run_dir/trainer.safetensors``; the run then ends exactly
-        as the uninterrupted run would have.
+        Continue from ``run_dir/trainer.safetensors`` (saved at an epoch's end or inside an
+        epoch); the run then ends with the same weights as the uninterrupted run, bit for bit on CPU.
     callbacks
         Called as ``cb(epoch, row, model)`` after each epoch (and its checkpoint).
 
@@ -155,10 +177,19 @@ def fit(
             UserWarning,
             stacklevel=2,
         )
-    run = Path(run_dir) if run_dir is not None else None
-    if resume and (run is None or not (run / TRAINER_STATE).is_file()):
-        raise ValueError(f"cannot resume: no {TRAINER_STATE} in {run}")
+    if run_dir is None:
+        if resume:
+            raise ValueError("cannot resume without run_dir")
+        return _fit(model, data, cfg, dev, None, False, callbacks)
+    with lock(run_dir) as run:
+        if resume and not (run / TRAINER_STATE).is_file():
+            raise ValueError(f"cannot resume: no {TRAINER_STATE} in {run}")
+        with stop_on_signals() as stop:
+            return _fit(model, data, cfg, dev, run, resume, callbacks, stop)
 
+
+def _fit(model: Autoencoder, data: Tensor, cfg: TrainConfig, dev: torch.device, run: Path | None, resume: bool,
+         callbacks: Sequence[Callback], stop: Stop | None = None) -> History:
     torch.manual_seed(cfg.seed)
     split = np.random.default_rng(cfg.seed).permutation(len(data))
     n_val = int(round(cfg.val_fraction * len(data)))
@@ -183,70 +214,103 @@ def fit(
     state = TrainerState(model, opt, sched, shuffle, hist, best)
     start = 0
     if resume:
-        start = restore_trainer(run / TRAINER_STATE, state, asdict(cfg))
+        start = restore_trainer(run / TRAINER_STATE, state, asdict(cfg), asdict(TrainConfig()))
+        if state.pos is not None and not 0 < state.pos.batch <= steps_per_epoch:
+            raise ValueError(f"corrupted checkpoint {run / TRAINER_STATE}: position {state.pos.batch} is not a step "
+                             f"of an epoch of {steps_per_epoch} steps")
         # keep metrics.jsonl consistent with the restored history
         with open(run / METRICS, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in hist.rows)
     elif run is not None:
-        run.mkdir(parents=True, exist_ok=True)
         (run / METRICS).unlink(missing_ok=True)
     if run is not None:
         write_json(run / "train.json", {"train": asdict(cfg), "model": model.config})
 
+    stop = stop or Stop()
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-    t0 = time.perf_counter()
+    check_every = 1 if dev.type == "cpu" or cfg.nan_policy == "skip" else NAN_CHECK_EVERY
+    bad = torch.zeros((), dtype=torch.bool, device=dev)  # a non-finite loss since the last check (accelerators)
+    t0 = last_save = time.perf_counter()
+
+    def save(epoch: int) -> None:
+        nonlocal last_save
+        if state.pos is not None:
+            state.pos.seconds = time.perf_counter() - te
+        save_trainer(run / TRAINER_STATE, epoch, state, asdict(cfg))
+        last_save = time.perf_counter()
+
     with _progress(cfg.progress) as bar:
         task = bar.add_task("train", total=total, completed=start * steps_per_epoch, loss="")
         for epoch in range(start + 1, cfg.epochs + 1):
-            te = time.perf_counter()
+            pos = state.pos = state.pos or Position(rng=shuffle.get_state())
+            shuffle.set_state(pos.rng)  # the epoch's permutation, drawn again when resuming inside it
             perm = torch.randperm(n, generator=shuffle).to(dev)
-            sums: dict[str, Tensor] = {}  # terms: the loss is their sum
-            stat_sums: dict[str, Tensor] = {}  # logged beside the loss, not part of it
-            for b in range(steps_per_epoch):
+            te = time.perf_counter() - pos.seconds
+            pending = False  # a step or time checkpoint fell due on the epoch's last step: taken at its end
+            for b in range(pos.batch, steps_per_epoch):
+                step = (epoch - 1) * steps_per_epoch + b + 1
                 xb = train[perm[b * bs : (b + 1) * bs]]
-                weights = {"kl": min(1.0, ((epoch - 1) * steps_per_epoch + b + 1) / kl_warmup)} if kl_warmup else None
+                weights = {"kl": min(1.0, step / kl_warmup)} if kl_warmup else None
                 with autocast:
                     out = model(xb, weights=weights)
-                opt.zero_grad(set_to_none=True)
-                out.loss.backward()
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                sched.step()
-                for k, v in out.terms.items():  # the loss is their sum: derived at the end, not summed here
-                    sums[k] = sums.get(k, 0) + v.detach() * len(xb)
-                for k, v in out.stats.items():
-                    stat_sums[k] = stat_sums.get(k, 0) + v.detach() * len(xb)
+                finite = _finite(out.loss, bad, step, check_every)
+                if finite is False and cfg.nan_policy == "skip":
+                    pos.skipped += 1
+                    sched.step()  # a skipped batch is a step that changed nothing: the schedule keeps time
+                elif finite is False:
+                    raise _non_finite(out.loss, epoch, b + 1, steps_per_epoch, run)
+                else:
+                    opt.zero_grad(set_to_none=True)
+                    out.loss.backward()
+                    if cfg.grad_clip is not None:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                    opt.step()
+                    sched.step()
+                    for k, v in out.terms.items():  # the loss is their sum: derived at the end, not summed here
+                        pos.sums[k] = pos.sums.get(k, 0) + v.detach() * len(xb)
+                    for k, v in out.stats.items():
+                        pos.stat_sums[k] = pos.stat_sums.get(k, 0) + v.detach() * len(xb)
+                    pos.samples += len(xb)
+                pos.batch = b + 1
                 if cfg.progress and (b % 20 == 0 or b == steps_per_epoch - 1):
-                    bar.update(task, completed=(epoch - 1) * steps_per_epoch + b + 1,
-                               description=f"epoch {epoch}/{cfg.epochs}",
-                               loss=f"loss {float(sum(sums.values())) / min(n, (b + 1) * bs):.4g}")
-            row: dict[str, Any] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
-            if weights:
-                row["kl_weight"] = weights["kl"]  # at the epoch's last step
-            row["train_loss"] = float(sum(sums.values())) / n
-            row.update({f"train_{k}": float(v) / n for k, v in {**sums, **stat_sums}.items()})
-            if not math.isfinite(row["train_loss"]):
-                raise FloatingPointError(
-                    f"training loss became {row['train_loss']} in epoch {epoch}; lower lr or set grad_clip"
-                )
-            row["seconds"] = time.perf_counter() - te  # training only, not validation
-            row["samples_per_s"] = n / row["seconds"]
+                    bar.update(task, completed=step, description=f"epoch {epoch}/{cfg.epochs}",
+                               loss=f"loss {float(sum(pos.sums.values())) / max(1, pos.samples):.4g}")
+                due = (cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0) or (
+                    cfg.checkpoint_minutes and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes)
+                if run is not None and (due or stop.signum):
+                    if b + 1 < steps_per_epoch or stop.signum:
+                        save(epoch - 1)
+                    else:
+                        pending = True
+                    if stop.signum:
+                        raise Interrupted(stop.signum, run, epoch, b + 1, steps_per_epoch)
+            if check_every > 1 and bool(bad):
+                raise _non_finite(torch.tensor(math.nan), epoch, steps_per_epoch, steps_per_epoch, run)
+            kl_weight = min(1.0, epoch * steps_per_epoch / kl_warmup) if kl_warmup else None  # at the last step
+            row = _epoch_row(epoch, opt, pos, kl_weight, cfg, time.perf_counter() - te)
+            state.pos = None
             if val is not None:
                 row.update({f"val_{k}": v for k, v in evaluate(model, val).items()})
+                if not math.isfinite(row["val_loss"]):
+                    raise FloatingPointError(f"the validation loss became {row['val_loss']} after epoch {epoch}: the "
+                                             "weights are no longer usable; the last checkpoint is kept")
             hist.rows.append(row)
-            stop = _early_stop(cfg, row, state)
+            early = _early_stop(cfg, row, state)
             out_of_time = cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time
+            last = early or out_of_time or epoch == cfg.epochs
             if run is not None:
                 with open(run / METRICS, "a") as f:
                     f.write(json.dumps(row) + "\n")
-                last = stop or out_of_time or epoch == cfg.epochs
-                if last or (cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0):
-                    save_trainer(run / TRAINER_STATE, epoch, state, asdict(cfg))
+                every = cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0
+                timed = cfg.checkpoint_minutes and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes
+                if last or pending or every or timed or stop.signum:
+                    save(epoch)
             for cb in callbacks:
                 cb(epoch, row, model)
-            hist.stopped_early = stop
-            if stop or out_of_time:
+            hist.stopped_early = early
+            if stop.signum and not last:
+                raise Interrupted(stop.signum, run, epoch, steps_per_epoch, steps_per_epoch)
+            if last:
                 break
     if best["state"] is not None:
         model.load_state_dict(best["state"])
@@ -254,6 +318,41 @@ def fit(
     if run is not None:
         save_model(model, run)
     return hist
+
+
+def _finite(loss: Tensor, bad: Tensor, step: int, every: int) -> bool | None:
+    """Whether ``loss`` is finite, checked now (every step), else folded into ``bad`` without a sync and
+    checked every ``every`` steps; ``None`` when not checked at this step."""
+    if every == 1:
+        return bool(torch.isfinite(loss))
+    bad |= ~torch.isfinite(loss.detach())
+    return not bool(bad) if step % every == 0 else None
+
+
+def _non_finite(loss: Tensor, epoch: int, batch: int, steps: int, run: Path | None) -> FloatingPointError:
+    kept = f"; the last checkpoint in {run} is kept as it was" if run is not None else ""
+    return FloatingPointError(
+        f"training loss became {float(loss.detach())} in epoch {epoch} at step {batch} of {steps}{kept}; lower lr, set "
+        "grad_clip, or pass nan_policy='skip' (--nan-policy skip) to drop such batches")
+
+
+def _epoch_row(epoch: int, opt: torch.optim.Optimizer, pos: Position, kl_weight: float | None, cfg: TrainConfig,
+               seconds: float) -> dict[str, Any]:
+    """The epoch's metrics row: learning rate, mean train loss and terms over the batches trained on."""
+    if pos.samples == 0:
+        raise FloatingPointError(f"every batch of epoch {epoch} had a non-finite loss; nothing was trained")
+    row: dict[str, Any] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
+    if kl_weight is not None:
+        row["kl_weight"] = kl_weight
+    row["train_loss"] = float(sum(pos.sums.values())) / pos.samples
+    row.update({f"train_{k}": float(v) / pos.samples for k, v in {**pos.sums, **pos.stat_sums}.items()})
+    if cfg.nan_policy == "skip":
+        row["skipped_batches"] = pos.skipped
+    if not math.isfinite(row["train_loss"]):
+        raise FloatingPointError(f"training loss became {row['train_loss']} in epoch {epoch}; lower lr or set grad_clip")
+    row["seconds"] = seconds  # training only, not validation
+    row["samples_per_s"] = pos.samples / seconds
+    return row
 
 
 def _early_stop(cfg: TrainConfig, row: dict[str, Any], s: TrainerState) -> bool:

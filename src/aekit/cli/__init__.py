@@ -1,0 +1,103 @@
+"""The ``aekit`` command: train, evaluate, encode, reconstruct, report, compare, presets.
+
+Bad input ends with one line ``error: …`` on stderr and exit status 2. ``train.py`` holds the
+``train`` command, ``use.py`` the commands that use a trained run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="The autoencoder family: train, evaluate and use autoencoders.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain one-line usage errors
+)
+out = Console()
+err = Console(stderr=True)
+MAX_IW = 1_000_000  # importance samples per test row: Burda et al. used 5,000; more only costs time
+
+
+def _fail(msg: str) -> None:
+    err.print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def friendly(fn: Callable) -> Callable:
+    """Turn ``ValueError`` (our validation errors) into a one-line message and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("always")
+                warnings.showwarning = lambda m, *a, **k: err.print(f"warning: {m}", markup=False, soft_wrap=True)
+                return fn(*args, **kwargs)
+        except (ValueError, FloatingPointError) as e:
+            _fail(str(e))
+
+    return wrapper
+
+
+def _ints(text: str | None, what: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        _fail(f"{what} must be comma-separated integers, got {text!r}")
+
+
+def _load_split(data: str, data_dir: Optional[Path], seed: int = 0, binarize: bool = False):
+    from ..data import load
+
+    return load(data, data_dir=data_dir, seed=seed, binarize=binarize)
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        _fail(f"file not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        _fail(f"corrupted file {path}: {type(e).__name__}: {str(e)[:200]}")
+
+
+def _opt_path(p: str | None) -> Path | None:
+    return Path(p) if p else None
+
+
+def _run_data(run_dir: Path, data: str | None, data_dir: Path | None, binarize: bool = False):
+    if data is None:
+        return _split_of_run(run_dir)
+    return _load_split(data, data_dir, binarize=binarize)
+
+
+def _split_of_run(run_dir: Path):
+    """The data a run was trained on, as its data.json records it."""
+    path = run_dir / "data.json"
+    meta = _read_json(path)
+    if not (isinstance(meta, dict) and isinstance(meta.get("data"), str)):
+        _fail(f"corrupted file {path}: expected an object with the key 'data'")
+    data_dir, seed, binarize = meta.get("data_dir"), meta.get("seed", 0), meta.get("binarize", False)
+    if not (isinstance(data_dir, (str, type(None))) and type(seed) is int and 0 <= seed < 2**63
+            and isinstance(binarize, bool)):
+        _fail(f"corrupted file {path}: data_dir, seed or binarize has the wrong type")
+    return _load_split(meta["data"], _opt_path(data_dir), seed, binarize)
+
+
+from . import train, use  # noqa: E402, F401  (registers the commands)
+
+
+def main() -> None:  # pragma: no cover
+    app()

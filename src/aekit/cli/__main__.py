@@ -1,0 +1,5 @@
+"""``python -m aekit.cli``: the ``aekit`` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,192 @@
+"""The commands that use a trained run: evaluate, encode, reconstruct, report, compare, presets."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from . import MAX_IW, _fail, _ints, _load_split, _run_data, _split_of_run, app, err, friendly, out
+
+def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000) -> dict[str, float]:
+    """Test-set reconstruction error next to PCA's at the same code size (and the ELBO and an
+    importance-weighted NLL for a stochastic model); printed and returned."""
+    from ..metrics import pca_error, reconstruct, regularised_metrics, squared_error
+    from ..train import as_tensor, evaluate
+
+    x_te = split.test.x
+    res = {"test_loss": evaluate(model, as_tensor(x_te, model, "test data"))["loss"]}
+    res["test_squared_error"] = squared_error(x_te, reconstruct(model, x_te))
+    if model.code_size < model.input_size:
+        res["pca_squared_error"], _ = pca_error(split.train.x, x_te, model.code_size)
+    t = Table(title=f"test set: {len(x_te)} samples of {split.test.name}")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for k, v in rows or []:
+        t.add_row(k, v)
+    t.add_row("test loss (the training objective: −log p per sample + penalties)", f"{res['test_loss']:.4f}")
+    t.add_row(f"squared error per sample, aekit (summed over {model.input_size} dims)", f"{res['test_squared_error']:.4f}")
+    if "pca_squared_error" in res:
+        t.add_row(f"squared error per sample, PCA-{model.code_size}", f"{res['pca_squared_error']:.4f}")
+        t.add_row("aekit / PCA", f"{res['test_squared_error'] / res['pca_squared_error']:.3f}")
+    if model.stochastic:
+        res.update(_stochastic_metrics(model, x_te, iw_samples, t))
+    elif model.is_regularised:
+        res.update(regularised_metrics(model, x_te))
+    for key, label in _LABELS.items():
+        if key in res:
+            t.add_row(label, f"{res[key]:.4f}")
+    out.print(t)
+    return res
+
+
+def _stochastic_metrics(model, x: np.ndarray, k: int, table: Table) -> dict[str, float]:
+    """Test ELBO and the k-sample importance-weighted NLL, in nats per sample."""
+    import torch
+
+    from ..metrics import likelihood_bounds
+    from ..variational import nonbinary_bernoulli
+
+    grey = nonbinary_bernoulli(model, torch.from_numpy(x))
+    if grey:
+        warnings.warn("the test data is not binary, so the Bernoulli ELBO and NLL below are cross-entropies, not "
+                      "log-likelihoods, and not comparable with published numbers; train with --binarize for those")
+    torch.manual_seed(0)  # the same estimate at every evaluation
+    res = {**likelihood_bounds(model, x, k, allow_nonbinary=grey), "iw_samples": k}
+    table.add_row("test ELBO (nats per sample; a lower bound on log p(x))", f"{res['elbo']:.2f}")
+    table.add_row("  of which KL(q(h|x) ‖ p(h))", f"{res['kl']:.2f}")
+    table.add_row(f"test NLL, −log p(x) estimated with k={k} importance samples (nats)", f"{res['nll']:.2f}")
+    return res
+
+
+_LABELS = {
+    "psnr_noisy": "PSNR noisy test images vs clean (dB)",
+    "psnr_denoised": "PSNR denoised vs clean (dB)",
+    "l0": "mean active code units per sample (|h| > 0.01)",
+    "dead_fraction": "fraction of code units never active on the test set",
+}
+
+
+@app.command()
+@friendly
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `aekit train`.")],
+    data: Annotated[Optional[str], typer.Option(help="Evaluate on this data instead of the run's.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Directory of IDX files for --data.")] = None,
+    binarize: Annotated[bool, typer.Option(help="Stochastically binarise --data (seeded), for a VAE's likelihood.")] = False,
+    iw_samples: Annotated[int, typer.Option(help="Importance samples k of the NLL estimate (stochastic models).")] = 1000,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+) -> None:
+    """Evaluate a trained model on the test split of its data (or of --data)."""
+    from .._checks import integer
+    from ..checkpoint import load_model
+    from ..train import resolve_device
+
+    integer(iw_samples, "--iw-samples", high=MAX_IW)
+    model = load_model(run_dir, resolve_device(device))
+    split = _run_data(run_dir, data, data_dir, binarize)
+    _report(model, split, iw_samples=iw_samples)
+
+
+def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: str) -> None:
+    from ..checkpoint import load_model
+    from ..data import read_array
+    from ..metrics import encode, reconstruct
+    from ..train import as_tensor, resolve_device
+
+    model = load_model(run_dir, resolve_device(device))
+    x, _, _ = read_array(input_path)
+    x = as_tensor(x, model, str(input_path)).numpy()
+    y = encode(model, x) if what == "codes" else reconstruct(model, x)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(out_path, y)
+    out.print(f"wrote {what} {y.shape} to {out_path}")
+
+
+@app.command()
+@friendly
+def encode(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    input: Annotated[Path, typer.Argument(help="Samples: .npy, .npz or .csv.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the codes (.npy).")] = Path("codes.npy"),
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+) -> None:
+    """Write the codes h = f(x) of INPUT as a .npy array (N, K)."""
+    _apply(run_dir, input, out_path, device, "codes")
+
+
+@app.command()
+@friendly
+def reconstruct(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    input: Annotated[Path, typer.Argument(help="Samples: .npy, .npz or .csv.")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the reconstructions (.npy).")] = Path("recon.npy"),
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+) -> None:
+    """Write the reconstructions of INPUT as a .npy array (N, D)."""
+    _apply(run_dir, input, out_path, device, "reconstructions")
+
+
+@app.command("report")
+@friendly
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `aekit train`.")],
+) -> None:
+    """Write RUN_DIR/report.html (images embedded) and one PNG per figure."""
+    from ..checkpoint import load_model
+    from ..report import write_report
+    from ..run import lock
+
+    model = load_model(run_dir)
+    with lock(run_dir):  # it writes into the run: not while a training process does
+        out.print(f"wrote {write_report(run_dir, _split_of_run(run_dir), model)}")
+
+
+@app.command()
+@friendly
+def compare(
+    data: Annotated[str, typer.Option(help="digits, mnist, fashion-mnist, a directory of IDX files or a data file.")] = "digits",
+    data_dir: Annotated[Optional[Path], typer.Option(help="Read mnist/fashion-mnist IDX files from here.")] = None,
+    presets: Annotated[str, typer.Option(help="Comma-separated presets to compare.")] = "linear,undercomplete",
+    code_sizes: Annotated[str, typer.Option(help="Comma-separated code sizes.")] = "2,10",
+    epochs: Annotated[int, typer.Option(help="Epochs per autoencoder (0: each preset's default).")] = 10,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: runs/compare-DATA-TIME).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+) -> None:
+    """Train each preset at each code size, and PCA; write compare.md, compare.csv and compare.png."""
+    from ..report import compare as run_compare
+
+    names = [p.strip() for p in presets.split(",") if p.strip()]
+    sizes = _ints(code_sizes, "--code-sizes")
+    if not names or not sizes:
+        _fail("--presets and --code-sizes must each name at least one value")
+    split = _load_split(data, data_dir)
+    run = out_dir or Path("runs") / f"compare-{split.train.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from ..run import lock
+
+    with lock(run):
+        run_compare(split, names, sizes, run, epochs or None, progress=not quiet,
+                    log=lambda m: err.print(m, markup=False, highlight=False))
+    out.print((run / "compare.md").read_text(), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"wrote {run / 'compare.md'}, {run / 'compare.csv'}, {run / 'compare.png'}")
+
+
+@app.command()
+def presets() -> None:
+    """List the registered presets, their options and training defaults."""
+    from ..presets import PRESETS
+
+    t = Table(title="aekit presets")
+    for c in ("preset", "what it is", "options (defaults)", "training defaults"):
+        t.add_column(c)
+    for p in PRESETS.values():
+        opts = ", ".join(f"{k}={v}" for k, v in p.options().items())
+        t.add_row(p.name, p.summary, opts, ", ".join(f"{k}={v}" for k, v in p.train_defaults.items()))
+    out.print(t)
+
+

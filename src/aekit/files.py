@@ -1,0 +1,150 @@
+"""User files: ``.npy``, ``.npz`` and ``.csv`` arrays, validated (no NaN/inf, numeric, not empty) and
+with their headers checked against the file's size before anything is allocated.
+
+Problems raise ``ValueError`` with a message that names the file and the fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+
+def check_array(x: object, what: str = "data", dtype: type = np.float32) -> np.ndarray:
+    """Return ``x`` as a float32 (or ``dtype``) array ``(N, ...)``, or raise ``ValueError`` naming the problem.
+
+    Example
+    -------
+    >>> check_array([[0, 1], [1, 0]]).dtype
+    dtype('float32')
+    """
+    try:
+        a = np.asarray(x)
+    except ValueError as e:
+        raise ValueError(f"{what} is not a rectangular numeric array: {e}") from None
+    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise ValueError(f"{what} must be numeric, got dtype {a.dtype}")
+    if a.ndim < 2:
+        raise ValueError(f"{what} must have shape (samples, features), got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError(f"{what} is empty (shape {a.shape})")
+    a = a.astype(dtype, copy=False)
+    bad = ~np.isfinite(a.reshape(len(a), -1)).all(1)
+    if bad.any():
+        raise ValueError(f"{what} contains NaN or inf in {int(bad.sum())} sample(s), first at row {int(bad.argmax())}")
+    return a
+
+
+def flatten(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+    """(N, D) stays; (N, H, W) is one-channel images; (N, C, H, W) is images."""
+    shape = a.shape[1:]
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) > 3:
+        raise ValueError(f"data must be (N, D), (N, H, W) or (N, C, H, W), got shape {a.shape}")
+    return np.ascontiguousarray(a.reshape(len(a), -1)), tuple(int(s) for s in shape)
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if r]
+    if not rows:
+        raise ValueError(f"{path} is empty")
+
+    def parse(i: int, row: list[str]) -> list[float]:
+        try:
+            return [float(v) for v in row]
+        except ValueError:
+            bad = next(v for v in row if not _is_float(v))
+            raise ValueError(f"{path}: non-numeric value {bad!r} on line {i + 1}") from None
+
+    start = 0 if all(_is_float(v) for v in rows[0]) else 1  # one header line is allowed
+    data = [parse(i, r) for i, r in enumerate(rows[start:], start)]
+    if not data:
+        raise ValueError(f"{path} has a header but no data rows")
+    widths = {len(r) for r in data}
+    if len(widths) > 1:
+        raise ValueError(f"{path}: rows have different numbers of columns {sorted(widths)}")
+    return np.array(data, dtype=np.float32)
+
+
+def _read_npy(f, available: int, what: str) -> np.ndarray:
+    """An array from an open ``.npy`` stream of ``available`` bytes, its header checked against that size
+    before anything is allocated (a header may claim any shape)."""
+    fmt = np.lib.format
+    version = fmt.read_magic(f)
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise ValueError(f"{what}: unsupported .npy version {version}")
+    try:
+        shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+    except Exception as e:  # numpy parses the header with tokenize/ast: any of their errors means "damaged"
+        raise ValueError(f"{what}: damaged .npy header ({type(e).__name__}: {str(e)[:120]})") from None
+    if dtype.hasobject:
+        raise ValueError(f"{what} holds Python objects; only numeric arrays are read (never unpickled)")
+    need = math.prod(shape) * dtype.itemsize
+    if need > available:
+        raise ValueError(f"{what}: its header claims shape {shape} of {dtype} ({need:,} bytes), "
+                         f"but the file holds {available:,} bytes")
+    f.seek(0)
+    return fmt.read_array(f, allow_pickle=False)
+
+
+def _read_member(z: zipfile.ZipFile, name: str, path: Path) -> np.ndarray:
+    with z.open(name) as f:
+        return _read_npy(f, z.getinfo(name).file_size, f"{path}[{name}]")
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+def read_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
+    """Read samples (and labels if stored) from ``.npy``, ``.npz`` or ``.csv``.
+
+    ``.npz`` files use the array ``x`` (or the first array) and, if present, labels ``y``.
+    ``uint8`` arrays are images and are scaled to [0, 1]. Returns ``(x, y, shape)``
+    with ``x`` flat, shape (N, D).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"file not found: {path}")
+    y = None
+    try:
+        if path.suffix == ".npy":
+            with open(path, "rb") as f:
+                a = _read_npy(f, path.stat().st_size, str(path))
+        elif path.suffix == ".npz":
+            with zipfile.ZipFile(path) as z:
+                names = {n.removesuffix(".npy"): n for n in z.namelist() if n.endswith(".npy")}
+                if not names:
+                    raise ValueError(f"{path} holds no arrays")
+                a = _read_member(z, names.get("x", next(iter(names.values()))), path)
+                y = _read_member(z, names["y"], path) if "y" in names else None
+        elif path.suffix == ".csv":
+            a = _read_csv(path)
+        else:
+            raise ValueError(f"unsupported file type {path.suffix!r} for {path}; use .npy, .npz or .csv")
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, csv.Error, MemoryError, NotImplementedError,
+            RuntimeError, OverflowError, struct.error) as e:  # zipfile: unsupported versions, encryption, ...
+        raise ValueError(f"cannot read {path}: {type(e).__name__}: {str(e)[:200]}") from None
+    except ValueError as e:
+        if str(path) in str(e):
+            raise
+        raise ValueError(f"cannot read {path}: {e}") from None
+    if a.dtype == np.uint8:
+        a = a / 255.0
+    x, shape = flatten(check_array(a, str(path)))
+    if y is not None and len(y) != len(x):
+        raise ValueError(f"{path}: {len(y)} labels for {len(x)} samples")
+    return x, y, shape

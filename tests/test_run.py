@@ -1,0 +1,103 @@
+"""The run directory's lock: one writer at a time, never blocked by a dead one; atomic writes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from aekit.checkpoint import write_json
+from aekit.run import HOLDER, RunLocked, lock
+
+HOLD = """
+import sys, time
+from aekit.run import lock
+with lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+def holder(tmp_path):
+    """A second process that holds the lock of ``tmp_path/run`` until killed."""
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "locked"
+        yield run, p
+    finally:
+        p.kill()
+        p.wait(timeout=30)
+
+
+def test_a_second_writer_is_refused_with_the_holders_pid(holder):
+    run, p = holder
+    with pytest.raises(RunLocked, match=rf"run directory {run} is in use by process {p.pid} on "):
+        with lock(run):
+            pass
+    assert json.loads((run / HOLDER).read_text())["pid"] == p.pid
+
+
+def test_a_lock_left_by_a_killed_process_never_blocks(holder):
+    run, p = holder
+    p.send_signal(signal.SIGKILL)
+    p.wait(timeout=30)
+    with lock(run):
+        assert json.loads((run / HOLDER).read_text())["pid"] == os.getpid()
+
+
+def test_the_lock_is_reentrant_in_one_process(tmp_path):
+    with lock(tmp_path / "r"):
+        with lock(tmp_path / "r"):
+            pass
+        with lock(tmp_path / "other"):
+            pass
+
+
+def test_cli_writers_are_refused_and_readers_are_not(holder, tmp_path):
+    from typer.testing import CliRunner
+
+    from aekit.cli import app
+
+    run, p = holder
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", "--epochs", "1", "--quiet", "--out", str(run)])
+    assert res.exit_code == 2 and f"is in use by process {p.pid}" in res.stderr, res.output
+    res = runner.invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 2 and f"is in use by process {p.pid}" in res.stderr, res.output
+    # a finished run copied under the lock: reading commands work while a writer holds it
+    done = tmp_path / "done"
+    assert runner.invoke(app, ["train", "--epochs", "1", "--quiet", "--out", str(done)]).exit_code == 0
+    for f in done.iterdir():
+        if not f.name.startswith(".aekit"):
+            (run / f.name).write_bytes(f.read_bytes())
+    assert runner.invoke(app, ["evaluate", str(run)]).exit_code == 0
+    np.save(tmp_path / "x.npy", np.zeros((3, 64), np.float32))
+    assert runner.invoke(app, ["encode", str(run), str(tmp_path / "x.npy"), "--out", str(tmp_path / "c.npy")]).exit_code == 0
+    res = runner.invoke(app, ["report", str(run)])
+    assert res.exit_code == 2 and "is in use" in res.stderr
+
+
+def test_unfinished_atomic_writes_are_removed_and_modes_follow_the_umask(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "model.safetensors123.tmp").write_bytes(b"")  # a write cut short by kill -9
+    with lock(run):
+        assert not list(run.glob("*.tmp"))
+        write_json(run / "x.json", {"a": 1})
+    old = os.umask(0o022)
+    os.umask(old)
+    assert (run / "x.json").stat().st_mode & 0o777 == 0o666 & ~old
+
+
+def test_an_unwritable_run_directory_is_one_clear_error(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("not a directory")
+    with pytest.raises(ValueError, match="cannot create the run directory"):
+        with lock(f / "run"):
+            pass
