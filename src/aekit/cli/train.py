@@ -98,12 +98,17 @@ def train(
     integer(iw_samples, "--iw-samples", high=MAX_IW)  # checked before training, not after it
     if not (0 <= seed < 2**63):
         _fail(f"--seed must be an integer in [0, 2**63), got {seed}")
+    from ..train import resolve_device
+
+    resolve_device(device)  # an unusable device is refused before a run directory exists
     run_opts = {"device": device, "progress": not quiet, **{k: train_opts[k] for k in RESUME_OPTIONS}}
     if resume is not None:
         given = [k for k, v in {**options, **train_opts, "preset": preset, "data": data, "data_dir": data_dir,
                                 "binarize": binarize, "out": out_dir}.items() if v is not None and k not in RESUME_OPTIONS]
         if given:
             _fail(f"--resume continues a run with its own options; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+        if not (resume / "train.json").is_file():
+            _fail(f"no run to resume in {resume}: it has no train.json")
         with lock(resume):
             _resume(resume, run_opts, iw_samples, report)
         return
@@ -157,6 +162,9 @@ def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool) -> None:
     meta = _read_json(run / "train.json")
     if not isinstance(meta, dict) or not isinstance(meta.get("train"), dict) or "model" not in meta:
         _fail(f"corrupted file {run / 'train.json'}: expected the keys 'train' and 'model'")
+    given = {k: v for k, v in run_opts.items() if v is not None or k == "max_time"}
+    # max_time limits this invocation only: a run stopped by it continues to its last epoch
+    cfg = TrainConfig.from_dict({**meta["train"], **given}).validate()
     split = _split_of_run(run)
     state = run / TRAINER_STATE
     if state.is_file():
@@ -166,11 +174,8 @@ def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool) -> None:
 
         err.print(f"{run} has no checkpoint yet: starting it again from the beginning", markup=False)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(meta["train"].get("seed", 0))
+            torch.manual_seed(cfg.seed)
             model = from_config(meta["model"])
-    given = {k: v for k, v in run_opts.items() if v is not None or k == "max_time"}
-    # max_time limits this invocation only: a run stopped by it continues to its last epoch
-    cfg = TrainConfig.from_dict({**meta["train"], **given})
     _fit_and_report(model, split, cfg, run, resume=state.is_file(), iw_samples=iw_samples, html=report)
 
 
