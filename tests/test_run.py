@@ -68,14 +68,14 @@ def test_cli_writers_are_refused_and_readers_are_not(holder, tmp_path):
     runner = CliRunner()
     res = runner.invoke(app, ["train", "--epochs", "1", "--quiet", "--out", str(run)])
     assert res.exit_code == 2 and f"is in use by process {p.pid}" in res.stderr, res.output
-    res = runner.invoke(app, ["train", "--resume", str(run)])
-    assert res.exit_code == 2 and f"is in use by process {p.pid}" in res.stderr, res.output
-    # a finished run copied under the lock: reading commands work while a writer holds it
+    # a finished run copied under the lock: resuming it is refused, reading commands work
     done = tmp_path / "done"
     assert runner.invoke(app, ["train", "--epochs", "1", "--quiet", "--out", str(done)]).exit_code == 0
     for f in done.iterdir():
         if not f.name.startswith(".aekit"):
             (run / f.name).write_bytes(f.read_bytes())
+    res = runner.invoke(app, ["train", "--resume", str(run)])
+    assert res.exit_code == 2 and f"is in use by process {p.pid}" in res.stderr, res.output
     assert runner.invoke(app, ["evaluate", str(run)]).exit_code == 0
     np.save(tmp_path / "x.npy", np.zeros((3, 64), np.float32))
     assert runner.invoke(app, ["encode", str(run), str(tmp_path / "x.npy"), "--out", str(tmp_path / "c.npy")]).exit_code == 0
