@@ -327,3 +327,63 @@ def test_resume_and_estimator_load_check_a_crafted_config_before_allocating(tmp_
     (tmp_path / "est" / "model.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="weights do not match the config"):
         AutoencoderTransformer.load(tmp_path / "est")
+
+
+def test_no_traceback_for_what_issue_20_found(tmp_path, trained):
+    """Issue 20.3 and 20.6: outputs that cannot be written, odd devices and sizes, records with missing keys."""
+    import os
+    import shutil
+
+    x = tmp_path / "x.npy"
+    np.save(x, np.random.default_rng(0).random((5, 64), dtype=np.float32))
+    before = x.read_bytes()
+    existing_dir = tmp_path / "adir"
+    existing_dir.mkdir()
+    bad_data = tmp_path / "bad_data"
+    shutil.copytree(trained, bad_data)
+    (bad_data / "data.json").write_text("{}")
+    cases = [
+        (["encode", trained, x, "--out", "/proc/o.npy"], "o.npy"),
+        (["encode", trained, x, "--out", existing_dir], "is a directory"),
+        (["encode", trained, x, "--out", x], "is the input file"),
+        (["encode", trained, x, "--device", "tpu"], "device must be"),
+        (["train", "--device", "tpu", "--out", tmp_path / "never"], "device must be"),
+        (["train", "--preset", "overcomplete", "--code-size", "100000000000000000000"], "cannot be built|needs .* GiB"),
+        (["train", "--seed", str(2**70)], "seed must be an integer"),
+        (["evaluate", bad_data], "corrupted file .*data.json"),
+        (["evaluate", trained, "--iw-samples", "0"], "--iw-samples must be an integer"),
+        (["compare", "--out", "/proc/cmp", "--epochs", "1"], "cmp|Permission|denied|No such"),
+    ]
+    for args, pattern in cases:
+        one_line_error(run(*args), pattern)
+    assert x.read_bytes() == before  # the input was never overwritten
+    assert not (tmp_path / "never").exists()  # a refused run leaves no directory behind
+    if os.geteuid() != 0:  # root writes through read-only modes
+        ro = tmp_path / "ro"
+        shutil.copytree(trained, ro)
+        ro.chmod(0o500)
+        one_line_error(run("report", ro), "Permission denied|cannot")
+        ro.chmod(0o700)
+
+
+def test_encode_writes_exactly_the_name_given(tmp_path, trained):
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((2, 64), np.float32))
+    res = run("encode", trained, x, "--out", tmp_path / "codes_noext")
+    assert res.exit_code == 0 and "codes_noext" in res.stdout
+    assert np.load(tmp_path / "codes_noext").shape == (2, 16) and not (tmp_path / "codes_noext.npy").exists()
+
+
+def test_compare_does_not_replace_earlier_results(tmp_path):
+    args = ["compare", "--presets", "linear", "--code-sizes", "2", "--epochs", "1", "--out", tmp_path / "c", "--quiet"]
+    assert run(*args).exit_code == 0
+    one_line_error(run(*args), "already holds a comparison")
+    assert run(*args, "--overwrite").exit_code == 0
+
+
+def test_a_diverged_model_is_never_reported_as_saved(tmp_path):
+    """Issue 20.1: --lr 1e38 exited 0 with 'saved to' and a NaN test loss."""
+    res = run("train", "--likelihood", "gaussian", "--optimizer", "sgd", "--momentum", "0", "--lr", "1e38",
+              "--batch-size", "100000", "--epochs", "1", "--val-fraction", "0", "--out", tmp_path / "r", "--quiet")
+    one_line_error(res, "not usable|non-finite|became")
+    assert "saved to" not in res.stdout

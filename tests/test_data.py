@@ -181,3 +181,43 @@ def test_bad_arrays(tmp_path):
         read_array(tmp_path / "missing.npy")
     with pytest.raises(ValueError, match="unknown data 'nothing'"):
         load("nothing")
+
+
+def test_a_slow_mirror_hits_the_deadline(tmp_path):
+    """Issue 20.5: one byte every so often kept a download alive forever (the socket timeout restarts)."""
+    import time as _time
+
+    class Trickle(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(1000):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    _time.sleep(0.2)
+            except OSError:
+                pass
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        t = _time.monotonic()
+        with pytest.raises(ValueError, match="longer than its deadline of 1 s"):
+            D.download("mnist", tmp_path, mirrors=[f"http://127.0.0.1:{httpd.server_address[1]}/"], deadline=1.0)
+        assert _time.monotonic() - t < 10
+        assert not list((tmp_path / "mnist").iterdir())  # nothing partial kept
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_complex_data_is_refused(tmp_path):
+    np.save(tmp_path / "c.npy", np.ones((4, 3), dtype=np.complex64))
+    with pytest.raises(ValueError, match="is complex"):
+        D.read_array(tmp_path / "c.npy")

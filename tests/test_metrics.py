@@ -76,3 +76,19 @@ def test_hand_computed_metrics():
     s = sparsity(np.array([[0, 2.0, 0, 0], [0, 1.0, 3.0, 0]]))
     assert s == {"l0": 1.5, "dead_fraction": 0.5}
     assert sparsity(np.array([[0.005, 0.5]]), tol=0.01) == {"l0": 1.0, "dead_fraction": 0.5}
+
+
+@pytest.mark.parametrize("x, message", [
+    (np.full((3, 64), np.nan), "NaN or inf"),
+    (np.zeros((3, 10)), "10 features per sample but the model expects 64"),
+    (np.zeros((3, 2, 2, 2, 2)), "16 features per sample"),
+    (np.array([[object()] * 64]), "must be numeric"),
+])
+def test_python_helpers_validate_like_training(x, message):
+    """Issue 20.2: reconstruct/encode returned NaN silently or failed deep inside torch."""
+    from aekit.metrics import encode
+
+    model = create("undercomplete", (1, 8, 8), code_size=4)
+    for helper in (reconstruct, encode):
+        with pytest.raises(ValueError, match=message):
+            helper(model, x)

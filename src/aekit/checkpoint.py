@@ -29,7 +29,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def _atomic(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` and move the result onto ``path`` only if it succeeded.
 
     The file is flushed to disk before the rename and the directory after it, so neither a kill
@@ -66,14 +66,14 @@ def _fsync_dir(folder: Path) -> None:
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     text = json.dumps(obj, indent=2)
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text))
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> None:
     """Save tensors with a JSON metadata blob, atomically."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     blob = {"format": FORMAT, "json": json.dumps(meta)}
-    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=blob))
+    atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=blob))
 
 
 def load_tensors(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zlib
@@ -133,12 +133,15 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def download(name: str, root: str | os.PathLike | None = None, mirrors: list[str] | None = None) -> Path:
+def download(name: str, root: str | os.PathLike | None = None, mirrors: list[str] | None = None,
+             deadline: float = 600.0) -> Path:
     """Fetch the four IDX files of ``name`` into ``root/name`` and verify their md5.
 
     Files already present with the right checksum are kept. A file is written
     under a temporary name and moved into place only once verified, so an
     interrupted or corrupted download never leaves a bad file in the cache.
+    Each file must arrive within ``deadline`` seconds from a mirror, else the next
+    mirror is tried (a socket timeout alone restarts with every byte a slow server sends).
 
     Example
     -------
@@ -160,7 +163,7 @@ def download(name: str, root: str | os.PathLike | None = None, mirrors: list[str
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=fname, suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=30) as resp:
-                    shutil.copyfileobj(resp, out)
+                    _copy_within(resp, out, time.monotonic() + deadline, deadline)
                 got = _md5(Path(tmp))
                 if got != md5:
                     errors.append(f"{url}: checksum mismatch (md5 {got}, expected {md5})")
@@ -175,6 +178,15 @@ def download(name: str, root: str | os.PathLike | None = None, mirrors: list[str
         else:
             raise ValueError(f"could not download {fname} for {name}: " + "; ".join(errors))
     return folder
+
+
+def _copy_within(src, dst, until: float, deadline: float) -> None:
+    """Copy ``src`` to ``dst`` in chunks, failing once the clock passes ``until``. A server that sends one
+    byte at a time still reads as slowly as it sends: ``read(n)`` returns what has arrived."""
+    while chunk := src.read1(1 << 16) if hasattr(src, "read1") else src.read(1 << 16):
+        dst.write(chunk)
+        if time.monotonic() > until:
+            raise OSError(f"the download took longer than its deadline of {deadline:g} s")
 
 
 def _split(x: np.ndarray, y: np.ndarray | None, shape: tuple, name: str, test_fraction: float, seed: int) -> Split:

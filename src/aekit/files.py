@@ -31,6 +31,9 @@ def check_array(x: object, what: str = "data", dtype: type = np.float32) -> np.n
         raise ValueError(f"{what} is not a rectangular numeric array: {e}") from None
     if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
         raise ValueError(f"{what} must be numeric, got dtype {a.dtype}")
+    if np.issubdtype(a.dtype, np.complexfloating):
+        raise ValueError(f"{what} is complex ({a.dtype}); pass real data (e.g. np.abs or the real and imaginary "
+                         "parts as separate features)")
     if a.ndim < 2:
         raise ValueError(f"{what} must have shape (samples, features), got shape {a.shape}")
     if a.size == 0:

@@ -13,18 +13,33 @@ from .model import Autoencoder
 
 
 @torch.no_grad()
-def batched(fn, model: Autoencoder, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
-    """``fn(batch)`` over ``x`` (N, D) in batches on the model's device, in eval mode, as one array."""
+def batched(fn, model: Autoencoder, x: np.ndarray | torch.Tensor, batch_size: int = 2048) -> np.ndarray:
+    """``fn(batch)`` over ``x`` (N, ·) in batches on the model's device, in eval mode, as one array."""
     model.eval()
     w = next(model.parameters())
-    xt = torch.as_tensor(np.asarray(x, dtype=np.float64 if w.dtype == torch.float64 else np.float32))
+    xt = x if isinstance(x, torch.Tensor) else torch.as_tensor(
+        np.asarray(x, dtype=np.float64 if w.dtype == torch.float64 else np.float32))
     out = [fn(xt[i : i + batch_size].to(w.device, w.dtype)).cpu() for i in range(0, len(xt), batch_size)]
     return torch.cat(out).numpy()
 
 
 def reconstruct(model: Autoencoder, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
-    """Reconstructions (means of p(x | h)) of ``x`` (N, D), shape (N, D)."""
-    return batched(model.reconstruct, model, x, batch_size)
+    """Reconstructions (means of p(x | h)) of ``x`` (N, D), shape (N, D); ``x`` is validated like training data
+    (numeric, finite, the model's width), a ``ValueError`` naming the problem otherwise.
+
+    Example
+    -------
+    >>> from aekit import create
+    >>> reconstruct(create("linear", (4,), code_size=2), np.zeros((3, 4))).shape
+    (3, 4)
+    """
+    return batched(model.reconstruct, model, _checked(x, model), batch_size)
+
+
+def _checked(x, model: Autoencoder) -> torch.Tensor:
+    from .train import as_tensor
+
+    return as_tensor(x, model, "x")
 
 
 def squared_error(x: np.ndarray, r: np.ndarray) -> float:
@@ -125,8 +140,8 @@ def sparsity(codes: np.ndarray, tol: float = 0.0) -> dict[str, float]:
 
 
 def encode(model: Autoencoder, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
-    """Codes of ``x`` (N, D), shape (N, K)."""
-    return batched(model.encode, model, x, batch_size)
+    """Codes of ``x`` (N, D), shape (N, K); ``x`` is validated as in :func:`reconstruct`."""
+    return batched(model.encode, model, _checked(x, model), batch_size)
 
 
 def _probe(c: float, max_iter: int):

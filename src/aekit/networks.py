@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._checks import is_int
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
@@ -39,10 +41,10 @@ def activation(name: str | nn.Module | None) -> nn.Module:
 
 
 def _check_sizes(sizes: Sequence[int]) -> list[int]:
-    sizes = [int(s) for s in sizes]
-    if len(sizes) < 2 or any(s < 1 for s in sizes):
-        raise ValueError(f"layer sizes must be at least two positive integers, got {list(sizes)}")
-    return sizes
+    sizes = list(sizes)
+    if len(sizes) < 2 or not all(is_int(s) and s >= 1 for s in sizes):
+        raise ValueError(f"layer sizes (input, hidden..., code) must be positive integers, got {sizes}")
+    return [int(s) for s in sizes]
 
 
 class MLP(nn.Module):

@@ -34,7 +34,9 @@ def _fail(msg: str) -> None:
 
 
 def friendly(fn: Callable) -> Callable:
-    """Turn ``ValueError`` (our validation errors) into a one-line message and exit status 2."""
+    """Turn ``ValueError`` (our validation errors), ``FloatingPointError`` (a diverged run) and ``OSError``
+    (a file that cannot be written or read: permissions, a full disk, a directory in the way) into a
+    one-line message and exit status 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -45,6 +47,9 @@ def friendly(fn: Callable) -> Callable:
                 return fn(*args, **kwargs)
         except (ValueError, FloatingPointError) as e:
             _fail(str(e))
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            _fail(f"{where}{e.strerror or e}")
 
     return wrapper
 

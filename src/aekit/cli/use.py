@@ -21,6 +21,9 @@ def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples:
 
     x_te = split.test.x
     res = {"test_loss": evaluate(model, as_tensor(x_te, model, "test data"))["loss"]}
+    if not np.isfinite(res["test_loss"]):
+        raise FloatingPointError(f"the model's test loss is {res['test_loss']}: its weights are finite but its outputs "
+                                 "are not (training diverged); it is not usable — lower lr or set grad_clip")
     res["test_squared_error"] = squared_error(x_te, reconstruct(model, x_te))
     if model.code_size < model.input_size:
         res["pca_squared_error"], _ = pca_error(split.train.x, x_te, model.code_size)
@@ -99,12 +102,21 @@ def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: s
     from ..metrics import encode, reconstruct
     from ..train import as_tensor, resolve_device
 
+    if out_path.resolve() == input_path.resolve():
+        _fail(f"--out {out_path} is the input file: choose another name, the input is never overwritten")
+    if out_path.is_dir():
+        _fail(f"--out {out_path} is a directory; name a .npy file")
     model = load_model(run_dir, resolve_device(device))
     x, _, _ = read_array(input_path)
     x = as_tensor(x, model, str(input_path)).numpy()
     y = encode(model, x) if what == "codes" else reconstruct(model, x)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(out_path, y)
+    from ..checkpoint import atomic_write
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # exactly the name given: np.save(path) would add .npy to it
+            np.save(f, y)
+
+    atomic_write(out_path, write)
     out.print(f"wrote {what} {y.shape} to {out_path}")
 
 
@@ -156,6 +168,7 @@ def compare(
     code_sizes: Annotated[str, typer.Option(help="Comma-separated code sizes.")] = "2,10",
     epochs: Annotated[int, typer.Option(help="Epochs per autoencoder (0: each preset's default).")] = 10,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: runs/compare-DATA-TIME).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Allow --out to name a directory that already holds a comparison.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
 ) -> None:
     """Train each preset at each code size, and PCA; write compare.md, compare.csv and compare.png."""
@@ -170,6 +183,8 @@ def compare(
     from ..run import lock
 
     with lock(run):
+        if (run / "compare.md").exists() and not overwrite:
+            _fail(f"{run} already holds a comparison; pass --overwrite to replace it")
         run_compare(split, names, sizes, run, epochs or None, progress=not quiet,
                     log=lambda m: err.print(m, markup=False, highlight=False))
     out.print((run / "compare.md").read_text(), markup=False, highlight=False, soft_wrap=True)
