@@ -149,6 +149,14 @@ def test_fuzz_model_json(tmp_path):
     check()
 
 
+def test_model_json_found_by_the_fuzzer(tmp_path):
+    """Sizes torch cannot even describe on the meta device (a storage-size overflow)."""
+    save_model(create("linear", (4,), code_size=2), tmp_path)
+    (tmp_path / "model.json").write_text(json.dumps({"preset": "ksparse", "input_shape": [1556, 690066]}))
+    with pytest.raises(ValueError, match="cannot be built"):
+        load_model(tmp_path)
+
+
 def test_model_json_nested_deeply_is_one_error(tmp_path):
     save_model(create("linear", (4,), code_size=2), tmp_path)
     (tmp_path / "model.json").write_text("[" * 100_000 + "]" * 100_000)

@@ -53,8 +53,6 @@ def fits_in_memory(build: Callable[[], nn.Module], what: str) -> None:
     """Run ``build`` on the ``meta`` device (no memory) and refuse, with ``ValueError``, a module whose
     weights exceed this machine's memory — before any tensor is allocated: a typo
     (``--code-size 10000000000``) or a crafted config must not take the machine down."""
-    if torch.get_default_device().type == "meta":
-        return  # already a dry build
     try:
         with torch.device("meta"):
             dry = build()

@@ -10,6 +10,7 @@ import csv
 import math
 import os
 import struct
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -86,7 +87,9 @@ def _read_npy(f, available: int, what: str) -> np.ndarray:
     if version not in ((1, 0), (2, 0), (3, 0)):
         raise ValueError(f"{what}: unsupported .npy version {version}")
     try:
-        shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+        with warnings.catch_warnings():  # a damaged header may also make Python's parser warn
+            warnings.simplefilter("ignore")
+            shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
     except Exception as e:  # numpy parses the header with tokenize/ast: any of their errors means "damaged"
         raise ValueError(f"{what}: damaged .npy header ({type(e).__name__}: {str(e)[:120]})") from None
     if dtype.hasobject:
