@@ -99,7 +99,8 @@ def test_a_crafted_config_is_checked_before_anything_is_allocated(tmp_path):
     cfg["options"]["hidden"] = [10_000_000, 10_000_000]
     (tmp_path / "model.json").write_text(json.dumps(cfg))
     got = _load_peak(tmp_path)
-    assert got["result"].startswith("error: ") and "weights do not match the config" in got["result"], got
+    # refused before allocation: by the memory guard of the dry (meta-device) build, or by the header check
+    assert got["result"].startswith("error: ") and ("more than this machine's" in got["result"]), got
     assert got["increase"] < 20 * 2**20, got  # nothing of the 800 TB the config asks for
 
 
@@ -145,3 +146,12 @@ def test_crafted_trainer_metadata_is_one_clear_error(tmp_path, digits, damage):
     with pytest.raises(ValueError, match="corrupted checkpoint|cannot resume"):
         fit(create("undercomplete", (1, 8, 8), code_size=4), digits.train.x[:100], epochs=2, progress=False,
             run_dir=tmp_path, resume=True)
+
+
+def test_a_config_that_disagrees_with_the_header_is_refused_before_allocating(tmp_path):
+    save_model(create("undercomplete", (1, 8, 8), code_size=4), tmp_path)
+    cfg = json.loads((tmp_path / "model.json").read_text())
+    cfg["options"]["hidden"] = [100_000]  # 50 MB: fits in memory, but not the weights file
+    (tmp_path / "model.json").write_text(json.dumps(cfg))
+    got = _load_peak(tmp_path)
+    assert "weights do not match the config" in got["result"] and got["increase"] < 20 * 2**20, got

@@ -316,7 +316,7 @@ def test_resume_and_estimator_load_check_a_crafted_config_before_allocating(tmp_
     meta = json.loads((rd / "train.json").read_text())
     meta["model"]["options"]["hidden"] = [10_000_000, 10_000_000]
     (rd / "train.json").write_text(json.dumps(meta))
-    one_line_error(run("train", "--resume", rd), "weights do not match the config")
+    one_line_error(run("train", "--resume", rd), "more than this machine's")
 
     from aekit.estimators import AutoencoderTransformer
 
@@ -324,6 +324,10 @@ def test_resume_and_estimator_load_check_a_crafted_config_before_allocating(tmp_
     est.save(tmp_path / "est")
     cfg = json.loads((tmp_path / "est" / "model.json").read_text())
     cfg["options"]["hidden"] = [10_000_000, 10_000_000]
+    (tmp_path / "est" / "model.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="more than this machine's"):
+        AutoencoderTransformer.load(tmp_path / "est")
+    cfg["options"]["hidden"] = [1000]
     (tmp_path / "est" / "model.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="weights do not match the config"):
         AutoencoderTransformer.load(tmp_path / "est")
