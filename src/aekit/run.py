@@ -31,6 +31,9 @@ class RunLocked(ValueError):
     """Another live process writes this run directory."""
 
 
+_HELD: dict[Path, list] = {}  # run directory -> [its FileLock, depth]: the locks this process holds
+
+
 @contextmanager
 def lock(run_dir: str | os.PathLike) -> Iterator[Path]:
     """Hold the writer's lock of ``run_dir`` (created if missing) for the ``with`` block.
@@ -50,8 +53,15 @@ def lock(run_dir: str | os.PathLike) -> Iterator[Path]:
         run.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ValueError(f"cannot create the run directory {run}: {e.strerror or e}") from None
-    fl = FileLock(run / LOCK, is_singleton=True, timeout=0)
-    first = not fl.is_locked
+    key = run.resolve()
+    if key in _HELD:
+        _HELD[key][1] += 1
+        try:
+            yield run
+        finally:
+            _HELD[key][1] -= 1
+        return
+    fl = FileLock(run / LOCK, timeout=0)
     try:
         fl.acquire()
     except Timeout:
@@ -59,14 +69,15 @@ def lock(run_dir: str | os.PathLike) -> Iterator[Path]:
                         "or write to another directory") from None
     except OSError as e:
         raise ValueError(f"cannot lock the run directory {run}: {e.strerror or e}") from None
+    _HELD[key] = [fl, 1]
     try:
-        if first:
-            (run / HOLDER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                                  "command": " ".join(sys.argv[:3])}))
-            for tmp in run.glob("*.tmp"):  # an atomic write cut short by a kill: never the real file
-                tmp.unlink(missing_ok=True)
+        (run / HOLDER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                              "command": " ".join(sys.argv[:3])}))
+        for tmp in run.glob("*.tmp"):  # an atomic write cut short by a kill: never the real file
+            tmp.unlink(missing_ok=True)
         yield run
     finally:
+        del _HELD[key]
         fl.release()
 
 
