@@ -57,12 +57,31 @@ def test_missing_checkpoint(tmp_path):
         load_model(tmp_path / "nowhere")
 
 
-def test_unsaveable_model_is_clear():
-    from aekit import MLP, Autoencoder, Gaussian
+def _mine(width=32, code=8):
+    from torch import nn
 
-    ae = Autoencoder(MLP([4, 2]), MLP([2, 4]), Gaussian(), input_shape=(4,), code_size=2)
-    with pytest.raises(ValueError, match="build it with aekit.presets.create"):
-        save_model(ae, "/tmp/unused")
+    from aekit import Autoencoder, Gaussian
+
+    enc = nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, code))
+    dec = nn.Sequential(nn.Linear(code, width), nn.ReLU(), nn.Linear(width, 64))
+    return Autoencoder(enc, dec, Gaussian(), input_shape=(64,), code_size=code)
+
+
+def test_a_model_composed_by_hand_saves_and_reloads_into_a_like_model(tmp_path):
+    """Issue 11.1: any Autoencoder saves its weights; it reloads into a freshly built one, mismatches named."""
+    torch.manual_seed(0)
+    mine = _mine()
+    save_model(mine, tmp_path)
+    meta = json.loads((tmp_path / "model.json").read_text())
+    assert meta["preset"] is None and meta["parts"]["encoder"] == "Sequential"
+    with pytest.raises(ValueError, match=r"composed by hand .* load_model\(path, model=\.\.\.\)"):
+        load_model(tmp_path)
+    again = load_model(tmp_path, model=_mine())
+    x = torch.rand(5, 64)
+    assert torch.equal(again.reconstruct(x), mine.eval().reconstruct(x))
+    with pytest.raises(ValueError, match=r"shape mismatch \(6\): encoder.0.weight \(32, 64\) in the file vs "
+                                         r"\(16, 64\), encoder.0.bias"):
+        load_model(tmp_path, model=_mine(width=16))
 
 
 PEAK = """

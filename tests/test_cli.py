@@ -150,7 +150,7 @@ def test_bad_input_errors(tmp_path, trained):
         (["evaluate", tmp_path / "no-run"], "checkpoint not found"),
         (["train", "--data", "mnist", "--data-dir", tmp_path / "no-dir"], "data directory not found"),
         (["train", "--preset", "nonexistent"], "unknown preset 'nonexistent'"),
-        (["train", "--no-such-option"], "No such option"),
+        (["train", "--no-such-option"], "[Nn]o such option --no-such-option"),
         (["train", "--optimizer", "rmsprop"], "optimizer must be one of"),
         (["train", "--hidden", "a,b"], "--hidden must be comma-separated integers"),
         (["encode", broken, wrong], "corrupted checkpoint"),

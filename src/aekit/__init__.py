@@ -7,6 +7,7 @@ from .likelihoods import Bernoulli, Gaussian, LearnedGaussian, Likelihood, make_
 from .metrics import pca_error, principal_angles, reconstruct, squared_error
 from .model import Autoencoder, Output, Penalty
 from .networks import MLP, ConvDecoder, ConvEncoder, TiedMLP
+from .plugins import load_plugins
 from .presets import PRESETS, Preset, create, from_config, get_preset, register
 from .optim import TrainConfig, config_for
 from .train import History, evaluate, fit
@@ -20,7 +21,7 @@ __all__ = [
     "Likelihood", "Bernoulli", "Gaussian", "LearnedGaussian", "make_likelihood",
     "GaussianEncoder", "GaussianKL", "Posterior", "elbo", "log_likelihood",
     "MLP", "TiedMLP", "ConvEncoder", "ConvDecoder",
-    "PRESETS", "Preset", "create", "from_config", "get_preset", "register",
+    "PRESETS", "Preset", "create", "from_config", "get_preset", "register", "load_plugins",
     "TrainConfig", "History", "fit", "evaluate", "config_for",
     "Dataset", "Split", "load", "binarize", "download", "read_idx", "read_array", "check_array",
     "save_model", "load_model",

@@ -139,21 +139,31 @@ def build_for(config: Any, weights: Path, prefix: str = "") -> Autoencoder:
     """The model that ``config`` describes, on the ``meta`` device (nothing allocated), after checking
     that its tensor shapes are those stored in ``weights`` — so a crafted config can neither allocate
     before it is checked nor load into the wrong architecture. Load with ``assign=True``."""
-    with torch.device("meta"):
-        model = from_config(config)
+    try:
+        with torch.device("meta"):
+            model = from_config(config)
+    except (NotImplementedError, RuntimeError) as e:  # a user's builder that computes with tensor values
+        if "meta" not in str(e) and not isinstance(e, NotImplementedError):
+            raise ValueError(f"the config of {weights} cannot be built ({str(e).splitlines()[0][:200]})") from None
+        model = from_config(config)  # built for real: that builder cannot be checked before it allocates
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     _compare(own, header_shapes(weights, prefix), str(weights))
     return model
 
 
-def _compare(own: dict[str, tuple], stored: dict[str, tuple], where: str) -> None:
+def _compare(own: dict[str, tuple], stored: dict[str, tuple], where: str, what: str = "the config") -> None:
+    """Name every tensor that the model (``own``) and the file (``stored``) disagree on (the first 8 of each kind)."""
     missing = sorted(set(own) - set(stored))
     extra = sorted(set(stored) - set(own))
-    shapes = [f"{k} {stored[k]} vs {v}" for k, v in own.items() if k in stored and tuple(stored[k]) != tuple(v)]
-    if missing or extra or shapes:
-        parts = [f"missing {missing[:3]}" if missing else "", f"unexpected {extra[:3]}" if extra else "",
-                 f"shape mismatch {shapes[:3]}" if shapes else ""]
-        raise ValueError(f"{where}: weights do not match the config ({'; '.join(p for p in parts if p)})")
+    shapes = [f"{k} {tuple(stored[k])} in the file vs {tuple(v)}" for k, v in own.items()
+              if k in stored and tuple(stored[k]) != tuple(v)]
+
+    def listed(label: str, items: list[str]) -> str:
+        return f"{label} ({len(items)}): {', '.join(items[:8])}{', …' if len(items) > 8 else ''}" if items else ""
+
+    parts = [listed("not in the file", missing), listed("not in the model", extra), listed("shape mismatch", shapes)]
+    if any(parts):
+        raise ValueError(f"{where}: weights do not match {what} ({'; '.join(p for p in parts if p)})")
 
 
 def _all_finite(v: Tensor) -> bool:
@@ -185,14 +195,23 @@ def save_model(model: Autoencoder, directory: str | os.PathLike) -> Path:
     >>> from aekit.presets import create
     >>> save_model(create("linear", (4,), code_size=2), "/tmp/aekit-doc")  # doctest: +ELLIPSIS
     PosixPath('/tmp/aekit-doc')
+
+    A model built by a preset (aekit's or one of yours, see :func:`aekit.register`) records the
+    config that rebuilds it; a model you composed by hand records its shapes only, and reloads with
+    ``load_model(directory, model=<the same architecture, freshly built>)``.
     """
-    if model.config is None:
-        raise ValueError("model has no config: build it with aekit.presets.create to make it saveable")
     check_finite(model, "not saved")
     weights, config = _model_paths(directory)
     save_tensors(weights, model.state_dict(), {"model": model.config})
-    write_json(config, model.config)
+    write_json(config, model.config if model.config is not None else hand_built(model))
     return weights.parent
+
+
+def hand_built(model: Autoencoder) -> dict:
+    """What ``model.json`` says of a model composed by hand: no preset, its shapes and parts' classes."""
+    return {"preset": None, "input_shape": list(model.input_shape), "code_size": model.code_size,
+            "parts": {k: type(getattr(model, k)).__name__ for k in ("encoder", "decoder", "likelihood")},
+            "note": "composed by hand: rebuild it and load with load_model(path, model=...)"}
 
 
 def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str, assign: bool = False) -> None:
@@ -212,15 +231,39 @@ def read_config(path: Path) -> Any:
         raise ValueError(f"corrupted checkpoint config {path}: {type(e).__name__}: {str(e)[:200]}") from None
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> Autoencoder:
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+               model: Autoencoder | None = None) -> Autoencoder:
     """Rebuild a model saved by :func:`save_model` (a directory or its ``model.safetensors``).
 
     The config is checked against the weights file's header before anything is allocated, and the
     weights are loaded into the model without a second copy: peak memory stays near the file's size.
-    Non-finite weights are refused.
+    Non-finite weights are refused. ``model``: load into this freshly built model instead (required
+    for a model composed by hand, which has no config); every tensor that differs is named.
+
+    Example
+    -------
+    >>> import aekit, torch
+    >>> mine = aekit.Autoencoder(torch.nn.Linear(4, 2), torch.nn.Linear(2, 4), aekit.Gaussian(),
+    ...                          input_shape=(4,), code_size=2)
+    >>> _ = save_model(mine, "/tmp/aekit-doc-mine")
+    >>> like = aekit.Autoencoder(torch.nn.Linear(4, 2), torch.nn.Linear(2, 4), aekit.Gaussian(),
+    ...                          input_shape=(4,), code_size=2)
+    >>> torch.equal(load_model("/tmp/aekit-doc-mine", model=like).encoder.weight, mine.encoder.weight)
+    True
     """
     weights, config_path = _model_paths(path)
-    model = build_for(read_config(config_path), weights)
+    config = read_config(config_path)
+    if model is not None:
+        _compare({k: tuple(v.shape) for k, v in model.state_dict().items()}, header_shapes(weights),
+                 str(weights), "the model passed")
+        state, _ = load_tensors(weights)
+        model.load_state_dict(state)
+        check_finite(model, f"refusing to load {weights}", ValueError)
+        return model.to(device).eval()
+    if isinstance(config, dict) and "preset" in config and config["preset"] is None:
+        raise ValueError(f"{weights.parent} holds a model composed by hand ({config.get('parts')}): it has no "
+                         "recipe to rebuild it; build the same architecture and pass it: load_model(path, model=...)")
+    model = build_for(config, weights)
     state, _ = load_tensors(weights)
     load_state(model, state, str(weights.parent), assign=True)
     check_finite(model, f"refusing to load {weights}", ValueError)

@@ -1,110 +1,27 @@
-"""Named recipes over the parts of :class:`~aekit.model.Autoencoder`.
+"""aekit's named recipes over the parts of :class:`~aekit.model.Autoencoder`.
 
-A preset is a function ``(input_shape, **options) -> Autoencoder`` registered by
-name with its training defaults. :func:`create` builds one and records the JSON
-config that rebuilds it exactly (used by checkpoints).
+Each is a builder ``(input_shape, **options) -> Autoencoder`` registered by name with its
+training defaults (see :mod:`aekit.registry`, where a user's own presets are registered the same way).
 """
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
 
-from ._checks import fits_in_memory
 from .contractive import Contractive
 from .corruption import Corruption, make_corruption, parse_noise
 from .likelihoods import make_likelihood
 from .model import Autoencoder, Penalty
 from .networks import MLP, ConvDecoder, ConvEncoder, TiedMLP
+from .registry import PRESETS, Preset, create, from_config, get_preset, register
+
+__all__ = ["PRESETS", "Preset", "create", "from_config", "get_preset", "register"]
 from .sparse import L1, AuxK, KLSparsity, TopK
 from .variational import GaussianEncoder, GaussianKL
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A registered recipe: its builder, a one-line summary and training defaults."""
-
-    name: str
-    build: Callable[..., Autoencoder]
-    summary: str
-    train_defaults: dict[str, Any] = field(default_factory=dict)
-
-    def options(self) -> dict[str, Any]:
-        """The builder's options and their defaults (everything but ``input_shape``)."""
-        sig = inspect.signature(self.build)
-        return {k: p.default for k, p in sig.parameters.items() if k != "input_shape"}
-
-
-PRESETS: dict[str, Preset] = {}
-
-
-def register(name: str, summary: str, **train_defaults: Any) -> Callable:
-    """Decorator: register a builder as preset ``name`` with training defaults."""
-
-    def deco(fn: Callable[..., Autoencoder]) -> Callable[..., Autoencoder]:
-        if name in PRESETS:
-            raise ValueError(f"preset {name!r} is already registered")
-        PRESETS[name] = Preset(name, fn, summary, dict(train_defaults))
-        return fn
-
-    return deco
-
-
-def get_preset(name: str) -> Preset:
-    """The registered preset ``name``, or a ``ValueError`` listing the known ones."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
-    return PRESETS[name]
-
-
-def _jsonable(v: Any) -> Any:
-    return list(v) if isinstance(v, tuple) else v
-
-
-def create(name: str, input_shape: Sequence[int], **options: Any) -> Autoencoder:
-    """Build preset ``name`` for samples of shape ``input_shape``.
-
-    Options that are ``None`` take the preset's default; an unknown option is a
-    ``ValueError`` that lists the accepted ones.
-
-    Example
-    -------
-    >>> ae = create("undercomplete", (64,), code_size=8)
-    >>> ae.config["preset"], ae.code_size
-    ('undercomplete', 8)
-    """
-    preset = get_preset(name)
-    accepted = preset.options()
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for preset {name!r}; accepted: {', '.join(accepted)}"
-        )
-    input_shape = tuple(int(s) for s in input_shape)
-    if not input_shape or any(s < 1 for s in input_shape):
-        raise ValueError(f"input_shape must be positive integers, got {input_shape}")
-    resolved = {k: (options[k] if options.get(k) is not None else d) for k, d in accepted.items()}
-    fits_in_memory(lambda: preset.build(input_shape, **resolved), f"preset {name!r} with these options")
-    model = preset.build(input_shape, **resolved)
-    model.config = {
-        "preset": name,
-        "input_shape": list(input_shape),
-        "options": {k: _jsonable(v) for k, v in resolved.items()},
-    }
-    return model
-
-
-def from_config(config: dict) -> Autoencoder:
-    """Rebuild a model from the ``config`` recorded by :func:`create`."""
-    try:
-        return create(config["preset"], config["input_shape"], **config.get("options", {}))
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"malformed model config ({e!r}): {config}") from None
 
 
 def _mlp_autoencoder(

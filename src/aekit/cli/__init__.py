@@ -11,7 +11,7 @@ import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+Plugins = Annotated[Optional[list[str]], typer.Option(
+    "--plugin", metavar="MODULE", help="Import this module first: it registers your own presets (repeatable).")]
 MAX_IW = 1_000_000  # importance samples per test row: Burda et al. used 5,000; more only costs time
 
 
@@ -52,6 +54,23 @@ def friendly(fn: Callable) -> Callable:
             _fail(f"{where}{e.strerror or e}")
 
     return wrapper
+
+
+@app.callback()
+def _startup() -> None:
+    from ..plugins import load_plugins
+
+    with warnings.catch_warnings():  # a broken installed plugin is one line, not a traceback
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda m, *a, **k: err.print(f"warning: {m}", markup=False, soft_wrap=True)
+        load_plugins(installed=True)
+
+
+def _plugins(modules: list[str] | None) -> None:
+    """Import the --plugin modules (their presets then exist), or fail with one line."""
+    from ..plugins import load_plugins
+
+    load_plugins(*(modules or []), installed=False)
 
 
 def _ints(text: str | None, what: str) -> list[int] | None:

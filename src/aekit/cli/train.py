@@ -13,17 +13,19 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import MAX_IW, _fail, _ints, _load_split, _read_json, _split_of_run, app, err, friendly, out
+from . import MAX_IW, Plugins, _fail, _ints, _load_split, _plugins, _read_json, _split_of_run, app, err, friendly, out
+from .options import Spec, data_spec, resolve
 
 # What a run directory holds; --overwrite removes these first, so no file of the old run survives
-RUN_FILES = ("model.safetensors", "model.json", "trainer.safetensors", "train.json", "data.json", "metrics.jsonl",
-             "evaluation.json", "report.html", "*.png")
+RUN_FILES = ("model.safetensors", "model.json", "trainer.safetensors", "train.json", "data.json", "run.toml",
+             "metrics.jsonl", "evaluation.json", "report.html", "*.png", "tensorboard")
 RESUME_OPTIONS = ("max_time", "checkpoint_every", "checkpoint_steps", "checkpoint_minutes", "nan_policy")
 
 
-@app.command()
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 @friendly
 def train(
+    ctx: typer.Context,
     preset: Annotated[Optional[str], typer.Option(help="Recipe to train; see `aekit presets`.  [default: undercomplete]")] = None,
     data: Annotated[Optional[str], typer.Option(help="digits, mnist, fashion-mnist, a directory of IDX files, or a .npy/.npz/.csv file.  [default: digits]")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Read mnist/fashion-mnist IDX files from here instead of the download cache.")] = None,
@@ -56,7 +58,7 @@ def train(
     beta: Annotated[Optional[float], typer.Option(help="vae: weight β of the KL term.")] = None,
     free_bits: Annotated[Optional[float], typer.Option(help="vae: KL floor in nats per code unit (0: off).")] = None,
     kl_warmup_epochs: Annotated[Optional[float], typer.Option(help="vae: raise the KL weight from 0 to 1 over this many epochs.")] = None,
-    iw_samples: Annotated[int, typer.Option(help="vae: importance samples k of the test NLL estimate.")] = 1000,
+    iw_samples: Annotated[Optional[int], typer.Option(help="vae: importance samples k of the test NLL estimate.  [default: 1000]")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the training data.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Samples per step.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
@@ -69,8 +71,8 @@ def train(
     patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs.")] = None,
     min_delta: Annotated[Optional[float], typer.Option(help="Smallest validation improvement that counts.")] = None,
     grad_clip: Annotated[Optional[float], typer.Option(help="Clip the gradient norm to this.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for initialisation, split and shuffling.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    seed: Annotated[Optional[int], typer.Option(help="Seed for initialisation, split and shuffling.  [default: 0]")] = None,
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.  [default: auto]")] = None,
     precision: Annotated[Optional[str], typer.Option(help="fp32 or bf16 (autocast).")] = None,
     checkpoint_every: Annotated[Optional[int], typer.Option(help="Save trainer state every N epochs.")] = None,
     checkpoint_steps: Annotated[Optional[int], typer.Option(help="Also save it every N optimiser steps, mid-epoch (0: off).")] = None,
@@ -79,79 +81,143 @@ def train(
     max_time: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many seconds.")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     report: Annotated[bool, typer.Option("--report", help="Write report.html and its figures into the run at the end.")] = False,
+    config: Annotated[Optional[Path], typer.Option(help="A run configuration (TOML): data, preset, [model] and [train] options; flags override it.")] = None,
+    print_config: Annotated[bool, typer.Option("--print-config", help="Print the fully resolved configuration (TOML) and stop: it re-runs the same run.")] = False,
+    track: Annotated[Optional[str], typer.Option(help="Also log each epoch to tensorboard and/or mlflow (comma-separated; extra 'tracking').")] = None,
+    plugin: Plugins = None,
 ) -> None:
-    """Train an autoencoder; print its test reconstruction error next to PCA's."""
+    """Train an autoencoder; print its test reconstruction error next to PCA's.
+
+    Options of a preset that have no flag of their own (a plugin's, say) are given as --name value.
+    """
     from .._checks import integer
     from ..run import lock
-
-    options = dict(code_size=code_size, hidden=_ints(hidden, "--hidden"), channels=_ints(channels, "--channels"),
-                   activation=activation, likelihood=likelihood, sigma=sigma, tied=tied, penalty=penalty, lam=lam,
-                   rho=rho, rho_momentum=rho_momentum, k=k, alpha=alpha, k_start=k_start, anneal_steps=anneal_steps,
-                   aux_k=aux_k, aux_coef=aux_coef, dead_after=dead_after, noise=noise, level=level, method=method,
-                   projections=projections, beta=beta, free_bits=free_bits)
-    train_opts = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-                      momentum=momentum, schedule=schedule, warmup_epochs=warmup_epochs, val_fraction=val_fraction,
-                      patience=patience, min_delta=min_delta, grad_clip=grad_clip, precision=precision,
-                      checkpoint_every=checkpoint_every, checkpoint_steps=checkpoint_steps,
-                      checkpoint_minutes=checkpoint_minutes, nan_policy=nan_policy, max_time=max_time,
-                      kl_warmup_epochs=kl_warmup_epochs)
-    integer(iw_samples, "--iw-samples", high=MAX_IW)  # checked before training, not after it
-    if not (0 <= seed < 2**63):
-        _fail(f"--seed must be an integer in [0, 2**63), got {seed}")
     from ..train import resolve_device
 
-    resolve_device(device)  # an unusable device is refused before a run directory exists
-    run_opts = {"device": device, "progress": not quiet, **{k: train_opts[k] for k in RESUME_OPTIONS}}
+    _plugins(plugin)
+    model_flags = dict(code_size=code_size, hidden=_ints(hidden, "--hidden"), channels=_ints(channels, "--channels"),
+                       activation=activation, likelihood=likelihood, sigma=sigma, tied=tied, penalty=penalty, lam=lam,
+                       rho=rho, rho_momentum=rho_momentum, k=k, alpha=alpha, k_start=k_start,
+                       anneal_steps=anneal_steps, aux_k=aux_k, aux_coef=aux_coef, dead_after=dead_after, noise=noise,
+                       level=level, method=method, projections=projections, beta=beta, free_bits=free_bits)
+    train_flags = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+                       momentum=momentum, schedule=schedule, warmup_epochs=warmup_epochs, val_fraction=val_fraction,
+                       patience=patience, min_delta=min_delta, grad_clip=grad_clip, precision=precision,
+                       checkpoint_every=checkpoint_every, checkpoint_steps=checkpoint_steps,
+                       checkpoint_minutes=checkpoint_minutes, nan_policy=nan_policy, max_time=max_time,
+                       kl_warmup_epochs=kl_warmup_epochs, device=device)
+    trackers = _tracker_names(track)
     if resume is not None:
-        given = [k for k, v in {**options, **train_opts, "preset": preset, "data": data, "data_dir": data_dir,
-                                "binarize": binarize, "out": out_dir}.items() if v is not None and k not in RESUME_OPTIONS]
-        if given:
-            _fail(f"--resume continues a run with its own options; drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+        given = [k for k, v in {**model_flags, **train_flags, "preset": preset, "data": data, "data_dir": data_dir,
+                                "binarize": binarize, "out": out_dir, "config": config, "seed": seed}.items()
+                 if v is not None and k not in RESUME_OPTIONS]
+        if given or ctx.args or print_config:
+            dropped = [f"--{k.replace('_', '-')}" for k in given] + ctx.args + (["--print-config"] * print_config)
+            _fail(f"--resume continues a run with its own options; drop {', '.join(dropped)}")
         if not (resume / "train.json").is_file():
             _fail(f"no run to resume in {resume}: it has no train.json")
+        resolve_device(device or "auto")
+        run_opts = {"progress": not quiet, **{k: train_flags[k] for k in RESUME_OPTIONS}}
         with lock(resume):
-            _resume(resume, run_opts, iw_samples, report)
+            _resume(resume, run_opts, iw_samples or 1000, report, trackers)
         return
 
-    preset, data, binarize = preset or "undercomplete", data or "digits", bool(binarize)
-    split = _load_split(data, data_dir, seed, binarize)
-    model, cfg = _build(preset, split, options, train_opts, seed, run_opts)
-    run = out_dir or Path("runs") / f"{preset}-{split.train.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from ..runconfig import dumps, read_run_config
+
+    top = dict(preset=preset, data=data, data_dir=str(data_dir) if data_dir else None, binarize=binarize, seed=seed,
+               iw_samples=iw_samples)
+    spec = resolve(read_run_config(config) if config else {}, top, model_flags, train_flags, ctx.args)
+    spec.plugins = sorted({*spec.plugins, *(plugin or [])})
+    integer(spec.iw_samples, "--iw-samples", high=MAX_IW)  # checked before training, not after it
+    if not (isinstance(spec.seed, int) and 0 <= spec.seed < 2**63):
+        _fail(f"--seed must be an integer in [0, 2**63), got {spec.seed}")
+    resolve_device(spec.train.get("device", "auto"))  # an unusable device is refused before a run directory exists
+    split = _load_split(spec.data, Path(spec.data_dir) if spec.data_dir else None, spec.seed, spec.binarize)
+    model, cfg = _build(spec, split, quiet)
+    resolved = _resolved(spec, model, cfg)
+    if print_config:
+        typer.echo(dumps(resolved), nl=False)
+        return
+    run = out_dir or Path("runs") / f"{spec.preset}-{split.train.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     with lock(run):
-        if (run / "model.json").exists() or (run / "trainer.safetensors").exists() or (run / "train.json").exists():
+        if any((run / f).exists() for f in ("model.json", "trainer.safetensors", "train.json")):
             if not overwrite:
                 _fail(f"{run} already holds a run; pass --overwrite to replace it or --resume {run} to continue it")
-            for pattern in RUN_FILES:
-                for f in run.glob(pattern):
-                    f.unlink()
+            _clear(run)
         from dataclasses import asdict
 
-        from ..checkpoint import write_json
+        from ..checkpoint import atomic_write, write_json
 
-        data_spec = str(Path(data).resolve()) if Path(data).exists() else data  # usable from any directory
-        write_json(run / "data.json", {"data": data_spec, "data_dir": str(data_dir.resolve()) if data_dir else None,
-                                       "seed": seed, "binarize": binarize})
+        write_json(run / "data.json", {"data": resolved["data"], "data_dir": resolved.get("data_dir"),
+                                       "seed": spec.seed, "binarize": spec.binarize})
         write_json(run / "train.json", {"train": asdict(cfg), "model": model.config})
+        text = dumps(resolved)
+        atomic_write(run / "run.toml", lambda tmp: Path(tmp).write_text(text))
         n_params = sum(p.numel() for p in model.parameters())
-        err.print(f"{preset} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
+        err.print(f"{spec.preset} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
                   f"input {model.input_size}, code {model.code_size}, {n_params:,} parameters → {run}")
-        _fit_and_report(model, split, cfg, run, iw_samples=iw_samples, html=report)
+        _fit_and_report(model, split, cfg, run, iw_samples=spec.iw_samples, html=report, trackers=trackers)
 
 
-def _build(preset: str, split, options: dict, train_opts: dict, seed: int, run_opts: dict):
+def _build(spec: Spec, split, quiet: bool):
     import torch
 
     from ..optim import config_for
     from ..presets import create
 
     with torch.random.fork_rng(devices=[]):  # the seed sets the initialisation, not the caller's RNG
-        torch.manual_seed(seed)
-        model = create(preset, split.train.shape, **{k: v for k, v in options.items() if v is not None})
-    cfg = config_for(model, **{k: v for k, v in {**train_opts, **run_opts}.items() if v is not None}, seed=seed)
+        torch.manual_seed(spec.seed)
+        model = create(spec.preset, split.train.shape, **spec.model)
+    cfg = config_for(model, **{**spec.train, "progress": not quiet, "seed": spec.seed})
     return model, cfg.validate()
 
 
-def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool) -> None:
+def _resolved(spec: Spec, model, cfg) -> dict:
+    """The configuration that re-runs this run exactly: every option filled in."""
+    from dataclasses import asdict
+
+    return {"preset": spec.preset, "data": data_spec(spec.data),
+            "data_dir": str(Path(spec.data_dir).resolve()) if spec.data_dir else None, "binarize": spec.binarize,
+            "seed": spec.seed, "iw_samples": spec.iw_samples, "plugins": spec.plugins or None,
+            "model": dict(model.config["options"]),
+            "train": {k: v for k, v in asdict(cfg).items() if k not in ("progress", "seed")}}
+
+
+def _clear(run: Path) -> None:
+    """Remove what an earlier run left in ``run`` (--overwrite): no old file survives beside the new run's."""
+    import shutil
+
+    for pattern in RUN_FILES:
+        for f in run.glob(pattern):
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+
+
+def _tracker_names(track: str | None) -> list[str]:
+    names = [t.strip() for t in (track or "").split(",") if t.strip()]
+    bad = sorted(set(names) - {"tensorboard", "mlflow"})
+    if bad:
+        _fail(f"--track takes tensorboard and/or mlflow, got {', '.join(bad)}")
+    return names
+
+
+def _trackers(names: list[str], run: Path, cfg) -> list:
+    """The loggers --track asked for: TensorBoard events in RUN/tensorboard; MLflow where MLflow is configured
+    (MLFLOW_TRACKING_URI), one MLflow run named after the run directory."""
+    from dataclasses import asdict
+
+    from ..tracking import MLflowLogger, TensorBoardLogger
+
+    made = {"tensorboard": lambda: TensorBoardLogger(run / "tensorboard"),
+            "mlflow": lambda: MLflowLogger(run_name=run.name, params=asdict(cfg))}
+    try:
+        return [made[n]() for n in names]
+    except Exception as e:  # the tracker's own set-up (a server that is not there, say): one line
+        if isinstance(e, ValueError):
+            raise
+        raise ValueError(f"--track: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+
+
+def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool, trackers: list[str]) -> None:
     """Continue ``run`` from its trainer state; a run killed before its first checkpoint starts again
     from the beginning with its recorded options (the same result, as every run is seeded)."""
     from ..checkpoint import build_for
@@ -162,6 +228,9 @@ def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool) -> None:
     meta = _read_json(run / "train.json")
     if not isinstance(meta, dict) or not isinstance(meta.get("train"), dict) or "model" not in meta:
         _fail(f"corrupted file {run / 'train.json'}: expected the keys 'train' and 'model'")
+    if meta["model"] is None:
+        _fail(f"{run} trained a model composed by hand, which the command line cannot rebuild; resume it from "
+              "Python: fit(model, x, run_dir=..., resume=True) with the same architecture")
     given = {k: v for k, v in run_opts.items() if v is not None or k == "max_time"}
     # max_time limits this invocation only: a run stopped by it continues to its last epoch
     cfg = TrainConfig.from_dict({**meta["train"], **given}).validate()
@@ -176,24 +245,29 @@ def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool) -> None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             model = from_config(meta["model"])
-    _fit_and_report(model, split, cfg, run, resume=state.is_file(), iw_samples=iw_samples, html=report)
+    _fit_and_report(model, split, cfg, run, resume=state.is_file(), iw_samples=iw_samples, html=report,
+                    trackers=trackers)
 
 
 def _fit_and_report(model, split, cfg, run: Path, resume: bool = False, iw_samples: int = 1000,
-                    html: bool = False) -> None:
+                    html: bool = False, trackers: list[str] = ()) -> None:
     from ..checkpoint import write_json
     from ..train import Interrupted, fit
     from .use import _report
 
     t0 = time.perf_counter()
+    loggers = _trackers(list(trackers), run, cfg)
     try:
-        fit(model, split.train.x, cfg, run_dir=run, resume=resume)
+        fit(model, split.train.x, cfg, run_dir=run, resume=resume, callbacks=loggers)
     except Interrupted as e:
         err.print(f"{e}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(e.exit_status) from None
     except KeyboardInterrupt:  # a second Ctrl-C: no time to save
         err.print(f"interrupted: continue with `aekit train --resume {run}` (from its last checkpoint)", markup=False)
         raise typer.Exit(130) from None
+    finally:
+        for logger in loggers:
+            logger.close()
     res = _report(model, split, [("train time", f"{time.perf_counter() - t0:.1f} s")], iw_samples)
     write_json(run / "evaluation.json", res)
     if html:

@@ -11,7 +11,8 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from . import MAX_IW, _fail, _ints, _load_split, _run_data, _split_of_run, app, err, friendly, out
+from . import MAX_IW, Plugins, _fail, _ints, _load_split, _plugins, _run_data, app, err, friendly, out
+
 
 def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000) -> dict[str, float]:
     """Test-set reconstruction error next to PCA's at the same code size (and the ELBO and an
@@ -84,24 +85,27 @@ def evaluate(
     binarize: Annotated[bool, typer.Option(help="Stochastically binarise --data (seeded), for a VAE's likelihood.")] = False,
     iw_samples: Annotated[int, typer.Option(help="Importance samples k of the NLL estimate (stochastic models).")] = 1000,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    plugin: Plugins = None,
 ) -> None:
     """Evaluate a trained model on the test split of its data (or of --data)."""
     from .._checks import integer
     from ..checkpoint import load_model
     from ..train import resolve_device
 
+    _plugins(plugin)
     integer(iw_samples, "--iw-samples", high=MAX_IW)
     model = load_model(run_dir, resolve_device(device))
     split = _run_data(run_dir, data, data_dir, binarize)
     _report(model, split, iw_samples=iw_samples)
 
 
-def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: str) -> None:
+def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: str, plugin: list[str] | None) -> None:
     from ..checkpoint import load_model
     from ..data import read_array
     from ..metrics import encode, reconstruct
     from ..train import as_tensor, resolve_device
 
+    _plugins(plugin)
     if out_path.resolve() == input_path.resolve():
         _fail(f"--out {out_path} is the input file: choose another name, the input is never overwritten")
     if out_path.is_dir():
@@ -127,9 +131,10 @@ def encode(
     input: Annotated[Path, typer.Argument(help="Samples: .npy, .npz or .csv.")],
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the codes (.npy).")] = Path("codes.npy"),
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    plugin: Plugins = None,
 ) -> None:
     """Write the codes h = f(x) of INPUT as a .npy array (N, K)."""
-    _apply(run_dir, input, out_path, device, "codes")
+    _apply(run_dir, input, out_path, device, "codes", plugin)
 
 
 @app.command()
@@ -139,24 +144,39 @@ def reconstruct(
     input: Annotated[Path, typer.Argument(help="Samples: .npy, .npz or .csv.")],
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the reconstructions (.npy).")] = Path("recon.npy"),
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    plugin: Plugins = None,
 ) -> None:
     """Write the reconstructions of INPUT as a .npy array (N, D)."""
-    _apply(run_dir, input, out_path, device, "reconstructions")
+    _apply(run_dir, input, out_path, device, "reconstructions", plugin)
 
 
 @app.command("report")
 @friendly
 def report_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `aekit train`.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by `aekit train` or `fit(run_dir=...)`.")],
+    data: Annotated[Optional[str], typer.Option(help="Its data, for a run trained from Python (no data.json).")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option(help="Directory of IDX files for --data.")] = None,
+    binarize: Annotated[bool, typer.Option(help="Stochastically binarise --data (seeded).")] = False,
+    plugin: Plugins = None,
 ) -> None:
     """Write RUN_DIR/report.html (images embedded) and one PNG per figure."""
     from ..checkpoint import load_model
     from ..report import write_report
     from ..run import lock
 
-    model = load_model(run_dir)
+    _plugins(plugin)
+    try:
+        model = load_model(run_dir)
+    except ValueError as e:
+        if "composed by hand" in str(e):
+            _fail(f"{run_dir} holds a model composed by hand, which the command line cannot rebuild; write its "
+                  "report from Python: aekit.report.write_report(run_dir, data, model)")
+        raise
+    if data is None and not (run_dir / "data.json").is_file():
+        _fail(f"{run_dir} has no data.json (trained from Python): pass its data with --data")
+    split = _run_data(run_dir, data, data_dir, binarize)
     with lock(run_dir):  # it writes into the run: not while a training process does
-        out.print(f"wrote {write_report(run_dir, _split_of_run(run_dir), model)}")
+        out.print(f"wrote {write_report(run_dir, split, model)}")
 
 
 @app.command()
@@ -170,10 +190,12 @@ def compare(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: runs/compare-DATA-TIME).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow --out to name a directory that already holds a comparison.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
+    plugin: Plugins = None,
 ) -> None:
     """Train each preset at each code size, and PCA; write compare.md, compare.csv and compare.png."""
     from ..report import compare as run_compare
 
+    _plugins(plugin)
     names = [p.strip() for p in presets.split(",") if p.strip()]
     sizes = _ints(code_sizes, "--code-sizes")
     if not names or not sizes:
@@ -192,15 +214,19 @@ def compare(
 
 
 @app.command()
-def presets() -> None:
-    """List the registered presets, their options and training defaults."""
+@friendly
+def presets(plugin: Plugins = None) -> None:
+    """List the registered presets (aekit's, installed plugins' and --plugin modules'), their options
+    (flags of `aekit train`) and training defaults."""
     from ..presets import PRESETS
+    from ..registry import REQUIRED
 
+    _plugins(plugin)
     t = Table(title="aekit presets")
     for c in ("preset", "what it is", "options (defaults)", "training defaults"):
         t.add_column(c)
     for p in PRESETS.values():
-        opts = ", ".join(f"{k}={v}" for k, v in p.options().items())
+        opts = ", ".join(f"{k}={'<required>' if v is REQUIRED else v}" for k, v in p.options().items())
         t.add_row(p.name, p.summary, opts, ", ".join(f"{k}={v}" for k, v in p.train_defaults.items()))
     out.print(t)
 

@@ -1,0 +1,115 @@
+"""Where the options of ``aekit train`` come from: a configuration file, overridden by flags — the
+fixed flags of aekit's own options, and ``--name value`` flags for any other option of the chosen
+preset (a plugin's preset takes its options as flags without aekit knowing them in advance)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import _fail
+
+TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+@dataclass
+class Spec:
+    """A run, resolved: data, preset and seed, the preset's options and the trainer's."""
+
+    preset: str = "undercomplete"
+    data: str = "digits"
+    data_dir: str | None = None
+    binarize: bool = False
+    seed: int = 0
+    iw_samples: int = 1000
+    plugins: list[str] = field(default_factory=list)
+    model: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve(file: dict[str, Any], top: dict[str, Any], model: dict[str, Any], train: dict[str, Any],
+            extra: list[str]) -> Spec:
+    """A :class:`Spec` from a configuration file's values, each overridden by a flag that was given
+    (``None``: not given), and the ``extra`` flags (preset options without a fixed flag)."""
+    if "seed" in file.get("train", {}):
+        _fail("seed goes at the top level of the configuration file, not in [train]")
+    spec = Spec(**{k: v for k, v in file.items() if k not in ("model", "train")})
+    for k, v in top.items():
+        if v is not None:
+            setattr(spec, k, v)
+    spec.model = {**file.get("model", {}), **{k: v for k, v in model.items() if v is not None}}
+    spec.model.update(extra_options(extra, spec.preset))
+    spec.train = {**file.get("train", {}), **{k: v for k, v in train.items() if v is not None}}
+    return spec
+
+
+def extra_options(args: list[str], preset: str) -> dict[str, Any]:
+    """``--width 64 --no-bias --scale=0.5`` → options of ``preset``, typed like their defaults."""
+    from ..registry import get_preset
+
+    if not args:
+        return {}
+    accepted = get_preset(preset).options()
+    flags = ", ".join("--" + k.replace("_", "-") for k in accepted)
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if not token.startswith("--") or token == "--":
+            _fail(f"unexpected argument {token!r}")
+        name, eq, text = token[2:].partition("=")
+        key = name.replace("-", "_")
+        negated = key.startswith("no_") and isinstance(accepted.get(key[3:]), bool)
+        if key not in accepted and not negated:
+            _fail(f"no such option --{name} (preset {preset!r} takes {flags}; trainer options: aekit train --help)")
+        if negated:
+            out[key[3:]] = False
+        elif isinstance(accepted[key], bool):
+            if not eq and i + 1 < len(args) and args[i + 1].lower() in TRUE + FALSE:
+                text, i = args[i + 1], i + 1
+            out[key] = parse_value(text, True, f"--{name}") if (eq or text) else True
+        else:
+            if not eq:
+                if i + 1 >= len(args):
+                    _fail(f"--{name} needs a value")
+                text, i = args[i + 1], i + 1
+            out[key] = parse_value(text, accepted[key], f"--{name}")
+        i += 1
+    return out
+
+
+def parse_value(text: str, default: Any, flag: str) -> Any:
+    """``text`` as the type of ``default`` (bool, int, float, str, or a comma-separated list); with no
+    usable default, an int, a float, a comma-separated list of numbers, else the text itself."""
+    try:
+        if isinstance(default, bool):
+            if text.lower() not in TRUE + FALSE:
+                raise ValueError
+            return text.lower() in TRUE
+        if isinstance(default, int):
+            return int(text)
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, str):
+            return text
+        if isinstance(default, (list, tuple)):
+            kind = float if any(isinstance(v, float) for v in default) else int
+            return [kind(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        kind = "true or false" if isinstance(default, bool) else (
+            "comma-separated numbers" if isinstance(default, (list, tuple)) else f"a {type(default).__name__}")
+        _fail(f"{flag} must be {kind}, got {text!r}")
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    if "," in text:
+        return [parse_value(t, None, flag) for t in text.split(",") if t.strip()]
+    return text
+
+
+def data_spec(data: str) -> str:
+    """A data file or directory as an absolute path (usable from any directory); a name as it is."""
+    return str(Path(data).resolve()) if Path(data).exists() else data

@@ -1,0 +1,55 @@
+"""Your own presets on the command line: code that registers presets is imported only when asked —
+``--plugin MODULE`` (``load_plugins("MODULE")``), or the ``aekit.presets`` entry points of packages
+you installed. A checkpoint or a configuration file never makes aekit import code by itself.
+
+An installed package declares its presets in its metadata (``pyproject.toml``)::
+
+    [project.entry-points."aekit.presets"]
+    my_presets = "my_package.presets"        # a module whose import registers presets
+    more = "my_package.other:register_all"   # or a function to call
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from importlib.metadata import entry_points
+from types import ModuleType
+
+GROUP = "aekit.presets"
+_LOADED_ENTRY_POINTS = False
+
+
+def load_plugins(*modules: str, installed: bool = True) -> list[str]:
+    """Import ``modules`` (dotted names) so the presets they register become known, and, with
+    ``installed``, the ``aekit.presets`` entry points of installed packages (once per process; one that
+    fails is a warning, not an error). Returns the names of the modules imported.
+
+    Example
+    -------
+    >>> load_plugins("aekit.presets", installed=False)
+    ['aekit.presets']
+    """
+    global _LOADED_ENTRY_POINTS
+    if installed and not _LOADED_ENTRY_POINTS:
+        _LOADED_ENTRY_POINTS = True
+        for ep in entry_points(group=GROUP):
+            try:
+                obj = ep.load()
+                if callable(obj) and not isinstance(obj, ModuleType):
+                    obj()
+            except Exception as e:  # someone else's package must not stop aekit: say so and go on
+                warnings.warn(f"the installed aekit plugin {ep.name} ({ep.value}) failed to load: "
+                              f"{type(e).__name__}: {e}", RuntimeWarning, stacklevel=2)
+    done = []
+    for name in modules:
+        if not isinstance(name, str) or not name or name.startswith(".") or "/" in name:
+            raise ValueError(f"--plugin takes an importable module name such as my_package.presets, got {name!r}")
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ValueError(f"--plugin {name}: cannot import it ({e}); is it installed or on PYTHONPATH?") from None
+        except Exception as e:  # the plugin's own code failed: one line that names it
+            raise ValueError(f"--plugin {name}: importing it raised {type(e).__name__}: {e}") from None
+        done.append(name)
+    return done

@@ -1,0 +1,149 @@
+"""The registry of presets: named builders ``(input_shape, **options) -> Autoencoder``.
+
+aekit's own recipes (:mod:`aekit.presets`) and a user's are registered the same way, with
+:func:`register`; :func:`create` builds one and records the JSON config that rebuilds it
+exactly (used by checkpoints). A config of a user's preset also names the builder's module, so
+that a checkpoint can say which module to import — it never imports one by itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._checks import fits_in_memory
+from .model import Autoencoder
+
+REQUIRED = inspect.Parameter.empty  # an option whose builder parameter has no default
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A registered recipe: its builder, a one-line summary and training defaults."""
+
+    name: str
+    build: Callable[..., Autoencoder]
+    summary: str
+    train_defaults: dict[str, Any] = field(default_factory=dict)
+
+    def options(self) -> dict[str, Any]:
+        """The builder's options and their defaults (everything but ``input_shape``; ``REQUIRED`` if none)."""
+        sig = inspect.signature(self.build)
+        return {k: p.default for k, p in sig.parameters.items()
+                if k != "input_shape" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+    @property
+    def module(self) -> str:
+        """The module that defines the builder (where a user's preset must be imported from)."""
+        return getattr(self.build, "__module__", None) or "__main__"  # exec'd code has no module
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def register(name: str, summary: str | None = None, **train_defaults: Any) -> Callable:
+    """Decorator: register ``builder(input_shape, **options) -> Autoencoder`` as preset ``name``.
+
+    ``summary`` defaults to the first line of the builder's docstring; ``train_defaults`` are
+    :class:`~aekit.optim.TrainConfig` fields (e.g. ``epochs=20``). The builder's keyword
+    parameters are the preset's options (``aekit presets`` lists them, ``aekit train`` takes them
+    as flags), and models it builds can be saved, resumed and reported like aekit's own.
+
+    Example
+    -------
+    >>> import aekit
+    >>> from torch import nn
+    >>> @aekit.register("doc-two-layer", epochs=5)
+    ... def two_layer(input_shape, code_size: int = 4, width: int = 32):
+    ...     "A two-layer MLP of my own."
+    ...     d = input_shape[0]
+    ...     enc = nn.Sequential(nn.Linear(d, width), nn.ReLU(), nn.Linear(width, code_size))
+    ...     dec = nn.Sequential(nn.Linear(code_size, width), nn.ReLU(), nn.Linear(width, d))
+    ...     return aekit.Autoencoder(enc, dec, aekit.Gaussian(), input_shape=input_shape, code_size=code_size)
+    >>> aekit.create("doc-two-layer", (10,), width=16).config["options"]
+    {'code_size': 4, 'width': 16}
+    """
+
+    def deco(fn: Callable[..., Autoencoder]) -> Callable[..., Autoencoder]:
+        if name in PRESETS and PRESETS[name].build is not fn:
+            raise ValueError(f"preset {name!r} is already registered (by {PRESETS[name].module})")
+        if "input_shape" not in inspect.signature(fn).parameters:
+            raise ValueError(f"a preset builder takes input_shape as its first argument; {fn.__name__} does not")
+        doc = (inspect.getdoc(fn) or "").strip().splitlines()
+        PRESETS[name] = Preset(name, fn, summary or (doc[0] if doc else name), dict(train_defaults))
+        return fn
+
+    return deco
+
+
+def get_preset(name: str, module: str | None = None) -> Preset:
+    """The registered preset ``name``, or a ``ValueError`` listing the known ones (and, when ``module``
+    is the module a checkpoint says defines it, how to make it known)."""
+    if isinstance(name, str) and name in PRESETS:
+        return PRESETS[name]
+    if module == "__main__":
+        raise ValueError(f"preset {name!r} was defined in a script (__main__): move its builder into an importable "
+                         "module and import it to rebuild this model")
+    if isinstance(module, str):
+        raise ValueError(f"preset {name!r} is not registered in this process; it is defined in module {module!r}: "
+                         f"import it first (command line: --plugin {module}). A checkpoint never imports code by itself")
+    raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))} "
+                     "(your own presets: --plugin MODULE, or import the module that registers them)")
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def create(name: str, input_shape: Sequence[int], **options: Any) -> Autoencoder:
+    """Build preset ``name`` for samples of shape ``input_shape``.
+
+    Options that are ``None`` take the preset's default; an unknown option is a
+    ``ValueError`` that lists the accepted ones.
+
+    Example
+    -------
+    >>> ae = create("undercomplete", (64,), code_size=8)
+    >>> ae.config["preset"], ae.code_size
+    ('undercomplete', 8)
+    """
+    return _create(get_preset(name), input_shape, options)
+
+
+def _create(preset: Preset, input_shape: Sequence[int], options: dict[str, Any]) -> Autoencoder:
+    name, accepted = preset.name, preset.options()
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for preset {name!r}; accepted: {', '.join(accepted)}"
+        )
+    input_shape = tuple(int(s) for s in input_shape)
+    if not input_shape or any(s < 1 for s in input_shape):
+        raise ValueError(f"input_shape must be positive integers, got {input_shape}")
+    resolved = {k: (options[k] if options.get(k) is not None else d) for k, d in accepted.items()}
+    missing = [k for k, v in resolved.items() if v is REQUIRED]
+    if missing:
+        raise ValueError(f"preset {name!r} needs the option(s) {', '.join(missing)}")
+    fits_in_memory(lambda: preset.build(input_shape, **resolved), f"preset {name!r} with these options")
+    model = preset.build(input_shape, **resolved)
+    if not isinstance(model, Autoencoder):
+        raise ValueError(f"the builder of preset {name!r} returned {type(model).__name__}, not an aekit Autoencoder")
+    model.config = {
+        "preset": name,
+        "input_shape": list(input_shape),
+        "options": {k: _jsonable(v) for k, v in resolved.items()},
+    }
+    if not preset.module.startswith("aekit."):
+        model.config["module"] = preset.module  # where to import it from to rebuild it
+    return model
+
+
+def from_config(config: dict) -> Autoencoder:
+    """Rebuild a model from the ``config`` recorded by :func:`create`."""
+    try:
+        preset = get_preset(config["preset"], config.get("module"))
+        return _create(preset, config["input_shape"], dict(config.get("options", {})))
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"malformed model config ({e!r}): {str(config)[:300]}") from None
