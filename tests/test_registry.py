@@ -132,9 +132,9 @@ def test_a_model_composed_by_hand_trains_resumes_and_reports(tmp_path, digits):
     with pytest.raises(ValueError, match="composed by hand"):
         write_report(tmp_path / "part", digits)
     res = run("report", tmp_path / "part", "--data", "digits")
-    assert res.exit_code == 2 and "write its report from Python" in res.stderr
-    res = run("train", "--resume", tmp_path / "part")
-    assert res.exit_code == 2 and "resume it from Python" in res.stderr
+    assert res.exit_code == 2 and "composed by hand: pass --model MODULE:FUNCTION" in res.stderr
+    res = run("train", "--resume", tmp_path / "part")  # trained from Python: no data.json
+    assert res.exit_code == 2 and "resume from Python" in res.stderr
 
 
 def test_register_refuses_what_cannot_work():
@@ -275,3 +275,49 @@ def test_a_builder_that_computes_with_tensor_values_still_works(tmp_path):
     model = create("uses-item", (2, 3))
     save_model(model, tmp_path)
     assert _same(model.state_dict(), load_model(tmp_path).state_dict())
+
+
+HAND = '''
+import aekit
+from torch import nn
+
+
+def build():
+    enc = nn.Sequential(nn.Linear(64, 16), nn.Tanh(), nn.Linear(16, 4))
+    dec = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 64))
+    return aekit.Autoencoder(enc, dec, aekit.Bernoulli(), input_shape=(64,), code_size=4)
+
+
+def not_a_model():
+    return 3
+'''
+
+
+def test_cli_runs_a_model_composed_by_hand_with_model(tmp_path, monkeypatch):
+    """--model MODULE:FUNCTION: train, resume, evaluate and report a model without a preset."""
+    (tmp_path / "aekit_hand_cli.py").write_text(HAND)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    fn = "aekit_hand_cli:build"
+    common = ["--model", fn, "--epochs", "3", "--quiet"]
+    assert run("train", *common, "--out", tmp_path / "full").exit_code == 0
+    assert run("train", *common, "--max-time", "1e-9", "--out", tmp_path / "part").exit_code == 0
+    res = run("train", "--resume", tmp_path / "part", "--quiet")
+    assert res.exit_code == 2 and "pass --model MODULE:FUNCTION" in res.stderr
+    assert run("train", "--resume", tmp_path / "part", "--model", fn, "--quiet").exit_code == 0
+    assert _same(load_model(tmp_path / "full", model=_load(fn)).state_dict(),
+                 load_model(tmp_path / "part", model=_load(fn)).state_dict())
+    assert run("report", tmp_path / "part", "--model", fn).exit_code == 0
+    res = run("evaluate", tmp_path / "part")
+    assert res.exit_code == 2 and "composed by hand: pass --model" in res.stderr
+    assert run("evaluate", tmp_path / "part", "--model", fn).exit_code == 0
+    res = run("train", "--model", fn, "--preset", "vae")
+    assert res.exit_code == 2 and "drop --preset" in res.stderr
+    res = run("evaluate", tmp_path / "part", "--model", "aekit_hand_cli:not_a_model")
+    assert res.exit_code == 2 and "returned int, not an aekit Autoencoder" in res.stderr
+    assert "# model: built by --model aekit_hand_cli:build" in (tmp_path / "full" / "run.toml").read_text()
+
+
+def _load(fn):
+    from aekit.plugins import model_factory
+
+    return model_factory(fn)()

@@ -53,3 +53,23 @@ def load_plugins(*modules: str, installed: bool = True) -> list[str]:
             raise ValueError(f"--plugin {name}: importing it raised {type(e).__name__}: {e}") from None
         done.append(name)
     return done
+
+
+def model_factory(spec: str):
+    """``"module:function"`` → the function, imported on request (``--model``): it takes no arguments and
+    builds a model composed by hand, for runs that have no preset to rebuild theirs.
+
+    Example
+    -------
+    >>> model_factory("aekit.presets:PRESETS")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: --model aekit.presets:PRESETS is not a function ...
+    """
+    module, _, name = str(spec).partition(":")
+    if not module or not name:
+        raise ValueError(f"--model takes MODULE:FUNCTION (a function that builds the model), got {spec!r}")
+    load_plugins(module, installed=False)
+    fn = getattr(importlib.import_module(module), name, None)
+    if not callable(fn) or isinstance(fn, type(importlib)) or isinstance(fn, dict):
+        raise ValueError(f"--model {spec} is not a function of {module} (it must build and return the model)")
+    return fn

@@ -25,7 +25,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from .checkpoint import Position, TrainerState, restore_trainer, save_model, save_trainer, write_json
+from .checkpoint import save_model, write_json
+from .trainstate import Position, TrainerState, restore_trainer, save_trainer
 from .data import Dataset
 from .files import check_array
 from .model import Autoencoder

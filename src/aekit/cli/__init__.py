@@ -27,6 +27,9 @@ out = Console()
 err = Console(stderr=True)
 Plugins = Annotated[Optional[list[str]], typer.Option(
     "--plugin", metavar="MODULE", help="Import this module first: it registers your own presets (repeatable).")]
+ModelFn = Annotated[Optional[str], typer.Option(
+    "--model", metavar="MODULE:FUNCTION", help="For a model composed by hand: a function that builds it "
+    "(its weights are then loaded into what it returns).")]
 MAX_IW = 1_000_000  # importance samples per test row: Burda et al. used 5,000; more only costs time
 
 
@@ -71,6 +74,27 @@ def _plugins(modules: list[str] | None) -> None:
     from ..plugins import load_plugins
 
     load_plugins(*(modules or []), installed=False)
+
+
+def _run_model(run_dir: Path, device: str = "cpu", factory: str | None = None):
+    """The trained model of ``run_dir``: rebuilt from its config, or, with ``--model``, loaded into the
+    model that ``factory`` builds (the only way for a model composed by hand)."""
+    from ..checkpoint import load_model
+    from ..model import Autoencoder
+    from ..plugins import model_factory
+
+    if factory is None:
+        try:
+            return load_model(run_dir, device)
+        except ValueError as e:
+            if "composed by hand" in str(e):
+                _fail(f"{run_dir} holds a model composed by hand: pass --model MODULE:FUNCTION, a function that "
+                      "builds the same architecture")
+            raise
+    like = model_factory(factory)()
+    if not isinstance(like, Autoencoder):
+        _fail(f"--model {factory} returned {type(like).__name__}, not an aekit Autoencoder")
+    return load_model(run_dir, device, model=like)
 
 
 def _ints(text: str | None, what: str) -> list[int] | None:

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import MAX_IW, Plugins, _fail, _ints, _load_split, _plugins, _read_json, _split_of_run, app, err, friendly, out
+from . import MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _read_json, _split_of_run, app, err, friendly, out
 from .options import Spec, data_spec, resolve
 
 # What a run directory holds; --overwrite removes these first, so no file of the old run survives
@@ -85,6 +85,7 @@ def train(
     print_config: Annotated[bool, typer.Option("--print-config", help="Print the fully resolved configuration (TOML) and stop: it re-runs the same run.")] = False,
     track: Annotated[Optional[str], typer.Option(help="Also log each epoch to tensorboard and/or mlflow (comma-separated; extra 'tracking').")] = None,
     plugin: Plugins = None,
+    model_fn: ModelFn = None,
 ) -> None:
     """Train an autoencoder; print its test reconstruction error next to PCA's.
 
@@ -119,26 +120,33 @@ def train(
         resolve_device(device or "auto")
         run_opts = {"progress": not quiet, **{k: train_flags[k] for k in RESUME_OPTIONS}}
         with lock(resume):
-            _resume(resume, run_opts, iw_samples or 1000, report, trackers)
+            _resume(resume, run_opts, iw_samples or 1000, report, trackers, model_fn)
         return
+    if model_fn is not None and (preset or ctx.args or any(v is not None for v in model_flags.values())):
+        _fail("--model builds the whole model: drop --preset and the preset's options")
 
     from ..runconfig import dumps, read_run_config
 
     top = dict(preset=preset, data=data, data_dir=str(data_dir) if data_dir else None, binarize=binarize, seed=seed,
                iw_samples=iw_samples)
-    spec = resolve(read_run_config(config) if config else {}, top, model_flags, train_flags, ctx.args)
+    spec = resolve(read_run_config(config) if config else {}, top, model_flags, train_flags,
+                   [] if model_fn else ctx.args)
     spec.plugins = sorted({*spec.plugins, *(plugin or [])})
     integer(spec.iw_samples, "--iw-samples", high=MAX_IW)  # checked before training, not after it
     if not (isinstance(spec.seed, int) and 0 <= spec.seed < 2**63):
         _fail(f"--seed must be an integer in [0, 2**63), got {spec.seed}")
     resolve_device(spec.train.get("device", "auto"))  # an unusable device is refused before a run directory exists
     split = _load_split(spec.data, Path(spec.data_dir) if spec.data_dir else None, spec.seed, spec.binarize)
-    model, cfg = _build(spec, split, quiet)
+    model, cfg = _build(spec, split, quiet, model_fn)
     resolved = _resolved(spec, model, cfg)
+    text = (f"# model: built by --model {model_fn} (pass it again: a configuration never imports code)\n"
+            if model_fn else "") + dumps(resolved)
     if print_config:
-        typer.echo(dumps(resolved), nl=False)
+        typer.echo(text, nl=False)
         return
-    run = out_dir or Path("runs") / f"{spec.preset}-{split.train.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    label = spec.preset if model.config else f"model of {model_fn}"
+    run = out_dir or Path("runs") / f"{spec.preset if model.config else 'custom'}-{split.train.name}-" \
+                                    f"{time.strftime('%Y%m%d-%H%M%S')}"
     with lock(run):
         if any((run / f).exists() for f in ("model.json", "trainer.safetensors", "train.json")):
             if not overwrite:
@@ -151,15 +159,14 @@ def train(
         write_json(run / "data.json", {"data": resolved["data"], "data_dir": resolved.get("data_dir"),
                                        "seed": spec.seed, "binarize": spec.binarize})
         write_json(run / "train.json", {"train": asdict(cfg), "model": model.config})
-        text = dumps(resolved)
         atomic_write(run / "run.toml", lambda tmp: Path(tmp).write_text(text))
         n_params = sum(p.numel() for p in model.parameters())
-        err.print(f"{spec.preset} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
+        err.print(f"{label} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
                   f"input {model.input_size}, code {model.code_size}, {n_params:,} parameters → {run}")
         _fit_and_report(model, split, cfg, run, iw_samples=spec.iw_samples, html=report, trackers=trackers)
 
 
-def _build(spec: Spec, split, quiet: bool):
+def _build(spec: Spec, split, quiet: bool, model_fn: str | None = None):
     import torch
 
     from ..optim import config_for
@@ -167,19 +174,30 @@ def _build(spec: Spec, split, quiet: bool):
 
     with torch.random.fork_rng(devices=[]):  # the seed sets the initialisation, not the caller's RNG
         torch.manual_seed(spec.seed)
-        model = create(spec.preset, split.train.shape, **spec.model)
+        model = _by_hand(model_fn) if model_fn else create(spec.preset, split.train.shape, **spec.model)
     cfg = config_for(model, **{**spec.train, "progress": not quiet, "seed": spec.seed})
     return model, cfg.validate()
+
+
+def _by_hand(model_fn: str):
+    """The model that a --model function builds (it must be an aekit Autoencoder)."""
+    from ..model import Autoencoder
+    from ..plugins import model_factory
+
+    model = model_factory(model_fn)()
+    if not isinstance(model, Autoencoder):
+        _fail(f"--model {model_fn} returned {type(model).__name__}, not an aekit Autoencoder")
+    return model
 
 
 def _resolved(spec: Spec, model, cfg) -> dict:
     """The configuration that re-runs this run exactly: every option filled in."""
     from dataclasses import asdict
 
-    return {"preset": spec.preset, "data": data_spec(spec.data),
+    return {"preset": spec.preset if model.config else None, "data": data_spec(spec.data),
             "data_dir": str(Path(spec.data_dir).resolve()) if spec.data_dir else None, "binarize": spec.binarize,
             "seed": spec.seed, "iw_samples": spec.iw_samples, "plugins": spec.plugins or None,
-            "model": dict(model.config["options"]),
+            "model": dict(model.config["options"]) if model.config else None,
             "train": {k: v for k, v in asdict(cfg).items() if k not in ("progress", "seed")}}
 
 
@@ -217,7 +235,8 @@ def _trackers(names: list[str], run: Path, cfg) -> list:
         raise ValueError(f"--track: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
 
 
-def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool, trackers: list[str]) -> None:
+def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool, trackers: list[str],
+            model_fn: str | None = None) -> None:
     """Continue ``run`` from its trainer state; a run killed before its first checkpoint starts again
     from the beginning with its recorded options (the same result, as every run is seeded)."""
     from ..checkpoint import build_for
@@ -228,15 +247,26 @@ def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool, trackers: 
     meta = _read_json(run / "train.json")
     if not isinstance(meta, dict) or not isinstance(meta.get("train"), dict) or "model" not in meta:
         _fail(f"corrupted file {run / 'train.json'}: expected the keys 'train' and 'model'")
-    if meta["model"] is None:
-        _fail(f"{run} trained a model composed by hand, which the command line cannot rebuild; resume it from "
-              "Python: fit(model, x, run_dir=..., resume=True) with the same architecture")
+    if meta["model"] is None and model_fn is None:
+        _fail(f"{run} trained a model composed by hand: pass --model MODULE:FUNCTION, a function that builds the "
+              "same architecture (or resume from Python: fit(model, x, run_dir=..., resume=True))")
     given = {k: v for k, v in run_opts.items() if v is not None or k == "max_time"}
     # max_time limits this invocation only: a run stopped by it continues to its last epoch
     cfg = TrainConfig.from_dict({**meta["train"], **given}).validate()
+    if not (run / "data.json").is_file():
+        _fail(f"{run} was trained from Python on in-memory data (no data.json): resume it from Python, "
+              "fit(..., run_dir=..., resume=True)")
     split = _split_of_run(run)
     state = run / TRAINER_STATE
-    if state.is_file():
+    if model_fn is not None:
+        import torch
+
+        with torch.random.fork_rng(devices=[]):  # as a new run's seeded initialisation (it matters without a checkpoint)
+            torch.manual_seed(cfg.seed)
+            model = _by_hand(model_fn)
+        if model.config != meta["model"]:
+            _fail(f"--model {model_fn} builds a model with config {model.config}, but the run has {meta['model']}")
+    elif state.is_file():
         model = build_for(meta["model"], state, prefix="model.").to_empty(device="cpu")  # checked before allocating
     else:
         import torch

@@ -11,7 +11,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from . import MAX_IW, Plugins, _fail, _ints, _load_split, _plugins, _run_data, app, err, friendly, out
+from . import MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _run_data, _run_model, app, err, friendly, out
 
 
 def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000) -> dict[str, float]:
@@ -86,21 +86,21 @@ def evaluate(
     iw_samples: Annotated[int, typer.Option(help="Importance samples k of the NLL estimate (stochastic models).")] = 1000,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     plugin: Plugins = None,
+    model_fn: ModelFn = None,
 ) -> None:
     """Evaluate a trained model on the test split of its data (or of --data)."""
     from .._checks import integer
-    from ..checkpoint import load_model
     from ..train import resolve_device
 
     _plugins(plugin)
     integer(iw_samples, "--iw-samples", high=MAX_IW)
-    model = load_model(run_dir, resolve_device(device))
+    model = _run_model(run_dir, resolve_device(device), model_fn)
     split = _run_data(run_dir, data, data_dir, binarize)
     _report(model, split, iw_samples=iw_samples)
 
 
-def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: str, plugin: list[str] | None) -> None:
-    from ..checkpoint import load_model
+def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: str, plugin: list[str] | None,
+           model_fn: str | None) -> None:
     from ..data import read_array
     from ..metrics import encode, reconstruct
     from ..train import as_tensor, resolve_device
@@ -110,7 +110,7 @@ def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: s
         _fail(f"--out {out_path} is the input file: choose another name, the input is never overwritten")
     if out_path.is_dir():
         _fail(f"--out {out_path} is a directory; name a .npy file")
-    model = load_model(run_dir, resolve_device(device))
+    model = _run_model(run_dir, resolve_device(device), model_fn)
     x, _, _ = read_array(input_path)
     x = as_tensor(x, model, str(input_path)).numpy()
     y = encode(model, x) if what == "codes" else reconstruct(model, x)
@@ -132,9 +132,10 @@ def encode(
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the codes (.npy).")] = Path("codes.npy"),
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     plugin: Plugins = None,
+    model_fn: ModelFn = None,
 ) -> None:
     """Write the codes h = f(x) of INPUT as a .npy array (N, K)."""
-    _apply(run_dir, input, out_path, device, "codes", plugin)
+    _apply(run_dir, input, out_path, device, "codes", plugin, model_fn)
 
 
 @app.command()
@@ -145,9 +146,10 @@ def reconstruct(
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the reconstructions (.npy).")] = Path("recon.npy"),
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     plugin: Plugins = None,
+    model_fn: ModelFn = None,
 ) -> None:
     """Write the reconstructions of INPUT as a .npy array (N, D)."""
-    _apply(run_dir, input, out_path, device, "reconstructions", plugin)
+    _apply(run_dir, input, out_path, device, "reconstructions", plugin, model_fn)
 
 
 @app.command("report")
@@ -158,20 +160,14 @@ def report_cmd(
     data_dir: Annotated[Optional[Path], typer.Option(help="Directory of IDX files for --data.")] = None,
     binarize: Annotated[bool, typer.Option(help="Stochastically binarise --data (seeded).")] = False,
     plugin: Plugins = None,
+    model_fn: ModelFn = None,
 ) -> None:
     """Write RUN_DIR/report.html (images embedded) and one PNG per figure."""
-    from ..checkpoint import load_model
     from ..report import write_report
     from ..run import lock
 
     _plugins(plugin)
-    try:
-        model = load_model(run_dir)
-    except ValueError as e:
-        if "composed by hand" in str(e):
-            _fail(f"{run_dir} holds a model composed by hand, which the command line cannot rebuild; write its "
-                  "report from Python: aekit.report.write_report(run_dir, data, model)")
-        raise
+    model = _run_model(run_dir, "cpu", model_fn)
     if data is None and not (run_dir / "data.json").is_file():
         _fail(f"{run_dir} has no data.json (trained from Python): pass its data with --data")
     split = _run_data(run_dir, data, data_dir, binarize)

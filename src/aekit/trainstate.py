@@ -1,0 +1,160 @@
+"""Trainer state for exact resume: everything a run depends on, in one ``trainer.safetensors`` whose
+metadata carries the JSON half — at an epoch's end or inside an epoch (:class:`Position`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .checkpoint import check_finite, load_state, load_tensors, save_tensors
+from .model import Autoencoder
+
+@dataclass
+class Position:
+    """Where a run is inside an epoch: what exact resume from a mid-epoch checkpoint needs.
+
+    ``rng`` is the shuffle generator's state at the start of the epoch (it draws the epoch's
+    permutation again), ``batch`` the batches done, ``sums``/``stat_sums`` the running per-term
+    sums (sample-weighted) over ``samples`` samples, ``skipped`` the batches dropped by
+    ``nan_policy="skip"``.
+    """
+
+    rng: Tensor
+    batch: int = 0
+    samples: int = 0
+    sums: dict[str, Tensor] = field(default_factory=dict)
+    stat_sums: dict[str, Tensor] = field(default_factory=dict)
+    skipped: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class TrainerState:
+    """The objects of a run that exact resume must save and restore together.
+
+    ``best`` holds early stopping's ``loss``, ``bad`` (epochs without improvement) and
+    ``state`` (the best weights, or ``None``); ``hist`` is the run's :class:`~aekit.train.History`;
+    ``pos`` the position inside an unfinished epoch (``None`` at an epoch boundary).
+    """
+
+    model: Autoencoder
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    shuffle: torch.Generator
+    hist: Any
+    best: dict
+    pos: Position | None = None
+
+
+def save_trainer(path: Path, epoch: int, s: TrainerState, cfg: dict) -> None:
+    """Save everything needed to continue exactly: weights, optimiser, schedule, RNGs, history, best
+    weights, and the position inside epoch ``epoch + 1`` if it has begun. Non-finite weights are refused."""
+    check_finite(s.model, f"epoch {epoch + 1}: the trainer state was not saved (the last checkpoint is kept)")
+    tensors = {f"model.{k}": v for k, v in s.model.state_dict().items()}
+    osd = s.opt.state_dict()
+    ostate_meta: dict[str, dict] = {}
+    for i, st in osd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, Tensor):
+                tensors[f"optim.{i}.{k}"] = v
+            else:
+                ostate_meta.setdefault(str(i), {})[k] = v
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.shuffle"] = s.shuffle.get_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    if s.best["state"] is not None:
+        tensors.update({f"best.{k}": v for k, v in s.best["state"].items()})
+    pos = None
+    if s.pos is not None and s.pos.batch > 0:
+        tensors["pos.rng"] = s.pos.rng
+        tensors.update({f"pos.sum.{k}": v for k, v in s.pos.sums.items()})
+        tensors.update({f"pos.stat.{k}": v for k, v in s.pos.stat_sums.items()})
+        pos = {"batch": s.pos.batch, "samples": s.pos.samples, "skipped": s.pos.skipped, "seconds": s.pos.seconds}
+    meta = {
+        "epoch": epoch,
+        "position": pos,
+        "train": cfg,
+        "model": s.model.config,
+        "optim_groups": osd["param_groups"],
+        "optim_scalars": ostate_meta,
+        "sched": {k: v for k, v in s.sched.state_dict().items() if k != "lr_lambdas"},
+        "history": {"rows": s.hist.rows, "best_epoch": s.hist.best_epoch},
+        "best": {k: v for k, v in s.best.items() if k != "state"},
+    }
+    save_tensors(path, tensors, meta)
+
+
+# Options that may differ on resume without changing the result (nan_policy: resuming with "skip"
+# is how a run stopped by a bad batch gets past it).
+RESUME_FREE = {"progress", "device", "checkpoint_every", "checkpoint_steps", "checkpoint_minutes", "max_time",
+               "nan_policy"}
+
+
+def restore_trainer(path: Path, s: TrainerState, cfg: dict, defaults: dict) -> int:
+    """Restore what :func:`save_trainer` wrote into freshly built objects; returns the epochs completed
+    (``s.pos`` is set when the checkpoint is from inside the next one). ``defaults``: the training
+    options' defaults, for checkpoints written before an option existed."""
+    tensors, meta = load_tensors(path)
+    if not meta:
+        raise ValueError(f"corrupted checkpoint {path}: no trainer metadata")
+    try:
+        return _restore(tensors, meta, s, cfg, defaults, path)
+    except ValueError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as e:  # crafted or damaged metadata
+        raise ValueError(f"corrupted checkpoint {path}: bad trainer state ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _restore(tensors: dict[str, Tensor], meta: dict, s: TrainerState, cfg: dict, defaults: dict, path: Path) -> int:
+    saved = {**defaults, **meta["train"]}
+    diff = [k for k, v in cfg.items() if k not in RESUME_FREE and saved.get(k) != v]
+    if diff:
+        raise ValueError(
+            "cannot resume with different training options: "
+            + ", ".join(f"{k}={cfg[k]!r} (run has {saved.get(k)!r})" for k in diff)
+        )
+    if meta["model"] != s.model.config:
+        raise ValueError(f"cannot resume: the run's model config differs from this model's ({meta['model']})")
+    epoch = meta["epoch"]
+    if not (isinstance(epoch, int) and 0 <= epoch <= cfg["epochs"]):
+        raise ValueError(f"corrupted checkpoint {path}: epoch {epoch!r} is not in [0, {cfg['epochs']}]")
+    dev = next(s.model.parameters()).device
+    load_state(s.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = v  # load_state_dict moves each to its parameter's device
+    for i, scalars in meta["optim_scalars"].items():
+        state.setdefault(int(i), {}).update(scalars)
+    sched = meta["sched"]
+    if not (isinstance(sched, dict) and isinstance(sched.get("last_epoch"), int)):
+        raise ValueError(f"corrupted checkpoint {path}: bad learning-rate schedule state")
+    try:  # torch's own loaders: their complaints about a damaged file become one line
+        s.opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
+        s.sched.load_state_dict({**sched, "lr_lambdas": [None] * len(s.opt.param_groups)})
+        torch.set_rng_state(tensors["rng.torch"])
+        s.shuffle.set_state(tensors["rng.shuffle"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as e:
+        raise ValueError(f"corrupted checkpoint {path}: bad optimiser, schedule or RNG state ({str(e)[:200]})") from None
+    s.hist.rows[:] = list(meta["history"]["rows"])
+    s.hist.best_epoch = meta["history"]["best_epoch"]
+    s.best.update({k: meta["best"][k] for k in ("loss", "bad")})
+    if not (isinstance(s.best["loss"], (int, float)) and isinstance(s.best["bad"], int)):
+        raise ValueError(f"corrupted checkpoint {path}: bad early-stopping state")
+    if any(k.startswith("best.") for k in tensors):
+        s.best["state"] = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")}
+    pos = meta.get("position")
+    s.pos = None if not pos else Position(
+        rng=tensors["pos.rng"], batch=int(pos["batch"]), samples=int(pos["samples"]), skipped=int(pos["skipped"]),
+        seconds=float(pos["seconds"]),
+        sums={k[8:]: v.to(dev) for k, v in tensors.items() if k.startswith("pos.sum.")},
+        stat_sums={k[9:]: v.to(dev) for k, v in tensors.items() if k.startswith("pos.stat.")})
+    return epoch
