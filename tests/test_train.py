@@ -218,6 +218,7 @@ TRAIN_ALTERNATIVES = {
     "checkpoint_every": (0, {}), "max_time": (1e-9, {}), "kl_warmup_epochs": (1, {}),
     "checkpoint_steps": (1, {"checkpoint_every": 0}), "checkpoint_minutes": (1e-9, {"checkpoint_every": 0}),
     "nan_policy": ("skip", {}),
+    "shuffle_buffer": (64, {}),  # in-memory data here: an error (streamed data: tests/test_sources.py)
 }
 
 

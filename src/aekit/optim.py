@@ -54,6 +54,10 @@ class TrainConfig:
         A non-finite training loss is caught at the step it happens (on CUDA within 50 steps):
         ``"raise"`` stops with ``FloatingPointError`` naming the epoch and step, leaving the last
         checkpoint as it was; ``"skip"`` drops that batch (no update; counted as ``skipped_batches``).
+    shuffle_buffer
+        Streamed data (a ``.npy`` path, a shard directory, a dataset): rows shuffled together, in a window
+        read ahead while the previous one trains (0: about 256 MB of stored data). A window that holds
+        all the rows gives the order of in-memory training. An error with in-memory data.
     max_time
         Stop after the first epoch that ends past this many seconds; ``None`` for no limit.
     kl_warmup_epochs
@@ -81,6 +85,7 @@ class TrainConfig:
     checkpoint_steps: int = 0
     checkpoint_minutes: float = 15.0
     nan_policy: str = "raise"
+    shuffle_buffer: int = 0
     max_time: float | None = None
     kl_warmup_epochs: float = 0.0
     progress: bool = True
@@ -113,6 +118,7 @@ class TrainConfig:
         need(is_int(self.checkpoint_steps) and self.checkpoint_steps >= 0, "checkpoint_steps", "an integer >= 0")
         need(is_number(self.checkpoint_minutes) and self.checkpoint_minutes >= 0, "checkpoint_minutes", "a number >= 0")
         need(self.nan_policy in NAN_POLICIES, "nan_policy", f"one of {NAN_POLICIES}")
+        need(is_int(self.shuffle_buffer) and self.shuffle_buffer >= 0, "shuffle_buffer", "an integer >= 0")
         need(self.max_time is None or (is_number(self.max_time) and self.max_time > 0), "max_time", "None or a number > 0")
         need(is_number(self.kl_warmup_epochs) and self.kl_warmup_epochs >= 0, "kl_warmup_epochs", "a number >= 0")
         # an option this configuration would ignore is an error, never silently dropped

@@ -32,6 +32,7 @@ from .files import check_array
 from .model import Autoencoder
 from .optim import DEVICE, TrainConfig, config_for, lr_factor, make_optimizer
 from .run import Stop, lock, stop_on_signals
+from .sources import InMemory, Rows, Source, Stream, open_rows, stored_check, streamable
 
 __all__ = ["History", "Interrupted", "TrainConfig", "as_tensor", "config_for", "evaluate", "fit", "lr_factor",
            "make_optimizer", "param_dtype", "resolve_device"]
@@ -86,25 +87,33 @@ def as_tensor(x: Any, model: Autoencoder, what: str = "data") -> Tensor:
 @torch.no_grad()
 def evaluate(model: Autoencoder, x: Any, batch_size: int = 1024, corrupt: bool = False) -> dict[str, float]:
     """Mean loss, named terms and stats (see :class:`~aekit.model.Output`) of ``model`` over ``x`` (array-like
-    or tensor, (N, D)) in eval mode, in batches of ``batch_size``.
+    or tensor, (N, D); or a ``.npy`` path, shard directory or stream, read chunk by chunk) in eval mode, in
+    batches of ``batch_size``.
 
     ``corrupt=True`` applies the model's corruption first: the denoising loss of corrupted inputs.
     A term that is a batch statistic (KL sparsity's ρ̂) is averaged over the evaluation batches.
     """
-    if not isinstance(x, Tensor):
-        x = as_tensor(x, model)
+    if streamable(x):  # a file, directory or dataset: streamed, memory bounded by a chunk
+        rows = open_rows(x)
+        w = next(model.parameters())
+        x = Stream(rows, np.arange(rows.n), w.device, 0, check=stored_check(model.likelihood.validate, rows.name),
+                   dtype=w.dtype)
+    if isinstance(x, Stream):
+        batches, n = x.in_order(batch_size), x.n
+    else:
+        x = x if isinstance(x, Tensor) else as_tensor(x, model)
+        batches, n = (x[i : i + batch_size] for i in range(0, len(x), batch_size)), len(x)
     was = model.training
     model.eval()
     w = next(model.parameters())
     sums: dict[str, float] = {}
-    for i in range(0, len(x), batch_size):
-        xb = x[i : i + batch_size].to(w.device, w.dtype, non_blocking=True)
+    for xb in batches:
+        xb = xb.to(w.device, w.dtype, non_blocking=True)
         out = model(xb, corrupt=corrupt)
-        n = len(xb)
         for k, v in {"loss": out.loss, **out.terms, **out.stats}.items():
-            sums[k] = sums.get(k, 0.0) + float(v) * n
+            sums[k] = sums.get(k, 0.0) + float(v) * len(xb)
     model.train(was)
-    return {k: v / len(x) for k, v in sums.items()}
+    return {k: v / n for k, v in sums.items()}
 
 
 Callback = Callable[[int, dict[str, Any], Autoencoder], None]
@@ -169,8 +178,6 @@ def fit(
     """
     cfg = (replace(config, **options) if config is not None else config_for(model, **options)).validate()
     dev = resolve_device(cfg.device)
-    data = as_tensor(x, model, "training data")
-    model.likelihood.validate(data)
     if model.code_size >= model.input_size and not model.is_regularised:
         warnings.warn(
             f"the code ({model.code_size} units) is at least as large as the input ({model.input_size}) "
@@ -178,6 +185,7 @@ def fit(
             UserWarning,
             stacklevel=2,
         )
+    data = _data(x, model, cfg)
     if run_dir is None:
         if resume:
             raise ValueError("cannot resume without run_dir")
@@ -189,18 +197,29 @@ def fit(
             return _fit(model, data, cfg, dev, run, resume, callbacks, stop)
 
 
-def _fit(model: Autoencoder, data: Tensor, cfg: TrainConfig, dev: torch.device, run: Path | None, resume: bool,
-         callbacks: Sequence[Callback], stop: Stop | None = None) -> History:
+def _data(x: Any, model: Autoencoder, cfg: TrainConfig) -> Tensor | Rows:
+    """In-memory samples as a checked tensor (N, D), or the rows of a file, directory or dataset to stream."""
+    if streamable(x):
+        rows = open_rows(x)
+        if math.prod(rows.sample_shape) != model.input_size:
+            raise ValueError(f"{rows.name} has {math.prod(rows.sample_shape)} features per sample but the model "
+                             f"expects {model.input_size}")
+        return rows
+    if cfg.shuffle_buffer:
+        raise ValueError(f"option shuffle_buffer={cfg.shuffle_buffer} has no effect here: it applies to streamed "
+                         "data (a .npy path, a shard directory, a dataset); in-memory data is shuffled whole")
+    data = as_tensor(x, model, "training data")
+    model.likelihood.validate(data)
+    return data
+
+
+def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.device, run: Path | None,
+         resume: bool, callbacks: Sequence[Callback], stop: Stop | None = None) -> History:
     torch.manual_seed(cfg.seed)
-    split = np.random.default_rng(cfg.seed).permutation(len(data))
-    n_val = int(round(cfg.val_fraction * len(data)))
-    if cfg.val_fraction > 0 and (n_val < 1 or n_val >= len(data)):
-        raise ValueError(f"val_fraction={cfg.val_fraction} leaves no training or no validation data with {len(data)} samples")
-    val = data[torch.from_numpy(split[:n_val])] if n_val else None
-    train = data[torch.from_numpy(split[n_val:])].to(dev)
+    source, val = _split(data, model, cfg, dev)
     model.to(dev).train()
-    model.prepare(train)
-    n, bs = len(train), min(cfg.batch_size, len(train))
+    model.prepare(source.x if isinstance(source, InMemory) else source.to_device(source.read(source.idx[:PREPARE_ROWS])))
+    n, bs = source.n, min(cfg.batch_size, source.n)
     steps_per_epoch = math.ceil(n / bs)
     total = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
@@ -244,13 +263,11 @@ def _fit(model: Autoencoder, data: Tensor, cfg: TrainConfig, dev: torch.device, 
         task = bar.add_task("train", total=total, completed=start * steps_per_epoch, loss="")
         for epoch in range(start + 1, cfg.epochs + 1):
             pos = state.pos = state.pos or Position(rng=shuffle.get_state())
-            shuffle.set_state(pos.rng)  # the epoch's permutation, drawn again when resuming inside it
-            perm = torch.randperm(n, generator=shuffle).to(dev)
+            shuffle.set_state(pos.rng)  # the epoch's order, drawn again when resuming inside it
             te = time.perf_counter() - pos.seconds
             pending = False  # a step or time checkpoint fell due on the epoch's last step: taken at its end
-            for b in range(pos.batch, steps_per_epoch):
+            for b, (xb, _) in enumerate(source.batches(epoch, shuffle, bs, pos.batch), start=pos.batch):
                 step = (epoch - 1) * steps_per_epoch + b + 1
-                xb = train[perm[b * bs : (b + 1) * bs]]
                 weights = {"kl": min(1.0, step / kl_warmup)} if kl_warmup else None
                 with autocast:
                     out = model(xb, weights=weights)
@@ -319,6 +336,26 @@ def _fit(model: Autoencoder, data: Tensor, cfg: TrainConfig, dev: torch.device, 
     if run is not None:
         save_model(model, run)
     return hist
+
+
+PREPARE_ROWS = 65_536  # streamed data: the training rows a model's parts see to set data-dependent defaults
+
+
+def _split(data: Tensor | Rows, model: Autoencoder, cfg: TrainConfig, dev: torch.device) -> tuple[Source, Any]:
+    """The training source and the validation data (a tensor, a stream, or ``None``): a seeded share
+    ``val_fraction`` of the rows is held out; the training rows keep their order (ascending)."""
+    n_all = data.n if isinstance(data, Rows) else len(data)
+    split = np.random.default_rng(cfg.seed).permutation(n_all)
+    n_val = int(round(cfg.val_fraction * n_all))
+    if cfg.val_fraction > 0 and (n_val < 1 or n_val >= n_all):
+        raise ValueError(f"val_fraction={cfg.val_fraction} leaves no training or no validation data with {n_all} samples")
+    val_idx, train_idx = np.sort(split[:n_val]), np.sort(split[n_val:])
+    if isinstance(data, Rows):
+        check = stored_check(model.likelihood.validate, data.name)
+        dtype = param_dtype(model)
+        source = Stream(data, train_idx, dev, cfg.seed, cfg.shuffle_buffer, check=check, dtype=dtype)
+        return source, (Stream(data, val_idx, dev, cfg.seed, check=check, dtype=dtype) if n_val else None)
+    return InMemory(data[torch.from_numpy(train_idx)].to(dev)), (data[torch.from_numpy(val_idx)] if n_val else None)
 
 
 def _finite(loss: Tensor, bad: Tensor, step: int, every: int) -> bool | None:

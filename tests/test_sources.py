@@ -1,0 +1,140 @@
+"""Streamed data (issue 12): .npy files and shard directories train like the same data in memory."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from aekit import create, evaluate, fit
+from aekit.sources import NpyRows, ShardRows, Stream, open_rows, write_shards
+from aekit.train import Interrupted
+
+
+@pytest.fixture
+def x(digits):
+    return digits.train.x[:600]
+
+
+def _model(seed=0):
+    torch.manual_seed(seed)
+    return create("undercomplete", (1, 8, 8), code_size=6, hidden=[32])
+
+
+OPTS = dict(epochs=3, batch_size=50, lr=3e-3, schedule="cosine", val_fraction=0.2, seed=3, progress=False)
+
+
+def _w(m):
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_rows_read_what_was_written(tmp_path, x):
+    np.save(tmp_path / "x.npy", x)
+    assert np.array_equal(NpyRows(tmp_path / "x.npy").read(7, 311).reshape(-1, 64), x[7:311])
+    for fmt in ("npy", "safetensors"):
+        d = write_shards(tmp_path / fmt, (x[i : i + 70] for i in range(0, 600, 70)), rows_per_shard=128, fmt=fmt,
+                         meta={"source": "digits"})
+        rows = ShardRows(d)
+        meta = json.loads((d / "manifest.json").read_text())
+        assert (rows.n, len(rows.shards), meta["count"], meta["meta"]) == (600, 5, 600, {"source": "digits"})
+        assert np.array_equal(rows.read(100, 390).reshape(-1, 64), x[100:390])  # across three shards
+        assert np.array_equal(rows.take(np.array([3, 130, 599])), x[[3, 130, 599]])
+
+
+@pytest.mark.parametrize("kind", ["npy", "shards", "memmap"])
+def test_streamed_data_trains_exactly_like_the_same_data_in_memory(tmp_path, x, kind):
+    """When the shuffle buffer holds every row, the streamed order is the in-memory one: the same weights."""
+    np.save(tmp_path / "x.npy", x)
+    data = {"npy": tmp_path / "x.npy", "memmap": open_rows(np.load(tmp_path / "x.npy", mmap_mode="r")),
+            "shards": write_shards(tmp_path / "s", (x[i : i + 100] for i in range(0, 600, 100)), rows_per_shard=90)}
+    a, b = _model(), _model()
+    ha = fit(a, x, **OPTS)
+    hb = fit(b, data[kind], **OPTS)
+    assert _same(_w(a), _w(b))
+    assert [r["val_loss"] for r in ha.rows] == [r["val_loss"] for r in hb.rows]
+
+
+def test_uint8_files_are_scaled_on_the_fly(tmp_path, x):
+    u8 = np.round(x * 255).astype(np.uint8)
+    np.save(tmp_path / "u8.npy", u8)
+    a, b = _model(), _model()
+    fit(a, torch.from_numpy(u8).float().div(255), **OPTS)
+    fit(b, tmp_path / "u8.npy", **OPTS)
+    assert _same(_w(a), _w(b))
+
+
+def test_small_buffers_visit_every_row_once_per_epoch_in_a_new_order(tmp_path):
+    ids = np.arange(1000, dtype=np.float32)[:, None].repeat(4, 1)  # row i holds i
+    np.save(tmp_path / "ids.npy", ids)
+    idx = np.sort(np.random.default_rng(0).permutation(1000)[:900])
+    src = Stream(NpyRows(tmp_path / "ids.npy"), idx, torch.device("cpu"), seed=1, buffer=100, chunk=25)
+    assert len(src.windows(1)) == 9
+    orders = []
+    for epoch in (1, 2):
+        g = torch.Generator().manual_seed(0)
+        seen = np.concatenate([xb[:, 0].numpy() for xb, _ in src.batches(epoch, g, 64)])
+        assert sorted(seen.astype(int)) == idx.tolist()  # every training row, once
+        orders.append(seen)
+    assert not np.array_equal(orders[0], orders[1])
+    # starting at batch 5 continues the same order exactly
+    g = torch.Generator().manual_seed(0)
+    later = np.concatenate([xb[:, 0].numpy() for xb, _ in src.batches(2, g, 64, start=5)])
+    assert np.array_equal(later, orders[1][5 * 64 :])
+    # a rank's part of each global batch, as torch.tensor_split deals it
+    g = torch.Generator().manual_seed(0)
+    part = [xb[:, 0].numpy() for xb, _ in src.batches(2, g, 64, rank=1, world=2)]
+    assert np.array_equal(part[0], np.array_split(orders[1][:64], 2)[1])
+
+
+def test_mid_epoch_resume_on_streamed_data_is_bit_identical(tmp_path, x):
+    np.save(tmp_path / "x.npy", x)
+    opts = {**OPTS, "shuffle_buffer": 96, "checkpoint_every": 0}
+    full = _model()
+    fit(full, tmp_path / "x.npy", **opts, run_dir=tmp_path / "full")
+    part = _model()
+    seen = [0]
+
+    def hook(module, args, out):
+        if module.training:
+            seen[0] += 1
+            if seen[0] == 14:  # epoch 2, inside its second shuffle window
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    part.register_forward_hook(hook)
+    with pytest.raises(Interrupted):
+        fit(part, tmp_path / "x.npy", **opts, run_dir=tmp_path / "part")
+    resumed = _model(seed=7)
+    fit(resumed, tmp_path / "x.npy", **opts, run_dir=tmp_path / "part", resume=True)
+    assert _same(_w(full), _w(resumed))
+
+
+def test_evaluate_streams_files(tmp_path, x):
+    np.save(tmp_path / "x.npy", x)
+    m = _model()
+    a, b = evaluate(m, x), evaluate(m, tmp_path / "x.npy")
+    assert a == pytest.approx(b, rel=1e-6)
+
+
+def test_bad_rows_are_named_by_file_and_row(tmp_path, x):
+    bad = x.copy()
+    bad[517, 3] = np.nan
+    np.save(tmp_path / "bad.npy", bad)
+    with pytest.raises(ValueError, match=r"bad.npy, rows from \d+: contains NaN or inf"):
+        fit(_model(), tmp_path / "bad.npy", **{**OPTS, "shuffle_buffer": 100})
+    np.save(tmp_path / "big.npy", x * 3)
+    with pytest.raises(ValueError, match=r"big.npy, rows from \d+: the Bernoulli likelihood needs data in \[0, 1\]"):
+        fit(_model(), tmp_path / "big.npy", **OPTS)
+    np.save(tmp_path / "wide.npy", np.zeros((10, 65), np.float32))
+    with pytest.raises(ValueError, match="65 features per sample but the model expects 64"):
+        fit(_model(), tmp_path / "wide.npy", **OPTS)
+    with pytest.raises(ValueError, match="shuffle_buffer=64 has no effect here"):
+        fit(_model(), x, **{**OPTS, "shuffle_buffer": 64})
+    (tmp_path / "cut.npy").write_bytes((tmp_path / "wide.npy").read_bytes()[:-7])
+    with pytest.raises(ValueError, match="its header claims shape"):
+        fit(_model(), tmp_path / "cut.npy", **OPTS)
