@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from aekit import create, evaluate, fit
-from aekit.sources import NpyRows, ShardRows, Stream, open_rows, write_shards
+from aekit.rows import NpyRows, ShardRows, open_rows, write_shards
+from aekit.sources import Stream
 from aekit.train import Interrupted
 
 

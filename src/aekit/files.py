@@ -14,8 +14,11 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
 
 def check_array(x: object, what: str = "data", dtype: type = np.float32) -> np.ndarray:
@@ -154,3 +157,22 @@ def read_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, 
     if y is not None and len(y) != len(x):
         raise ValueError(f"{path}: {len(y)} labels for {len(x)} samples")
     return x, y, shape
+
+
+def param_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The floating-point dtype of ``model``'s parameters (float32 unless it was converted, e.g. ``.double()``)."""
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+
+
+def as_tensor(x: Any, model: torch.nn.Module, what: str = "data") -> Tensor:
+    """Validate ``x`` for ``model`` and return it as a CPU tensor (N, D) in the model's dtype."""
+    if hasattr(x, "x") and hasattr(x, "shape") and not isinstance(x, (np.ndarray, Tensor)):  # an aekit Dataset
+        x = x.x
+    if isinstance(x, Tensor):
+        x = x.detach().cpu().numpy()
+    dtype = param_dtype(model)
+    a = check_array(x, what, np.float64 if dtype == torch.float64 else np.float32)
+    a = a.reshape(len(a), -1)
+    if a.shape[1] != model.input_size:
+        raise ValueError(f"{what} has {a.shape[1]} features per sample but the model expects {model.input_size}")
+    return torch.from_numpy(a).to(dtype)

@@ -1,10 +1,6 @@
-"""Where the batches of an epoch come from: data in memory (on the device), or rows streamed from disk.
-
-Rows are stored samples that can be read by range: an in-memory array, a ``.npy`` file (read with
-positioned reads, so the file's pages never count against the process), a directory of shards
-with a JSON manifest (:func:`write_shards`), or a column of a Hugging Face dataset. A
-:class:`Source` turns the training rows into the batches of an epoch for one rank; the training
-loop does not know whether they come from memory or from disk.
+"""Where the batches of an epoch come from: data in memory (on the device), or rows streamed from
+storage (:mod:`aekit.rows`). A :class:`Source` turns the training rows into the batches of an epoch
+for one rank; the training loop does not know whether they come from memory or from disk.
 
 The epoch's order is a function of the seed and the epoch: the training rows (ascending) are cut
 into chunks, the chunks are dealt into shuffle windows of ``buffer`` rows in a seeded order, and each
@@ -14,259 +10,23 @@ exactly the in-memory order, so a streamed run and an in-memory run of the same 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-MANIFEST = "manifest.json"
-FORMAT = "aekit-shards-1"
+from .files import as_tensor, param_dtype
+from .rows import Rows, open_rows
+
 CHUNK_BYTES = 8 * 2**20  # rows read in one piece (a chunk) hold about this much stored data
 BUFFER_BYTES = 256 * 2**20  # default shuffle window: this much stored data
-
-
-class Rows(ABC):
-    """Interface: ``n`` stored samples of shape ``sample_shape`` and dtype ``dtype``, read by row range."""
-
-    n: int
-    sample_shape: tuple[int, ...]
-    dtype: np.dtype
-    name: str
-
-    @abstractmethod
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        """Rows ``[lo, hi)`` as stored, shape (hi − lo, *sample_shape)."""
-
-    @property
-    def row_bytes(self) -> int:
-        return math.prod(self.sample_shape) * self.dtype.itemsize
-
-    def take(self, idx: np.ndarray) -> np.ndarray:
-        """The rows ``idx`` (ascending), read as one contiguous range and selected: (len(idx), D) as stored."""
-        if len(idx) == 0:
-            return np.empty((0, math.prod(self.sample_shape)), self.dtype)
-        block = self.read(int(idx[0]), int(idx[-1]) + 1)
-        return block.reshape(len(block), -1)[idx - idx[0]]
-
-
-class ArrayRows(Rows):
-    """Any array-like with ``shape`` and slicing (``np.ndarray``, ``np.memmap``, h5py): rows read by slicing."""
-
-    def __init__(self, a: Any, name: str = "array") -> None:
-        if len(getattr(a, "shape", ())) < 2:
-            raise ValueError(f"{name} must have shape (samples, features...), got {getattr(a, 'shape', None)}")
-        self.a, self.name = a, name
-        self.n, self.sample_shape, self.dtype = int(a.shape[0]), tuple(int(s) for s in a.shape[1:]), np.dtype(a.dtype)
-
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        return np.asarray(self.a[lo:hi])
-
-
-class NpyRows(Rows):
-    """A ``.npy`` file read with positioned reads (``os.pread``): streaming it leaves no file pages in the
-    process (a memory map would count every page read), and its header is checked against its size."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self.name = str(self.path)
-        try:
-            with open(self.path, "rb") as f:
-                version = np.lib.format.read_magic(f)
-                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                    np.lib.format.read_array_header_2_0
-                shape, fortran, dtype = read_header(f)
-                self.offset = f.tell()
-        except FileNotFoundError:
-            raise ValueError(f"file not found: {self.path}") from None
-        except Exception as e:  # numpy's header parser: any failure means a damaged file
-            raise ValueError(f"{self.path} is not a readable .npy file ({type(e).__name__}: {e})") from None
-        if fortran or dtype.hasobject or len(shape) < 2:
-            raise ValueError(f"{self.path}: streaming needs a C-ordered numeric array (samples, ...), "
-                             f"got shape {shape}, dtype {dtype}, fortran order {fortran}")
-        self.n, self.sample_shape, self.dtype = int(shape[0]), tuple(int(s) for s in shape[1:]), dtype
-        need = self.offset + self.n * self.row_bytes
-        if need != self.path.stat().st_size:
-            raise ValueError(f"{self.path}: its header claims shape {shape} ({need:,} bytes with the header), "
-                             f"but the file holds {self.path.stat().st_size:,} bytes")
-
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        out = np.empty((hi - lo, *self.sample_shape), self.dtype)
-        buf = memoryview(out.reshape(-1).view(np.uint8))
-        with open(self.path, "rb", buffering=0) as f:
-            fd, pos, done = f.fileno(), self.offset + lo * self.row_bytes, 0
-            while done < len(buf):
-                got = os.preadv(fd, [buf[done:]], pos + done)
-                if got == 0:
-                    raise ValueError(f"{self.path} ended early: rows {lo}–{hi} are not all there")
-                done += got
-        return out
-
-
-class ShardRows(Rows):
-    """A directory of ``.npy`` or ``.safetensors`` shards and the ``manifest.json`` that :func:`write_shards` writes."""
-
-    def __init__(self, directory: str | os.PathLike) -> None:
-        self.dir = Path(directory)
-        self.name = str(self.dir)
-        try:
-            meta = json.loads((self.dir / MANIFEST).read_text())
-            self.sample_shape = tuple(int(s) for s in meta["sample_shape"])
-            self.dtype = np.dtype(meta["dtype"])
-            files = [(str(s["file"]), int(s["rows"])) for s in meta["shards"]]
-        except FileNotFoundError:
-            raise ValueError(f"{self.dir} has no {MANIFEST}: not a shard directory") from None
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{self.dir / MANIFEST} is damaged ({type(e).__name__}: {e})") from None
-        self.shards: list[Rows] = []
-        for file, rows in files:
-            path = self.dir / file
-            if path.parent != self.dir:
-                raise ValueError(f"{self.dir / MANIFEST} names {file!r}, outside its directory")
-            shard = NpyRows(path) if path.suffix == ".npy" else _SafetensorsRows(path)
-            if shard.n != rows or shard.sample_shape != self.sample_shape or shard.dtype != self.dtype:
-                raise ValueError(f"{path} holds {shard.n} rows of {shard.sample_shape} {shard.dtype}; the manifest "
-                                 f"says {rows} rows of {self.sample_shape} {self.dtype}")
-            self.shards.append(shard)
-        self.starts = np.cumsum([0] + [s.n for s in self.shards])
-        self.n = int(self.starts[-1])
-
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        parts = []
-        first = int(np.searchsorted(self.starts, lo, side="right")) - 1
-        for i in range(max(first, 0), len(self.shards)):
-            a, b = max(lo, self.starts[i]), min(hi, self.starts[i + 1])
-            if a >= b:
-                break
-            parts.append(self.shards[i].read(int(a - self.starts[i]), int(b - self.starts[i])))
-        return np.concatenate(parts) if len(parts) != 1 else parts[0]
-
-
-_NP_DTYPES = {"F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
-              "I64": np.dtype(np.int64), "I32": np.dtype(np.int32), "I16": np.dtype(np.int16),
-              "I8": np.dtype(np.int8), "U8": np.dtype(np.uint8), "BOOL": np.dtype(bool)}
-
-
-class _SafetensorsRows(Rows):
-    """The one tensor ``x`` of a safetensors shard, read by row range."""
-
-    def __init__(self, path: Path) -> None:
-        from safetensors import SafetensorError, safe_open
-
-        self.path, self.name = path, str(path)
-        try:
-            with safe_open(path, "np") as f:  # validates the header against the file
-                sl = f.get_slice("x")
-                shape, dtype = tuple(sl.get_shape()), _NP_DTYPES[sl.get_dtype()]
-            with open(path, "rb") as fh:
-                n = int.from_bytes(fh.read(8), "little")
-                self.offset = 8 + n + json.loads(fh.read(n))["x"]["data_offsets"][0]
-        except (SafetensorError, OSError, KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path} is not a shard with a tensor 'x' ({type(e).__name__}: {e})") from None
-        self.n, self.sample_shape, self.dtype = shape[0], tuple(shape[1:]), dtype
-
-    read = NpyRows.read  # the same positioned read from self.offset
-
-
-def open_rows(x: Any, column: str | None = None) -> Rows:
-    """Rows for ``x``: a ``.npy`` path, a shard directory, a Hugging Face ``datasets.Dataset`` (with
-    ``column``), or an array-like; ``Rows`` pass through."""
-    if isinstance(x, Rows):
-        return x
-    if isinstance(x, (str, os.PathLike)):
-        path = Path(x)
-        if path.is_dir():
-            return ShardRows(path)
-        if path.suffix == ".npy":
-            return NpyRows(path)
-        raise ValueError(f"cannot stream {path}: give a .npy file or a shard directory (aekit.sources.write_shards)")
-    if type(x).__module__.startswith("datasets"):
-        return HFRows(x, column)
-    return ArrayRows(x)
-
-
-class HFRows(Rows):
-    """One column of a Hugging Face ``datasets.Dataset`` (Arrow, memory-mapped), read by row range as NumPy."""
-
-    def __init__(self, dataset: Any, column: str | None) -> None:
-        if column is None or column not in dataset.column_names:
-            raise ValueError(f"name the column of the dataset to train on; it has {dataset.column_names}")
-        self.ds, self.column, self.name = dataset.with_format("numpy", columns=[column]), column, f"dataset[{column}]"
-        first = np.asarray(self.ds[0:1][column])
-        self.n, self.sample_shape, self.dtype = len(dataset), tuple(first.shape[1:]), first.dtype
-
-    def read(self, lo: int, hi: int) -> np.ndarray:
-        return np.asarray(self.ds[lo:hi][self.column])
-
-
-def write_shards(directory: str | os.PathLike, arrays: Iterable[np.ndarray], rows_per_shard: int = 65_536,
-                 fmt: str = "npy", meta: dict[str, Any] | None = None) -> Path:
-    """Write the rows of ``arrays`` (an iterator of (n, ...) arrays of one shape and dtype) as shards of
-    ``rows_per_shard`` rows plus a ``manifest.json``; returns the directory.
-
-    The manifest is rewritten after every shard, so a writer that stops leaves a readable prefix.
-    ``meta`` goes into the manifest as ``"meta"`` (e.g. where the rows came from).
-
-    Example
-    -------
-    >>> d = write_shards("/tmp/aekit-doc-shards", (np.ones((3, 4), np.float32) for _ in range(5)), rows_per_shard=4)
-    >>> ShardRows(d).n, len(ShardRows(d).shards)
-    (15, 4)
-    """
-    from safetensors.numpy import save_file
-
-    from .checkpoint import atomic_write, write_json
-
-    if fmt not in ("npy", "safetensors"):
-        raise ValueError(f"fmt must be 'npy' or 'safetensors', got {fmt!r}")
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    shards: list[dict] = []
-    pending: list[np.ndarray] = []
-    shape = dtype = None
-
-    def flush(rows: np.ndarray) -> None:
-        name = f"shard-{len(shards):05d}.{fmt}"
-        if fmt == "npy":
-            atomic_write(folder / name, lambda tmp: _save_npy(tmp, rows))
-        else:
-            atomic_write(folder / name, lambda tmp: save_file({"x": np.ascontiguousarray(rows)}, tmp))
-        shards.append({"file": name, "rows": len(rows)})
-        write_json(folder / MANIFEST, {"format": FORMAT, "sample_shape": list(shape), "dtype": str(dtype),
-                                       "count": sum(s["rows"] for s in shards), "shards": shards, "meta": meta or {}})
-
-    for a in arrays:
-        a = np.asarray(a)
-        if shape is None:
-            shape, dtype = a.shape[1:], a.dtype
-        if a.shape[1:] != shape or a.dtype != dtype:
-            raise ValueError(f"every array must be (n, {', '.join(map(str, shape))}) {dtype}, got {a.shape} {a.dtype}")
-        pending.append(a)
-        while sum(len(p) for p in pending) >= rows_per_shard:
-            rows = np.concatenate(pending)
-            flush(rows[:rows_per_shard])
-            pending = [rows[rows_per_shard:]]
-    rest = [p for p in pending if len(p)]
-    if rest:
-        flush(np.concatenate(rest))
-    if shape is None:
-        raise ValueError("write_shards got no arrays")
-    return folder
-
-
-def _save_npy(path: str, rows: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, np.ascontiguousarray(rows))
-
-
-# ---------------------------------------------------------------------------- sources
+PREPARE_ROWS = 65_536  # streamed data: the training rows a model's parts see to set data-dependent defaults
 
 
 class Source(ABC):
@@ -405,3 +165,47 @@ def stored_check(validate: Callable[[Tensor], None], name: str) -> Callable[[np.
             raise ValueError(f"{name}, rows from {first_row}: {e}") from None
 
     return check
+
+
+def training_data(x: Any, model: Any, shuffle_buffer: int = 0) -> Tensor | Rows:
+    """In-memory samples as a checked tensor (N, D), or the rows of a file, directory or dataset to stream."""
+    if streamable(x):
+        rows = open_rows(x)
+        if math.prod(rows.sample_shape) != model.input_size:
+            raise ValueError(f"{rows.name} has {math.prod(rows.sample_shape)} features per sample but the model "
+                             f"expects {model.input_size}")
+        return rows
+    if shuffle_buffer:
+        raise ValueError(f"option shuffle_buffer={shuffle_buffer} has no effect here: it applies to streamed "
+                         "data (a .npy path, a shard directory, a dataset); in-memory data is shuffled whole")
+    data = as_tensor(x, model, "training data")
+    model.likelihood.validate(data)
+    return data
+
+
+def split(data: Tensor | Rows, model: Any, seed: int, val_fraction: float, dev: torch.device, buffer: int = 0,
+          rank: int = 0, world: int = 1) -> tuple[Source, Any, int]:
+    """The training source, this rank's share of the validation data (a tensor, a stream, or ``None``) and
+    the validation set's size: a seeded share ``val_fraction`` of the rows is held out; the training rows
+    keep their order (ascending), and every rank sees all of them (it takes its part of each batch)."""
+    n_all = data.n if isinstance(data, Rows) else len(data)
+    order = np.random.default_rng(seed).permutation(n_all)
+    n_val = int(round(val_fraction * n_all))
+    if val_fraction > 0 and (n_val < 1 or n_val >= n_all):
+        raise ValueError(f"val_fraction={val_fraction} leaves no training or no validation data with {n_all} samples")
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    if 0 < n_val < world:
+        raise ValueError(f"val_fraction={val_fraction} holds out {n_val} rows, fewer than the {world} processes")
+    mine = np.array_split(val_idx, world)[rank] if world > 1 else val_idx
+    if isinstance(data, Rows):
+        check = stored_check(model.likelihood.validate, data.name)
+        dtype = param_dtype(model)
+        source = Stream(data, train_idx, dev, seed, buffer, check=check, dtype=dtype)
+        return source, (Stream(data, mine, dev, seed, check=check, dtype=dtype) if n_val else None), n_val
+    return InMemory(data[torch.from_numpy(train_idx)].to(dev)), (data[torch.from_numpy(mine)] if n_val else None), n_val
+
+
+def prepare_sample(source: Source) -> Tensor:
+    """What a model's data-dependent defaults are taken from: all training rows in memory, the first
+    ``PREPARE_ROWS`` of a stream."""
+    return source.x if isinstance(source, InMemory) else source.to_device(source.read(source.idx[:PREPARE_ROWS]))

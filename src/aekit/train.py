@@ -15,6 +15,7 @@ import signal
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,12 @@ from torch import Tensor
 
 from .checkpoint import save_model, write_json
 from .trainstate import Position, TrainerState, restore_trainer, save_trainer
-from .data import Dataset
-from .files import check_array
 from .model import Autoencoder
 from .optim import DEVICE, TrainConfig, config_for, lr_factor, make_optimizer
+from .dist import Context, context
 from .run import Stop, lock, stop_on_signals
-from .sources import InMemory, Rows, Source, Stream, open_rows, stored_check, streamable
+from .files import as_tensor, param_dtype
+from .sources import Rows, Stream, open_rows, prepare_sample, split, stored_check, streamable, training_data
 
 __all__ = ["History", "Interrupted", "TrainConfig", "as_tensor", "config_for", "evaluate", "fit", "lr_factor",
            "make_optimizer", "param_dtype", "resolve_device"]
@@ -63,25 +64,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
     return torch.device(name)
-
-
-def param_dtype(model: torch.nn.Module) -> torch.dtype:
-    """The floating-point dtype of ``model``'s parameters (float32 unless it was converted, e.g. ``.double()``)."""
-    return next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
-
-
-def as_tensor(x: Any, model: Autoencoder, what: str = "data") -> Tensor:
-    """Validate ``x`` for ``model`` and return it as a CPU tensor (N, D) in the model's dtype."""
-    if isinstance(x, Dataset):
-        x = x.x
-    if isinstance(x, Tensor):
-        x = x.detach().cpu().numpy()
-    dtype = param_dtype(model)
-    a = check_array(x, what, np.float64 if dtype == torch.float64 else np.float32)
-    a = a.reshape(len(a), -1)
-    if a.shape[1] != model.input_size:
-        raise ValueError(f"{what} has {a.shape[1]} features per sample but the model expects {model.input_size}")
-    return torch.from_numpy(a).to(dtype)
 
 
 @torch.no_grad()
@@ -185,40 +167,28 @@ def fit(
             UserWarning,
             stacklevel=2,
         )
-    data = _data(x, model, cfg)
+    data = training_data(x, model, cfg.shuffle_buffer)
+    ctx = context(dev)
+    dev = ctx.device(dev)
     if run_dir is None:
         if resume:
             raise ValueError("cannot resume without run_dir")
-        return _fit(model, data, cfg, dev, None, False, callbacks)
-    with lock(run_dir) as run:
+        return _fit(model, data, cfg, dev, ctx, None, False, callbacks)
+    with lock(run_dir) if ctx.main else nullcontext(Path(run_dir)) as run:  # one writer: rank 0
         if resume and not (run / TRAINER_STATE).is_file():
             raise ValueError(f"cannot resume: no {TRAINER_STATE} in {run}")
         with stop_on_signals() as stop:
-            return _fit(model, data, cfg, dev, run, resume, callbacks, stop)
+            return _fit(model, data, cfg, dev, ctx, run, resume, callbacks, stop)
 
 
-def _data(x: Any, model: Autoencoder, cfg: TrainConfig) -> Tensor | Rows:
-    """In-memory samples as a checked tensor (N, D), or the rows of a file, directory or dataset to stream."""
-    if streamable(x):
-        rows = open_rows(x)
-        if math.prod(rows.sample_shape) != model.input_size:
-            raise ValueError(f"{rows.name} has {math.prod(rows.sample_shape)} features per sample but the model "
-                             f"expects {model.input_size}")
-        return rows
-    if cfg.shuffle_buffer:
-        raise ValueError(f"option shuffle_buffer={cfg.shuffle_buffer} has no effect here: it applies to streamed "
-                         "data (a .npy path, a shard directory, a dataset); in-memory data is shuffled whole")
-    data = as_tensor(x, model, "training data")
-    model.likelihood.validate(data)
-    return data
-
-
-def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.device, run: Path | None,
-         resume: bool, callbacks: Sequence[Callback], stop: Stop | None = None) -> History:
-    torch.manual_seed(cfg.seed)
-    source, val = _split(data, model, cfg, dev)
+def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.device, ctx: Context,
+         run: Path | None, resume: bool, callbacks: Sequence[Callback], stop: Stop | None = None) -> History:
+    torch.manual_seed(cfg.seed + ctx.rank)  # corruption and VAE noise: each rank its own stream
+    source, val, n_val = split(data, model, cfg.seed, cfg.val_fraction, dev, cfg.shuffle_buffer, ctx.rank, ctx.world)
     model.to(dev).train()
-    model.prepare(source.x if isinstance(source, InMemory) else source.to_device(source.read(source.idx[:PREPARE_ROWS])))
+    model.prepare(prepare_sample(source))
+    net = ctx.wrap(model, dev)  # DDP across ranks; the model itself in one process
+    writer = run if ctx.main else None  # only rank 0 writes
     n, bs = source.n, min(cfg.batch_size, source.n)
     steps_per_epoch = math.ceil(n / bs)
     total = cfg.epochs * steps_per_epoch
@@ -234,17 +204,14 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
     state = TrainerState(model, opt, sched, shuffle, hist, best)
     start = 0
     if resume:
-        start = restore_trainer(run / TRAINER_STATE, state, asdict(cfg), asdict(TrainConfig()))
+        start = restore_trainer(run / TRAINER_STATE, state, asdict(cfg), asdict(TrainConfig()), ctx.rank)
         if state.pos is not None and not 0 < state.pos.batch <= steps_per_epoch:
             raise ValueError(f"corrupted checkpoint {run / TRAINER_STATE}: position {state.pos.batch} is not a step "
                              f"of an epoch of {steps_per_epoch} steps")
-        # keep metrics.jsonl consistent with the restored history
-        with open(run / METRICS, "w") as f:
+    if writer is not None:
+        with open(writer / METRICS, "w") as f:  # consistent with the (restored) history
             f.writelines(json.dumps(r) + "\n" for r in hist.rows)
-    elif run is not None:
-        (run / METRICS).unlink(missing_ok=True)
-    if run is not None:
-        write_json(run / "train.json", {"train": asdict(cfg), "model": model.config})
+        write_json(writer / "train.json", {"train": asdict(cfg), "model": model.config})
 
     stop = stop or Stop()
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
@@ -253,25 +220,38 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
     t0 = last_save = time.perf_counter()
 
     def save(epoch: int) -> None:
+        """Every rank takes part (sums and RNG states are gathered); rank 0 writes."""
         nonlocal last_save
         if state.pos is not None:
             state.pos.seconds = time.perf_counter() - te
-        save_trainer(run / TRAINER_STATE, epoch, state, asdict(cfg))
+        rngs = ctx.gather(torch.get_rng_state().to(dev)) if ctx.distributed else None
+        saved = _global_position(state.pos, ctx, dev)
+        if writer is not None:
+            save_trainer(writer / TRAINER_STATE, epoch, replace(state, pos=saved), asdict(cfg),
+                         rngs=None if rngs is None else [r.cpu() for r in rngs])
+        ctx.barrier()  # no rank leaves (or is stopped) before the checkpoint is on disk
         last_save = time.perf_counter()
 
-    with _progress(cfg.progress) as bar:
+    with _progress(cfg.progress and ctx.main) as bar:
         task = bar.add_task("train", total=total, completed=start * steps_per_epoch, loss="")
         for epoch in range(start + 1, cfg.epochs + 1):
             pos = state.pos = state.pos or Position(rng=shuffle.get_state())
             shuffle.set_state(pos.rng)  # the epoch's order, drawn again when resuming inside it
             te = time.perf_counter() - pos.seconds
             pending = False  # a step or time checkpoint fell due on the epoch's last step: taken at its end
-            for b, (xb, _) in enumerate(source.batches(epoch, shuffle, bs, pos.batch), start=pos.batch):
+            batches = source.batches(epoch, shuffle, bs, pos.batch, ctx.rank, ctx.world)
+            for b, (xb, n_global) in enumerate(batches, start=pos.batch):
                 step = (epoch - 1) * steps_per_epoch + b + 1
                 weights = {"kl": min(1.0, step / kl_warmup)} if kl_warmup else None
                 with autocast:
-                    out = model(xb, weights=weights)
+                    out = net(xb, weights=weights)
                 finite = _finite(out.loss, bad, step, check_every)
+                due = bool(cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0) or bool(
+                    cfg.checkpoint_minutes and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes)
+                stopping = stop.signum is not None
+                if ctx.distributed and finite is not None:  # every rank decides alike: NaN, signal, checkpoint
+                    nan, stopping, due = ctx.flags(finite is False, stopping, due, device=dev)
+                    finite = not nan
                 if finite is False and cfg.nan_policy == "skip":
                     pos.skipped += 1
                     sched.step()  # a skipped batch is a step that changed nothing: the schedule keeps time
@@ -279,7 +259,8 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
                     raise _non_finite(out.loss, epoch, b + 1, steps_per_epoch, run)
                 else:
                     opt.zero_grad(set_to_none=True)
-                    out.loss.backward()
+                    # DDP averages the ranks' gradients: weight each rank's mean by its share of the global batch
+                    (out.loss * (ctx.world * len(xb) / n_global) if ctx.distributed else out.loss).backward()
                     if cfg.grad_clip is not None:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     opt.step()
@@ -290,72 +271,75 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
                         pos.stat_sums[k] = pos.stat_sums.get(k, 0) + v.detach() * len(xb)
                     pos.samples += len(xb)
                 pos.batch = b + 1
-                if cfg.progress and (b % 20 == 0 or b == steps_per_epoch - 1):
+                if cfg.progress and ctx.main and (b % 20 == 0 or b == steps_per_epoch - 1):
                     bar.update(task, completed=step, description=f"epoch {epoch}/{cfg.epochs}",
                                loss=f"loss {float(sum(pos.sums.values())) / max(1, pos.samples):.4g}")
-                due = (cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0) or (
-                    cfg.checkpoint_minutes and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes)
-                if run is not None and (due or stop.signum):
-                    if b + 1 < steps_per_epoch or stop.signum:
+                if run is not None and (due or stopping):
+                    if b + 1 < steps_per_epoch or stopping:
                         save(epoch - 1)
                     else:
                         pending = True
-                    if stop.signum:
-                        raise Interrupted(stop.signum, run, epoch, b + 1, steps_per_epoch)
-            if check_every > 1 and bool(bad):
+                    if stopping:
+                        raise Interrupted(stop.signum or signal.SIGTERM, run, epoch, b + 1, steps_per_epoch)
+            if check_every > 1 and ctx.flags(bool(bad), device=dev)[0]:
                 raise _non_finite(torch.tensor(math.nan), epoch, steps_per_epoch, steps_per_epoch, run)
             kl_weight = min(1.0, epoch * steps_per_epoch / kl_warmup) if kl_warmup else None  # at the last step
-            row = _epoch_row(epoch, opt, pos, kl_weight, cfg, time.perf_counter() - te)
+            row = _epoch_row(epoch, opt, _global_position(pos, ctx, dev), kl_weight, cfg, time.perf_counter() - te)
             state.pos = None
             if val is not None:
-                row.update({f"val_{k}": v for k, v in evaluate(model, val).items()})
+                row.update({f"val_{k}": v for k, v in _shared_eval(model, val, n_val, ctx).items()})
                 if not math.isfinite(row["val_loss"]):
                     raise FloatingPointError(f"the validation loss became {row['val_loss']} after epoch {epoch}: the "
                                              "weights are no longer usable; the last checkpoint is kept")
             hist.rows.append(row)
             early = _early_stop(cfg, row, state)
             out_of_time = cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time
+            timed = bool(cfg.checkpoint_minutes and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes)
+            out_of_time, timed, stopping = ctx.flags(out_of_time, timed, stop.signum is not None, device=dev)
             last = early or out_of_time or epoch == cfg.epochs
-            if run is not None:
-                with open(run / METRICS, "a") as f:
+            if writer is not None:
+                with open(writer / METRICS, "a") as f:
                     f.write(json.dumps(row) + "\n")
+            if run is not None:
                 every = cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0
-                timed = cfg.checkpoint_minutes and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes
-                if last or pending or every or timed or stop.signum:
+                if last or pending or every or timed or stopping:
                     save(epoch)
             for cb in callbacks:
                 cb(epoch, row, model)
             hist.stopped_early = early
-            if stop.signum and not last:
-                raise Interrupted(stop.signum, run, epoch, steps_per_epoch, steps_per_epoch)
+            if stopping and not last:
+                raise Interrupted(stop.signum or signal.SIGTERM, run, epoch, steps_per_epoch, steps_per_epoch)
             if last:
                 break
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
-    if run is not None:
-        save_model(model, run)
+    if writer is not None:
+        save_model(model, writer)
+    ctx.barrier()
     return hist
 
 
-PREPARE_ROWS = 65_536  # streamed data: the training rows a model's parts see to set data-dependent defaults
+def _global_position(pos: Position | None, ctx: Context, dev: torch.device) -> Position | None:
+    """``pos`` with its sums and sample count summed over all ranks (what a checkpoint and a row hold)."""
+    if pos is None or not ctx.distributed:
+        return pos
+    keys = [f"t.{k}" for k in pos.sums] + [f"s.{k}" for k in pos.stat_sums]
+    total = ctx.sums({**{f"t.{k}": v for k, v in pos.sums.items()}, **{f"s.{k}": v for k, v in pos.stat_sums.items()},
+                      "samples": pos.samples}, dev)
+    return replace(pos, samples=int(total["samples"]),
+                   sums={k[2:]: torch.tensor(total[k]) for k in keys if k.startswith("t.")},
+                   stat_sums={k[2:]: torch.tensor(total[k]) for k in keys if k.startswith("s.")})
 
 
-def _split(data: Tensor | Rows, model: Autoencoder, cfg: TrainConfig, dev: torch.device) -> tuple[Source, Any]:
-    """The training source and the validation data (a tensor, a stream, or ``None``): a seeded share
-    ``val_fraction`` of the rows is held out; the training rows keep their order (ascending)."""
-    n_all = data.n if isinstance(data, Rows) else len(data)
-    split = np.random.default_rng(cfg.seed).permutation(n_all)
-    n_val = int(round(cfg.val_fraction * n_all))
-    if cfg.val_fraction > 0 and (n_val < 1 or n_val >= n_all):
-        raise ValueError(f"val_fraction={cfg.val_fraction} leaves no training or no validation data with {n_all} samples")
-    val_idx, train_idx = np.sort(split[:n_val]), np.sort(split[n_val:])
-    if isinstance(data, Rows):
-        check = stored_check(model.likelihood.validate, data.name)
-        dtype = param_dtype(model)
-        source = Stream(data, train_idx, dev, cfg.seed, cfg.shuffle_buffer, check=check, dtype=dtype)
-        return source, (Stream(data, val_idx, dev, cfg.seed, check=check, dtype=dtype) if n_val else None)
-    return InMemory(data[torch.from_numpy(train_idx)].to(dev)), (data[torch.from_numpy(val_idx)] if n_val else None)
+def _shared_eval(model: Autoencoder, val: Any, n_val: int, ctx: Context) -> dict[str, float]:
+    """``evaluate`` on this rank's share of the validation data, combined over the ranks."""
+    res = evaluate(model, val)
+    if not ctx.distributed:
+        return res
+    mine = val.n if isinstance(val, Stream) else len(val)
+    totals = ctx.sums({k: v * mine for k, v in res.items()}, next(model.parameters()).device)
+    return {k: v / n_val for k, v in totals.items()}
 
 
 def _finite(loss: Tensor, bad: Tensor, step: int, every: int) -> bool | None:

@@ -50,7 +50,7 @@ class TrainerState:
     pos: Position | None = None
 
 
-def save_trainer(path: Path, epoch: int, s: TrainerState, cfg: dict) -> None:
+def save_trainer(path: Path, epoch: int, s: TrainerState, cfg: dict, rngs: list[Tensor] | None = None) -> None:
     """Save everything needed to continue exactly: weights, optimiser, schedule, RNGs, history, best
     weights, and the position inside epoch ``epoch + 1`` if it has begun. Non-finite weights are refused."""
     check_finite(s.model, f"epoch {epoch + 1}: the trainer state was not saved (the last checkpoint is kept)")
@@ -63,7 +63,10 @@ def save_trainer(path: Path, epoch: int, s: TrainerState, cfg: dict) -> None:
                 tensors[f"optim.{i}.{k}"] = v
             else:
                 ostate_meta.setdefault(str(i), {})[k] = v
-    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.torch"] = torch.get_rng_state() if rngs is None else rngs[0]
+    for r, state in enumerate(rngs or [], start=0):  # every rank's noise stream, for a resume on as many ranks
+        if r:
+            tensors[f"rng.torch.{r}"] = state
     tensors["rng.shuffle"] = s.shuffle.get_state()
     if torch.cuda.is_available():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
@@ -95,7 +98,7 @@ RESUME_FREE = {"progress", "device", "checkpoint_every", "checkpoint_steps", "ch
                "nan_policy"}
 
 
-def restore_trainer(path: Path, s: TrainerState, cfg: dict, defaults: dict) -> int:
+def restore_trainer(path: Path, s: TrainerState, cfg: dict, defaults: dict, rank: int = 0) -> int:
     """Restore what :func:`save_trainer` wrote into freshly built objects; returns the epochs completed
     (``s.pos`` is set when the checkpoint is from inside the next one). ``defaults``: the training
     options' defaults, for checkpoints written before an option existed."""
@@ -103,14 +106,15 @@ def restore_trainer(path: Path, s: TrainerState, cfg: dict, defaults: dict) -> i
     if not meta:
         raise ValueError(f"corrupted checkpoint {path}: no trainer metadata")
     try:
-        return _restore(tensors, meta, s, cfg, defaults, path)
+        return _restore(tensors, meta, s, cfg, defaults, path, rank)
     except ValueError:
         raise
     except (KeyError, TypeError, AttributeError, IndexError, RuntimeError) as e:  # crafted or damaged metadata
         raise ValueError(f"corrupted checkpoint {path}: bad trainer state ({type(e).__name__}: {str(e)[:200]})") from None
 
 
-def _restore(tensors: dict[str, Tensor], meta: dict, s: TrainerState, cfg: dict, defaults: dict, path: Path) -> int:
+def _restore(tensors: dict[str, Tensor], meta: dict, s: TrainerState, cfg: dict, defaults: dict, path: Path,
+             rank: int) -> int:
     saved = {**defaults, **meta["train"]}
     diff = [k for k, v in cfg.items() if k not in RESUME_FREE and saved.get(k) != v]
     if diff:
@@ -138,7 +142,10 @@ def _restore(tensors: dict[str, Tensor], meta: dict, s: TrainerState, cfg: dict,
     try:  # torch's own loaders: their complaints about a damaged file become one line
         s.opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
         s.sched.load_state_dict({**sched, "lr_lambdas": [None] * len(s.opt.param_groups)})
-        torch.set_rng_state(tensors["rng.torch"])
+        if rank == 0 or f"rng.torch.{rank}" in tensors:
+            torch.set_rng_state(tensors["rng.torch" if rank == 0 else f"rng.torch.{rank}"])
+        else:  # a rank the saved run did not have: its own stream, deterministic in (seed, rank, epoch)
+            torch.manual_seed(hash((cfg["seed"], rank, meta["epoch"])) % 2**63)
         s.shuffle.set_state(tensors["rng.shuffle"])
         if "rng.cuda" in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state(tensors["rng.cuda"])
@@ -152,6 +159,9 @@ def _restore(tensors: dict[str, Tensor], meta: dict, s: TrainerState, cfg: dict,
     if any(k.startswith("best.") for k in tensors):
         s.best["state"] = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")}
     pos = meta.get("position")
+    if pos and rank:  # the saved sums are the run's: one rank holds them, the others start from zero
+        pos = {**pos, "samples": 0}
+        tensors = {k: v for k, v in tensors.items() if not k.startswith(("pos.sum.", "pos.stat."))}
     s.pos = None if not pos else Position(
         rng=tensors["pos.rng"], batch=int(pos["batch"]), samples=int(pos["samples"]), skipped=int(pos["skipped"]),
         seconds=float(pos["seconds"]),

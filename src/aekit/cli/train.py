@@ -8,12 +8,14 @@ number, with a line that says how to resume.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from . import MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _read_json, _split_of_run, app, err, friendly, out
+from ..dist import context
 from .options import Spec, data_spec, resolve
 
 # What a run directory holds; --overwrite removes these first, so no file of the old run survives
@@ -117,9 +119,9 @@ def train(
             _fail(f"--resume continues a run with its own options; drop {', '.join(dropped)}")
         if not (resume / "train.json").is_file():
             _fail(f"no run to resume in {resume}: it has no train.json")
-        resolve_device(device or "auto")
+        main = context(resolve_device(device or "auto")).main
         run_opts = {"progress": not quiet, **{k: train_flags[k] for k in RESUME_OPTIONS}}
-        with lock(resume):
+        with lock(resume) if main else nullcontext():
             _resume(resume, run_opts, iw_samples or 1000, report, trackers, model_fn)
         return
     if model_fn is not None and (preset or ctx.args or any(v is not None for v in model_flags.values())):
@@ -135,7 +137,10 @@ def train(
     integer(spec.iw_samples, "--iw-samples", high=MAX_IW)  # checked before training, not after it
     if not (isinstance(spec.seed, int) and 0 <= spec.seed < 2**63):
         _fail(f"--seed must be an integer in [0, 2**63), got {spec.seed}")
-    resolve_device(spec.train.get("device", "auto"))  # an unusable device is refused before a run directory exists
+    # an unusable device is refused before a run directory exists; under torchrun, this is where the ranks meet
+    main = context(resolve_device(spec.train.get("device", "auto"))).main
+    if out_dir is None and context().distributed:
+        _fail("give --out when training on several processes: every rank must write to the same run")
     split = _load_split(spec.data, Path(spec.data_dir) if spec.data_dir else None, spec.seed, spec.binarize)
     model, cfg = _build(spec, split, quiet, model_fn)
     resolved = _resolved(spec, model, cfg)
@@ -147,22 +152,23 @@ def train(
     label = spec.preset if model.config else f"model of {model_fn}"
     run = out_dir or Path("runs") / f"{spec.preset if model.config else 'custom'}-{split.train.name}-" \
                                     f"{time.strftime('%Y%m%d-%H%M%S')}"
-    with lock(run):
-        if any((run / f).exists() for f in ("model.json", "trainer.safetensors", "train.json")):
+    with lock(run) if main else nullcontext():  # rank 0 writes the run; the others only train
+        if main and any((run / f).exists() for f in ("model.json", "trainer.safetensors", "train.json")):
             if not overwrite:
                 _fail(f"{run} already holds a run; pass --overwrite to replace it or --resume {run} to continue it")
             _clear(run)
-        from dataclasses import asdict
+        if main:
+            from dataclasses import asdict
 
-        from ..checkpoint import atomic_write, write_json
+            from ..checkpoint import atomic_write, write_json
 
-        write_json(run / "data.json", {"data": resolved["data"], "data_dir": resolved.get("data_dir"),
-                                       "seed": spec.seed, "binarize": spec.binarize})
-        write_json(run / "train.json", {"train": asdict(cfg), "model": model.config})
-        atomic_write(run / "run.toml", lambda tmp: Path(tmp).write_text(text))
-        n_params = sum(p.numel() for p in model.parameters())
-        err.print(f"{label} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
-                  f"input {model.input_size}, code {model.code_size}, {n_params:,} parameters → {run}")
+            write_json(run / "data.json", {"data": resolved["data"], "data_dir": resolved.get("data_dir"),
+                                           "seed": spec.seed, "binarize": spec.binarize})
+            write_json(run / "train.json", {"train": asdict(cfg), "model": model.config})
+            atomic_write(run / "run.toml", lambda tmp: Path(tmp).write_text(text))
+            n_params = sum(p.numel() for p in model.parameters())
+            err.print(f"{label} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
+                      f"input {model.input_size}, code {model.code_size}, {n_params:,} parameters → {run}")
         _fit_and_report(model, split, cfg, run, iw_samples=spec.iw_samples, html=report, trackers=trackers)
 
 
@@ -286,7 +292,8 @@ def _fit_and_report(model, split, cfg, run: Path, resume: bool = False, iw_sampl
     from .use import _report
 
     t0 = time.perf_counter()
-    loggers = _trackers(list(trackers), run, cfg)
+    main = context().main
+    loggers = _trackers(list(trackers), run, cfg) if main else []
     try:
         fit(model, split.train.x, cfg, run_dir=run, resume=resume, callbacks=loggers)
     except Interrupted as e:
@@ -298,6 +305,8 @@ def _fit_and_report(model, split, cfg, run: Path, resume: bool = False, iw_sampl
     finally:
         for logger in loggers:
             logger.close()
+    if not main:
+        return  # rank 0 evaluates and reports
     res = _report(model, split, [("train time", f"{time.perf_counter() - t0:.1f} s")], iw_samples)
     write_json(run / "evaluation.json", res)
     if html:
