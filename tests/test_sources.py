@@ -139,3 +139,65 @@ def test_bad_rows_are_named_by_file_and_row(tmp_path, x):
     (tmp_path / "cut.npy").write_bytes((tmp_path / "wide.npy").read_bytes()[:-7])
     with pytest.raises(ValueError, match="its header claims shape"):
         fit(_model(), tmp_path / "cut.npy", **OPTS)
+
+
+# ---------------------------------------------------------------------------- the command line
+
+
+def test_cli_trains_evaluates_reports_and_encodes_streamed_data(tmp_path, x):
+    from typer.testing import CliRunner
+
+    from aekit import load_model
+    from aekit.cli import app
+    from aekit.metrics import encode
+
+    u8 = np.round(x * 255).astype(np.uint8)
+    np.save(tmp_path / "u8.npy", u8)
+    run = CliRunner()
+    rd = tmp_path / "r"
+    res = run.invoke(app, ["train", "--data", str(tmp_path / "u8.npy"), "--stream", "--epochs", "2", "--out", str(rd),
+                           "--quiet", "--report"])
+    assert res.exit_code == 0, res.output
+    assert "streamed" in res.stdout and json.loads((rd / "data.json").read_text())["stream"] is True
+    assert run.invoke(app, ["evaluate", str(rd)]).exit_code == 0
+    res = run.invoke(app, ["encode", str(rd), str(tmp_path / "u8.npy"), "--out", str(tmp_path / "codes")])
+    assert res.exit_code == 0, res.output
+    codes = np.load(tmp_path / "codes")
+    np.testing.assert_array_equal(codes, encode(load_model(rd), (u8 / np.float32(255)).astype(np.float32)))
+
+
+PEAK = """
+import sys
+from typer.testing import CliRunner
+from aekit.cli import app
+
+def peak():
+    return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024
+
+CliRunner().invoke(app, ["encode", sys.argv[1], sys.argv[2], "--out", sys.argv[3] + ".warm"])  # imports, first use
+open("/proc/self/clear_refs", "w").write("5")
+base = peak()
+res = CliRunner().invoke(app, ["encode", sys.argv[1], sys.argv[2], "--out", sys.argv[3]])
+assert res.exit_code == 0, res.output
+print(peak() - base)
+"""
+
+
+def test_encode_streams_with_memory_bounded_by_a_chunk(tmp_path):
+    """Issue 12: `aekit encode big.npy` writes its output as it goes; memory does not grow with the file."""
+    import subprocess
+    import sys
+
+    from aekit import create, save_model
+
+    save_model(create("undercomplete", (64,), code_size=8), tmp_path / "run")
+    big = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.float32, shape=(1_000_000, 64))
+    big[:] = np.random.default_rng(0).random((1, 64), dtype=np.float32)
+    big.flush()
+    del big
+    size = (tmp_path / "big.npy").stat().st_size  # 256 MB in, 32 MB out
+    res = subprocess.run([sys.executable, "-c", PEAK, str(tmp_path / "run"), str(tmp_path / "big.npy"),
+                          str(tmp_path / "codes.npy")], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout) < size / 4, (int(res.stdout), size)
+    assert np.load(tmp_path / "codes.npy", mmap_mode="r").shape == (1_000_000, 8)

@@ -18,6 +18,7 @@ import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,9 +57,10 @@ NAMES = ("digits", *IDX_FILES)
 
 @dataclass
 class Dataset:
-    """Samples ``x`` (N, D) float32, optional labels ``y`` (N,), and the shape of one sample."""
+    """Samples ``x`` (N, D) float32 — or rows streamed from storage (:mod:`aekit.rows`) — optional
+    labels ``y`` (N,), and the shape of one sample."""
 
-    x: np.ndarray
+    x: Any
     y: np.ndarray | None
     shape: tuple[int, ...]
     name: str
@@ -240,6 +242,32 @@ def load(
         for i, d in enumerate((split.train, split.test)):
             d.x, d.name = _binarize(d.x, seed=i, what=f"{d.name} ({'train' if i == 0 else 'test'})"), f"{d.name} (binarised)"
     return split
+
+
+def stream_split(path: str | os.PathLike, seed: int = 0, test_fraction: float = 0.2) -> Split:
+    """A ``.npy`` file or shard directory split like :func:`load` splits files (a seeded share of the rows
+    for testing), but left on disk: ``train.x`` and ``test.x`` are rows read on demand.
+
+    Example
+    -------
+    >>> np.save("/tmp/aekit-doc-stream.npy", np.zeros((10, 4), np.float32))
+    >>> s = stream_split("/tmp/aekit-doc-stream.npy")
+    >>> len(s.train), len(s.test), s.train.shape
+    (8, 2, (4,))
+    """
+    from .rows import SubsetRows, open_rows
+
+    rows = open_rows(path)
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    n_test = int(round(rows.n * test_fraction))
+    if n_test < 1 or n_test >= rows.n:
+        raise ValueError(f"{rows.name}: {rows.n} samples are too few to hold out a test fraction of {test_fraction}")
+    idx = np.random.default_rng(seed).permutation(rows.n)
+    shape = rows.sample_shape if len(rows.sample_shape) != 2 else (1, *rows.sample_shape)
+    name = Path(path).stem
+    return Split(Dataset(SubsetRows(rows, idx[n_test:]), None, shape, name),
+                 Dataset(SubsetRows(rows, idx[:n_test]), None, shape, name))
 
 
 def _binarize(x: np.ndarray, seed: int, what: str = "data") -> np.ndarray:

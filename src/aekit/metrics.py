@@ -95,6 +95,31 @@ def likelihood_bounds(model: Autoencoder, x: np.ndarray, k: int = 1000, allow_no
     return res
 
 
+def squared_error_stream(model: Autoencoder, rows) -> float:
+    """:func:`squared_error` of ``model``'s reconstructions of rows streamed from storage (:mod:`aekit.rows`),
+    chunk by chunk: memory bounded by a chunk, not by the data."""
+    total = 0.0
+    for _, x in rows.chunks():
+        total += squared_error(x, reconstruct(model, x)) * len(x)
+    return total / rows.n
+
+
+def sample_rows(rows, n: int, seed: int = 0) -> np.ndarray:
+    """Up to ``n`` rows drawn (seeded, without replacement) from streamed ``rows``, as float32 (n, D)."""
+    from .rows import SubsetRows
+
+    idx = np.random.default_rng(seed).choice(rows.n, size=min(n, rows.n), replace=False)
+    return next(iter(SubsetRows(rows, idx).chunks(rows=len(idx))))[1]
+
+
+def pca_error_stream(train_rows, test_rows, k: int, fit_rows: int = 20_000) -> float:
+    """:func:`pca_error` for streamed rows: PCA fitted on ``fit_rows`` training rows (seeded sample), its
+    error over every test row, chunk by chunk."""
+    pca = PCA(n_components=k, svd_solver="full").fit(sample_rows(train_rows, fit_rows))
+    total = sum(squared_error(x, pca.inverse_transform(pca.transform(x))) * len(x) for _, x in test_rows.chunks())
+    return total / test_rows.n
+
+
 def pca_error(x_train: np.ndarray, x_test: np.ndarray, k: int) -> tuple[float, PCA]:
     """Squared error per sample (summed over dimensions) of PCA with ``k`` components fitted on ``x_train``."""
     pca = PCA(n_components=k, svd_solver="full").fit(x_train)

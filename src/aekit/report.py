@@ -149,11 +149,19 @@ def _png(fig: Figure, path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def _array(x: Any, n: int) -> np.ndarray:
+    """``x`` itself, or a seeded sample of ``n`` rows when it is streamed from storage (:mod:`aekit.rows`)."""
+    from .metrics import sample_rows
+    from .rows import Rows
+
+    return sample_rows(x, n) if isinstance(x, Rows) else x
+
+
 def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dict[str, Callable[[], Figure]]:
     """Name → figure builder for everything this run's model has to show."""
     from .manifold import tangent_directions
 
-    x = split.test.x
+    x = _array(split.test.x, 5000)
     shape = _image_shape(model)
     show = x[:N_SHOW]
     codes = encode(model, x[:5000])
@@ -184,7 +192,7 @@ def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dic
 
         out["tangents"] = tangents
     if model.input_size == 2:
-        out["vector_field"] = lambda: field_plot(model, split.train.x)
+        out["vector_field"] = lambda: field_plot(model, _array(split.train.x, 20_000))
     if model.stochastic:
         torch.manual_seed(0)
         out["samples"] = lambda: _show_rows(

@@ -35,12 +35,43 @@ class Rows(ABC):
     def row_bytes(self) -> int:
         return math.prod(self.sample_shape) * self.dtype.itemsize
 
+    def __len__(self) -> int:
+        return self.n
+
+    def chunks(self, rows: int = 0) -> Iterable[tuple[int, np.ndarray]]:
+        """``(first_row, float32 rows (n, D))`` over all rows in order, ``rows`` at a time (default: ~8 MB
+        stored); ``uint8`` is scaled to [0, 1], NaN or inf is a ``ValueError`` naming the rows."""
+        rows = rows or max(1, 8 * 2**20 // self.row_bytes)
+        for lo in range(0, self.n, rows):
+            x = as_float(self.read(lo, min(lo + rows, self.n)))
+            if not np.isfinite(x).all():
+                raise ValueError(f"{self.name}, rows {lo}–{min(lo + rows, self.n) - 1}: contains NaN or inf")
+            yield lo, x
+
     def take(self, idx: np.ndarray) -> np.ndarray:
         """The rows ``idx`` (ascending), read as one contiguous range and selected: (len(idx), D) as stored."""
         if len(idx) == 0:
             return np.empty((0, math.prod(self.sample_shape)), self.dtype)
         block = self.read(int(idx[0]), int(idx[-1]) + 1)
         return block.reshape(len(block), -1)[idx - idx[0]]
+
+
+def as_float(stored: np.ndarray) -> np.ndarray:
+    """Stored rows as float32 (n, D): ``uint8`` scaled to [0, 1] (images stored at one byte per value)."""
+    x = stored.reshape(len(stored), -1)
+    return (x / np.float32(255)).astype(np.float32) if x.dtype == np.uint8 else x.astype(np.float32, copy=False)
+
+
+class SubsetRows(Rows):
+    """The rows ``idx`` of ``rows`` (sorted), e.g. a train or test split of a file, readable like any rows."""
+
+    def __init__(self, rows: Rows, idx: np.ndarray, name: str | None = None) -> None:
+        self.rows, self.idx = rows, np.sort(np.asarray(idx))
+        self.n, self.sample_shape, self.dtype = len(self.idx), rows.sample_shape, rows.dtype
+        self.name = name or rows.name
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        return self.rows.take(self.idx[lo:hi]).reshape(hi - lo, *self.sample_shape)
 
 
 class ArrayRows(Rows):

@@ -30,7 +30,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-TOP = {"preset": str, "data": str, "data_dir": str, "binarize": bool, "seed": int, "iw_samples": int,
+TOP = {"preset": str, "data": str, "data_dir": str, "binarize": bool, "stream": bool, "seed": int, "iw_samples": int,
        "plugins": list, "model": dict, "train": dict}
 
 

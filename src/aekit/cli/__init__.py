@@ -106,9 +106,13 @@ def _ints(text: str | None, what: str) -> list[int] | None:
         _fail(f"{what} must be comma-separated integers, got {text!r}")
 
 
-def _load_split(data: str, data_dir: Optional[Path], seed: int = 0, binarize: bool = False):
-    from ..data import load
+def _load_split(data: str, data_dir: Optional[Path], seed: int = 0, binarize: bool = False, stream: bool = False):
+    from ..data import load, stream_split
 
+    if stream:
+        if binarize or data_dir:
+            _fail("--stream reads a .npy file or a shard directory as it is: drop --binarize and --data-dir")
+        return stream_split(data, seed)
     return load(data, data_dir=data_dir, seed=seed, binarize=binarize)
 
 
@@ -138,10 +142,11 @@ def _split_of_run(run_dir: Path):
     if not (isinstance(meta, dict) and isinstance(meta.get("data"), str)):
         _fail(f"corrupted file {path}: expected an object with the key 'data'")
     data_dir, seed, binarize = meta.get("data_dir"), meta.get("seed", 0), meta.get("binarize", False)
+    stream = meta.get("stream", False)
     if not (isinstance(data_dir, (str, type(None))) and type(seed) is int and 0 <= seed < 2**63
-            and isinstance(binarize, bool)):
-        _fail(f"corrupted file {path}: data_dir, seed or binarize has the wrong type")
-    return _load_split(meta["data"], _opt_path(data_dir), seed, binarize)
+            and isinstance(binarize, bool) and isinstance(stream, bool)):
+        _fail(f"corrupted file {path}: data_dir, seed, binarize or stream has the wrong type")
+    return _load_split(meta["data"], _opt_path(data_dir), seed, binarize, stream)
 
 
 from . import train, use  # noqa: E402, F401  (registers the commands)

@@ -21,6 +21,7 @@ class Spec:
     data: str = "digits"
     data_dir: str | None = None
     binarize: bool = False
+    stream: bool = False
     seed: int = 0
     iw_samples: int = 1000
     plugins: list[str] = field(default_factory=list)

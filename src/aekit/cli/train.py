@@ -32,6 +32,7 @@ def train(
     data: Annotated[Optional[str], typer.Option(help="digits, mnist, fashion-mnist, a directory of IDX files, or a .npy/.npz/.csv file.  [default: digits]")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Read mnist/fashion-mnist IDX files from here instead of the download cache.")] = None,
     binarize: Annotated[Optional[bool], typer.Option("--binarize", help="Stochastically binarise the data once (seeded): binarised MNIST for VAE likelihoods.")] = None,
+    stream: Annotated[Optional[bool], typer.Option("--stream", help="Leave a .npy file or shard directory on disk and stream it (data larger than memory).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/PRESET-DATA-TIME).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow --out to name a directory that already holds a run.")] = False,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped (other options but --device, --max-time, --nan-policy, --checkpoint-* and --quiet are taken from the run).")] = None,
@@ -112,7 +113,8 @@ def train(
     trackers = _tracker_names(track)
     if resume is not None:
         given = [k for k, v in {**model_flags, **train_flags, "preset": preset, "data": data, "data_dir": data_dir,
-                                "binarize": binarize, "out": out_dir, "config": config, "seed": seed}.items()
+                                "binarize": binarize, "out": out_dir, "config": config, "seed": seed,
+                                "stream": stream}.items()
                  if v is not None and k not in RESUME_OPTIONS]
         if given or ctx.args or print_config:
             dropped = [f"--{k.replace('_', '-')}" for k in given] + ctx.args + (["--print-config"] * print_config)
@@ -130,7 +132,7 @@ def train(
     from ..runconfig import dumps, read_run_config
 
     top = dict(preset=preset, data=data, data_dir=str(data_dir) if data_dir else None, binarize=binarize, seed=seed,
-               iw_samples=iw_samples)
+               iw_samples=iw_samples, stream=stream)
     spec = resolve(read_run_config(config) if config else {}, top, model_flags, train_flags,
                    [] if model_fn else ctx.args)
     spec.plugins = sorted({*spec.plugins, *(plugin or [])})
@@ -141,7 +143,8 @@ def train(
     main = context(resolve_device(spec.train.get("device", "auto"))).main
     if out_dir is None and context().distributed:
         _fail("give --out when training on several processes: every rank must write to the same run")
-    split = _load_split(spec.data, Path(spec.data_dir) if spec.data_dir else None, spec.seed, spec.binarize)
+    split = _load_split(spec.data, Path(spec.data_dir) if spec.data_dir else None, spec.seed, spec.binarize,
+                        spec.stream)
     model, cfg = _build(spec, split, quiet, model_fn)
     resolved = _resolved(spec, model, cfg)
     text = (f"# model: built by --model {model_fn} (pass it again: a configuration never imports code)\n"
@@ -163,7 +166,7 @@ def train(
             from ..checkpoint import atomic_write, write_json
 
             write_json(run / "data.json", {"data": resolved["data"], "data_dir": resolved.get("data_dir"),
-                                           "seed": spec.seed, "binarize": spec.binarize})
+                                           "seed": spec.seed, "binarize": spec.binarize, "stream": spec.stream})
             write_json(run / "train.json", {"train": asdict(cfg), "model": model.config})
             atomic_write(run / "run.toml", lambda tmp: Path(tmp).write_text(text))
             n_params = sum(p.numel() for p in model.parameters())
@@ -202,6 +205,7 @@ def _resolved(spec: Spec, model, cfg) -> dict:
 
     return {"preset": spec.preset if model.config else None, "data": data_spec(spec.data),
             "data_dir": str(Path(spec.data_dir).resolve()) if spec.data_dir else None, "binarize": spec.binarize,
+            "stream": spec.stream or None,
             "seed": spec.seed, "iw_samples": spec.iw_samples, "plugins": spec.plugins or None,
             "model": dict(model.config["options"]) if model.config else None,
             "train": {k: v for k, v in asdict(cfg).items() if k not in ("progress", "seed")}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from pathlib import Path
@@ -17,18 +18,25 @@ from . import MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _ru
 def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000) -> dict[str, float]:
     """Test-set reconstruction error next to PCA's at the same code size (and the ELBO and an
     importance-weighted NLL for a stochastic model); printed and returned."""
-    from ..metrics import pca_error, reconstruct, regularised_metrics, squared_error
+    from ..metrics import (pca_error, pca_error_stream, reconstruct, regularised_metrics, sample_rows, squared_error,
+                           squared_error_stream)
+    from ..rows import Rows
     from ..train import as_tensor, evaluate
 
     x_te = split.test.x
-    res = {"test_loss": evaluate(model, as_tensor(x_te, model, "test data"))["loss"]}
+    streamed = isinstance(x_te, Rows)  # on disk: every measure streams, or uses a sample where it says so
+    res = {"test_loss": evaluate(model, x_te if streamed else as_tensor(x_te, model, "test data"))["loss"]}
     if not np.isfinite(res["test_loss"]):
         raise FloatingPointError(f"the model's test loss is {res['test_loss']}: its weights are finite but its outputs "
                                  "are not (training diverged); it is not usable — lower lr or set grad_clip")
-    res["test_squared_error"] = squared_error(x_te, reconstruct(model, x_te))
+    res["test_squared_error"] = squared_error_stream(model, x_te) if streamed else \
+        squared_error(x_te, reconstruct(model, x_te))
     if model.code_size < model.input_size:
-        res["pca_squared_error"], _ = pca_error(split.train.x, x_te, model.code_size)
-    t = Table(title=f"test set: {len(x_te)} samples of {split.test.name}")
+        res["pca_squared_error"] = pca_error_stream(split.train.x, x_te, model.code_size) if streamed else \
+            pca_error(split.train.x, x_te, model.code_size)[0]
+    note = " (streamed; PCA fitted on ≤20,000 training rows, sample measures on ≤10,000 test rows)" if streamed else ""
+    x_te = sample_rows(x_te, 10_000) if streamed else x_te
+    t = Table(title=f"test set: {len(split.test)} samples of {split.test.name}{note}")
     t.add_column("measure")
     t.add_column("value", justify="right")
     for k, v in rows or []:
@@ -111,17 +119,34 @@ def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: s
     if out_path.is_dir():
         _fail(f"--out {out_path} is a directory; name a .npy file")
     model = _run_model(run_dir, resolve_device(device), model_fn)
-    x, _, _ = read_array(input_path)
-    x = as_tensor(x, model, str(input_path)).numpy()
-    y = encode(model, x) if what == "codes" else reconstruct(model, x)
+    fn = encode if what == "codes" else reconstruct
     from ..checkpoint import atomic_write
 
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # exactly the name given: np.save(path) would add .npy to it
-            np.save(f, y)
+    if input_path.suffix == ".npy" or input_path.is_dir():  # streamed: memory bounded by a chunk, not the file
+        from ..rows import open_rows
+
+        rows = open_rows(input_path)
+        if math.prod(rows.sample_shape) != model.input_size:
+            _fail(f"{input_path} has {math.prod(rows.sample_shape)} features per sample but the model expects "
+                  f"{model.input_size}")
+        shape = (rows.n, model.code_size if what == "codes" else model.input_size)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # the .npy header first (its shape is known), then the rows as they come
+                np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+                for _, x in rows.chunks():
+                    f.write(np.ascontiguousarray(fn(model, x), dtype="<f4").tobytes())
+    else:
+        x, _, _ = read_array(input_path)
+        y = fn(model, as_tensor(x, model, str(input_path)).numpy())
+        shape = y.shape
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # exactly the name given: np.save(path) would add .npy to it
+                np.save(f, y)
 
     atomic_write(out_path, write)
-    out.print(f"wrote {what} {y.shape} to {out_path}")
+    out.print(f"wrote {what} {shape} to {out_path}")
 
 
 @app.command()
