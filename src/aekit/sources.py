@@ -171,6 +171,8 @@ def training_data(x: Any, model: Any, shuffle_buffer: int = 0) -> Tensor | Rows:
     """In-memory samples as a checked tensor (N, D), or the rows of a file, directory or dataset to stream."""
     if streamable(x):
         rows = open_rows(x)
+        if rows.n == 0:
+            raise ValueError(f"{rows.name} is empty (0 samples)")
         if math.prod(rows.sample_shape) != model.input_size:
             raise ValueError(f"{rows.name} has {math.prod(rows.sample_shape)} features per sample but the model "
                              f"expects {model.input_size}")

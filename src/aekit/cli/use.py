@@ -126,6 +126,8 @@ def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: s
         from ..rows import open_rows
 
         rows = open_rows(input_path)
+        if rows.n == 0:
+            _fail(f"{input_path} is empty (0 samples)")
         if math.prod(rows.sample_shape) != model.input_size:
             _fail(f"{input_path} has {math.prod(rows.sample_shape)} features per sample but the model expects "
                   f"{model.input_size}")
