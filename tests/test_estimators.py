@@ -156,3 +156,46 @@ def test_pickle_and_aekit_checkpoint_round_trip(X, tmp_path):
             np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
     with pytest.raises(ValueError, match="saved from AutoencoderOutlierDetector, not from AutoencoderTransformer"):
         AutoencoderTransformer.load(tmp_path / "AutoencoderOutlierDetector")
+
+
+def test_estimators_stream_files_and_shards_like_arrays(X, tmp_path):
+    """A .npy path, a shard directory or a memory map: fit streams it, and transform/score/predict read it a
+    chunk at a time, with the results of the same data in memory (a window holds every row: the same order)."""
+    from aekit.data import write_shards
+
+    x32 = X.astype(np.float32)
+    np.save(tmp_path / "x.npy", x32)
+    stored = {"npy": str(tmp_path / "x.npy"), "memmap": np.load(tmp_path / "x.npy", mmap_mode="r"),
+              "shards": write_shards(tmp_path / "s", (x32[i : i + 64] for i in range(0, 400, 64)), rows_per_shard=150)}
+    ref_t = AutoencoderTransformer("vae", n_components=3, **FAST, random_state=0).fit(x32)
+    ref_d = AutoencoderOutlierDetector(n_components=3, **FAST, random_state=0).fit(x32)
+    for kind, data in stored.items():
+        t = AutoencoderTransformer("vae", n_components=3, **FAST, random_state=0).fit(data)
+        np.testing.assert_array_equal(t.transform(data), ref_t.transform(x32), err_msg=kind)
+        np.testing.assert_array_equal(t.score_samples(data), ref_t.score_samples(x32), err_msg=kind)
+        d = AutoencoderOutlierDetector(n_components=3, **FAST, random_state=0).fit(data)
+        assert d.offset_ == ref_d.offset_ and t.n_features_in_ == 64 and not hasattr(t, "feature_names_in_")
+        np.testing.assert_array_equal(d.predict(data), ref_d.predict(x32), err_msg=kind)
+    # chunk by chunk: rows beyond one chunk (~8 MB stored) score like the array
+    big = np.random.default_rng(0).normal(size=(40_000, 64)).astype(np.float32)
+    np.save(tmp_path / "big.npy", big)
+    np.testing.assert_allclose(ref_d.score_samples(tmp_path / "big.npy"), ref_d.score_samples(big), rtol=1e-6)
+
+
+def test_streamed_estimator_input_errors(X, tmp_path):
+    det = AutoencoderOutlierDetector(n_components=3, **FAST, random_state=0).fit(X)
+    np.save(tmp_path / "narrow.npy", X[:, :10].astype(np.float32))
+    with pytest.raises(ValueError, match="X has 10 features, but AutoencoderOutlierDetector is expecting 64"):
+        det.score_samples(tmp_path / "narrow.npy")
+    np.save(tmp_path / "empty.npy", np.zeros((0, 64), np.float32))
+    with pytest.raises(ValueError, match="empty.npy is empty"):
+        det.predict(str(tmp_path / "empty.npy"))
+    with pytest.raises(ValueError, match="shuffle_buffer=100 has no effect here"):
+        AutoencoderTransformer(n_components=3, **FAST, shuffle_buffer=100).fit(X)
+    nan = X[:100].astype(np.float32)
+    nan[57, 3] = np.nan
+    np.save(tmp_path / "nan.npy", nan)
+    with pytest.raises(ValueError, match="nan.npy, rows from 0: contains NaN or inf"):
+        AutoencoderTransformer(n_components=3, **FAST).fit(tmp_path / "nan.npy")
+    with pytest.raises(ValueError, match="rows 0–99: contains NaN or inf"):
+        det.score_samples(tmp_path / "nan.npy")

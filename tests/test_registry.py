@@ -13,7 +13,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 import aekit
-from aekit import Autoencoder, Gaussian, create, fit, load, load_model, save_model
+from aekit import Autoencoder, Gaussian, create, fit, load_model, save_model
 from aekit.cli import app
 from aekit.report import write_report
 

@@ -52,7 +52,7 @@ def test_rows_read_what_was_written(tmp_path, x):
 def test_streamed_data_trains_exactly_like_the_same_data_in_memory(tmp_path, x, kind):
     """When the shuffle buffer holds every row, the streamed order is the in-memory one: the same weights."""
     np.save(tmp_path / "x.npy", x)
-    data = {"npy": tmp_path / "x.npy", "memmap": open_rows(np.load(tmp_path / "x.npy", mmap_mode="r")),
+    data = {"npy": tmp_path / "x.npy", "memmap": np.load(tmp_path / "x.npy", mmap_mode="r"),
             "shards": write_shards(tmp_path / "s", (x[i : i + 100] for i in range(0, 600, 100)), rows_per_shard=90)}
     a, b = _model(), _model()
     ha = fit(a, x, **OPTS)
@@ -201,3 +201,22 @@ def test_encode_streams_with_memory_bounded_by_a_chunk(tmp_path):
     assert res.returncode == 0, res.stderr
     assert int(res.stdout) < size / 4, (int(res.stdout), size)
     assert np.load(tmp_path / "codes.npy", mmap_mode="r").shape == (1_000_000, 8)
+
+
+def test_a_hugging_face_dataset_column_streams(tmp_path, x):
+    """A ``datasets`` column (Arrow on disk, memory-mapped) trains exactly like the same rows in memory."""
+    import datasets
+
+    datasets.Dataset.from_dict({"x": x, "label": np.arange(len(x))}).save_to_disk(tmp_path / "ds")
+    ds = datasets.load_from_disk(tmp_path / "ds")
+    rows = open_rows(ds, "x")
+    assert (rows.n, rows.sample_shape, rows.dtype) == (600, (64,), np.float32)
+    a, b = _model(), _model()
+    fit(a, x, **OPTS)
+    fit(b, rows, **OPTS)
+    assert _same(_w(a), _w(b))
+    for bad in (None, "pixels"):
+        with pytest.raises(ValueError, match=r"aekit.open_rows\(dataset, 'x'\); column .* is not one of \['x', 'label'\]"):
+            open_rows(ds, bad)
+    with pytest.raises(ValueError, match="aekit.open_rows"):
+        fit(_model(), ds, **OPTS)

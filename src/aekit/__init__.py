@@ -2,7 +2,8 @@
 
 from .checkpoint import load_model, save_model
 from .corruption import Corruption, Identity
-from .data import Dataset, Split, binarize, check_array, download, load, read_array, read_idx
+from .data import (Dataset, Split, binarize, check_array, download, load, open_rows, read_array, read_idx,
+                   write_shards)
 from .likelihoods import Bernoulli, Gaussian, LearnedGaussian, Likelihood, make_likelihood
 from .metrics import pca_error, principal_angles, reconstruct, squared_error
 from .model import Autoencoder, Output, Penalty
@@ -24,6 +25,7 @@ __all__ = [
     "PRESETS", "Preset", "create", "from_config", "get_preset", "register", "load_plugins",
     "TrainConfig", "History", "fit", "evaluate", "config_for",
     "Dataset", "Split", "load", "binarize", "download", "read_idx", "read_array", "check_array",
+    "write_shards", "open_rows",
     "save_model", "load_model",
     "squared_error", "pca_error", "principal_angles", "reconstruct",
 ]

@@ -23,8 +23,10 @@ from typing import Any
 import numpy as np
 
 from .files import flatten, check_array, read_array
+from .rows import SubsetRows, open_rows, write_shards  # data larger than memory: streamed by fit
 
-__all__ = ["Dataset", "Split", "binarize", "cache_dir", "check_array", "download", "load", "read_array", "read_idx"]
+__all__ = ["Dataset", "Split", "binarize", "cache_dir", "check_array", "download", "load", "open_rows",
+           "read_array", "read_idx", "write_shards"]
 
 CACHE_ENV = "AEKIT_CACHE_DIR"
 
@@ -255,7 +257,6 @@ def stream_split(path: str | os.PathLike, seed: int = 0, test_fraction: float = 
     >>> len(s.train), len(s.test), s.train.shape
     (8, 2, (4,))
     """
-    from .rows import SubsetRows, open_rows
 
     rows = open_rows(path)
     if not 0 < test_fraction < 1:

@@ -8,11 +8,17 @@ Scaling: the estimators do not rescale ``X``. The default ``likelihood="gaussian
 real-valued (e.g. standardised) data; ``likelihood="bernoulli"`` needs data in [0, 1] and says so
 otherwise. With a VAE and grey-level data in [0, 1], ``score_samples`` is the ELBO under the
 Bernoulli cross-entropy (a ranking score, not log p(x)).
+
+Data larger than memory: wherever ``X`` is taken, it may also be a ``.npy`` path, a shard directory,
+rows (:func:`aekit.rows.open_rows`, e.g. a Hugging Face dataset column) or an ``np.memmap``: ``fit``
+streams it (``shuffle_buffer`` sets the shuffle window) and ``transform``/``score_samples``/``predict``
+read it a chunk at a time (float32 out); only their output is held in memory.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +33,8 @@ from .checkpoint import load_model, save_model, write_json
 from .metrics import batched
 from .model import Autoencoder, fp32
 from .presets import create, get_preset
+from .rows import Rows, open_rows
+from .sources import streamable
 from .train import History, fit
 from .variational import elbo
 
@@ -34,7 +42,7 @@ from .variational import elbo
 MODEL_PARAMS = ("hidden", "activation", "likelihood", "sigma", "penalty", "lam", "rho", "k", "alpha", "noise",
                 "level", "beta", "free_bits")
 TRAIN_PARAMS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "schedule", "kl_warmup_epochs",
-                "precision", "device")
+                "precision", "device", "shuffle_buffer")
 SCORE_DRAWS = 16  # common random draws of h per sample in a VAE's score_samples
 DTYPES = (np.float64, np.float32)
 
@@ -62,19 +70,21 @@ class _AutoencoderEstimator(BaseEstimator):
         return opts
 
     def fit(self, X: Any, y: Any = None) -> "_AutoencoderEstimator":
-        """Train the preset on ``X`` (n_samples, n_features); ``y`` is ignored."""
-        X = validate_data(self, X, dtype=DTYPES)
+        """Train the preset on ``X`` (n_samples, n_features), in memory or streamed from storage; ``y`` is ignored."""
+        rows = self._stored(X, reset=True)
+        data = validate_data(self, X, dtype=DTYPES).astype(np.float32) if rows is None else rows
         self._validate_extra()
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train = {k: getattr(self, k) for k in TRAIN_PARAMS if getattr(self, k) is not None}
+        n_features = self.n_features_in_
         with torch.random.fork_rng(devices=[]):  # leave the caller's global torch RNG as it was
             torch.manual_seed(seed)
-            model = create(self.preset, (X.shape[1],), **self._model_options(X.shape[1]))
+            model = create(self.preset, (n_features,), **self._model_options(n_features))
             if self.likelihood is not None and model.likelihood.name != self.likelihood:
                 raise ValueError(f"preset {self.preset!r} has a fixed {model.likelihood.name!r} likelihood; "
                                  f"likelihood={self.likelihood!r} does not apply")
-            self.history_: History = fit(model, X.astype(np.float32), seed=seed, val_fraction=0.0,
-                                         progress=bool(self.verbose), **train)
+            self.history_: History = fit(model, data, seed=seed, val_fraction=0.0, progress=bool(self.verbose),
+                                         **train)
         model.cpu().eval()
         self.model_: Autoencoder = model
         self.seed_ = seed
@@ -84,9 +94,30 @@ class _AutoencoderEstimator(BaseEstimator):
     def _validate_extra(self) -> None:
         """Check the parameters a subclass adds."""
 
-    def _input(self, X: Any) -> np.ndarray:
+    def _stored(self, X: Any, reset: bool) -> Rows | None:
+        """The rows of ``X`` when it is read from storage (a path, rows, a dataset, a memory map), else ``None``;
+        sets (``reset``) or checks ``n_features_in_`` as ``validate_data`` does for arrays."""
+        if not streamable(X):
+            return None
+        rows = open_rows(X)
+        if rows.n == 0:
+            raise ValueError(f"{rows.name} is empty (0 samples)")
+        d = math.prod(rows.sample_shape)
+        if reset:
+            self.n_features_in_ = d
+            self.__dict__.pop("feature_names_in_", None)  # a file has no column names
+        elif d != self.n_features_in_:
+            raise ValueError(f"X has {d} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input")
+        return rows
+
+    def _rowwise(self, X: Any, fn) -> np.ndarray:
+        """``fn`` of ``X``'s rows: at once for an array, chunk by chunk (~8 MB stored) for stored data."""
         check_is_fitted(self)
-        return validate_data(self, X, reset=False, dtype=DTYPES)
+        rows = self._stored(X, reset=False)
+        if rows is None:
+            return fn(validate_data(self, X, reset=False, dtype=DTYPES))
+        return np.concatenate([fn(x) for _, x in rows.chunks()])
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Per-sample score, higher is more typical: −(reconstruction NLL in nats), or the ELBO for a VAE.
@@ -94,7 +125,9 @@ class _AutoencoderEstimator(BaseEstimator):
         Deterministic, and each row's score depends on that row only: a VAE's ELBO is averaged over
         16 draws of the noise ε that are the same for every row (common random numbers).
         """
-        X = self._input(X)
+        return self._rowwise(X, self._score)
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
         m = self.model_
         if m.stochastic:
             eps = torch.randn(SCORE_DRAWS, m.code_size, generator=torch.Generator().manual_seed(self.seed_))
@@ -153,6 +186,9 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         ``likelihood`` defaults to ``"gaussian"`` for real-valued data.
     epochs, batch_size, lr, optimizer, weight_decay, schedule, kl_warmup_epochs, precision, device
         Training options (``None``: the preset's defaults).
+    shuffle_buffer
+        Rows in a shuffle window when ``X`` is streamed from storage (``None``: ~256 MB of stored data);
+        an error with in-memory ``X``.
     random_state
         Seed of initialisation, shuffling and noise; the same seed gives identical codes.
     verbose
@@ -200,6 +236,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         kl_warmup_epochs: float | None = None,
         precision: str | None = None,
         device: str = "cpu",
+        shuffle_buffer: int | None = None,
         random_state: int | np.random.RandomState | None = None,
         verbose: bool = False,
     ) -> None:
@@ -210,11 +247,11 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.epochs, self.batch_size, self.lr, self.optimizer = epochs, batch_size, lr, optimizer
         self.weight_decay, self.schedule, self.kl_warmup_epochs = weight_decay, schedule, kl_warmup_epochs
         self.precision, self.device, self.random_state, self.verbose = precision, device, random_state, verbose
+        self.shuffle_buffer = shuffle_buffer
 
     def transform(self, X: Any) -> np.ndarray:
         """Codes of ``X``, (n_samples, n_components); the posterior mean for a VAE."""
-        X = self._input(X)
-        return batched(self.model_.encode, self.model_, X).astype(X.dtype, copy=False)
+        return self._rowwise(X, lambda x: batched(self.model_.encode, self.model_, x).astype(x.dtype, copy=False))
 
     def inverse_transform(self, X: Any) -> np.ndarray:
         """Decoded reconstructions (means of p(x | h)) of codes ``X`` (n_samples, n_components)."""
@@ -286,6 +323,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         kl_warmup_epochs: float | None = None,
         precision: str | None = None,
         device: str = "cpu",
+        shuffle_buffer: int | None = None,
         random_state: int | np.random.RandomState | None = None,
         verbose: bool = False,
     ) -> None:
@@ -296,6 +334,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self.epochs, self.batch_size, self.lr, self.optimizer = epochs, batch_size, lr, optimizer
         self.weight_decay, self.schedule, self.kl_warmup_epochs = weight_decay, schedule, kl_warmup_epochs
         self.precision, self.device, self.random_state, self.verbose = precision, device, random_state, verbose
+        self.shuffle_buffer = shuffle_buffer
 
     def _validate_extra(self) -> None:
         number(self.contamination, "contamination", 0, 0.5, low_open=True)

@@ -84,7 +84,7 @@ class ArrayRows(Rows):
         self.n, self.sample_shape, self.dtype = int(a.shape[0]), tuple(int(s) for s in a.shape[1:]), np.dtype(a.dtype)
 
     def read(self, lo: int, hi: int) -> np.ndarray:
-        return np.asarray(self.a[lo:hi])
+        return np.array(self.a[lo:hi])  # a copy: a memory map's slice is a read-only view of the file
 
 
 class NpyRows(Rows):
@@ -214,7 +214,8 @@ class HFRows(Rows):
 
     def __init__(self, dataset: Any, column: str | None) -> None:
         if column is None or column not in dataset.column_names:
-            raise ValueError(f"name the column of the dataset to train on; it has {dataset.column_names}")
+            raise ValueError(f"name the dataset's column to use, e.g. aekit.open_rows(dataset, {dataset.column_names[0]!r}); "
+                             f"column {column!r} is not one of {dataset.column_names}")
         self.ds, self.column, self.name = dataset.with_format("numpy", columns=[column]), column, f"dataset[{column}]"
         first = np.asarray(self.ds[0:1][column])
         self.n, self.sample_shape, self.dtype = len(dataset), tuple(first.shape[1:]), first.dtype

@@ -69,8 +69,8 @@ class Stream(Source):
                  chunk: int = 0, check: Callable[[np.ndarray, int], None] | None = None,
                  dtype: torch.dtype = torch.float32) -> None:
         self.rows, self.idx, self.n, self.device, self.seed = rows, np.asarray(idx), len(idx), device, seed
-        self.chunk = int(chunk or max(1, CHUNK_BYTES // rows.row_bytes))
-        self.buffer = int(buffer or max(self.chunk, BUFFER_BYTES // rows.row_bytes))
+        self.buffer = int(buffer or max(1, BUFFER_BYTES // rows.row_bytes))
+        self.chunk = int(chunk or min(self.buffer, max(1, CHUNK_BYTES // rows.row_bytes)))
         self.check, self.dtype, self.pin = check, dtype, device.type == "cuda"
 
     def windows(self, epoch: int) -> list[np.ndarray]:
@@ -83,9 +83,10 @@ class Stream(Source):
         return [np.concatenate([chunks[c] for c in sorted(order[i : i + per])]) for i in range(0, len(chunks), per)]
 
     def read(self, rows_idx: np.ndarray) -> np.ndarray:
-        """The stored rows ``rows_idx`` (ascending), chunk by chunk, checked: (len, D)."""
-        parts = [self.rows.take(rows_idx[i : i + self.chunk]) for i in range(0, len(rows_idx), self.chunk)]
-        data = np.concatenate(parts) if len(parts) != 1 else parts[0]
+        """The stored rows ``rows_idx`` (ascending), chunk by chunk into one buffer, checked: (len, D)."""
+        data = np.empty((len(rows_idx), math.prod(self.rows.sample_shape)), self.rows.dtype)
+        for i in range(0, len(rows_idx), self.chunk):
+            data[i : i + self.chunk] = self.rows.take(rows_idx[i : i + self.chunk])
         if self.check is not None and len(rows_idx):
             self.check(data, int(rows_idx[0]))
         return data
@@ -145,9 +146,9 @@ class Stream(Source):
 
 
 def streamable(x: Any) -> bool:
-    """Whether ``fit`` streams ``x`` from storage (a path, rows, a Hugging Face dataset) rather than moving it
-    to the device whole."""
-    return isinstance(x, (str, os.PathLike, Rows)) or type(x).__module__.startswith("datasets")
+    """Whether ``fit`` streams ``x`` from storage (a path, rows, a Hugging Face dataset, a memory map) rather
+    than moving it to the device whole."""
+    return isinstance(x, (str, os.PathLike, Rows, np.memmap)) or type(x).__module__.startswith("datasets")
 
 
 def stored_check(validate: Callable[[Tensor], None], name: str) -> Callable[[np.ndarray, int], None]:
@@ -191,7 +192,8 @@ def split(data: Tensor | Rows, model: Any, seed: int, val_fraction: float, dev: 
     the validation set's size: a seeded share ``val_fraction`` of the rows is held out; the training rows
     keep their order (ascending), and every rank sees all of them (it takes its part of each batch)."""
     n_all = data.n if isinstance(data, Rows) else len(data)
-    order = np.random.default_rng(seed).permutation(n_all)
+    order = np.arange(n_all, dtype=np.int32 if n_all < 2**31 else np.int64)  # 4 bytes a row: big files have many
+    np.random.default_rng(seed).shuffle(order)  # the permutation Generator.permutation(n) draws
     n_val = int(round(val_fraction * n_all))
     if val_fraction > 0 and (n_val < 1 or n_val >= n_all):
         raise ValueError(f"val_fraction={val_fraction} leaves no training or no validation data with {n_all} samples")
