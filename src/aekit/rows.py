@@ -13,10 +13,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 MANIFEST = "manifest.json"
 FORMAT = "aekit-shards-1"
+BF16 = np.dtype(ml_dtypes.bfloat16)  # activations are often stored in bfloat16 (safetensors "BF16")
 
 
 class Rows(ABC):
@@ -136,7 +138,7 @@ class ShardRows(Rows):
         try:
             meta = json.loads((self.dir / MANIFEST).read_text())
             self.sample_shape = tuple(int(s) for s in meta["sample_shape"])
-            self.dtype = np.dtype(meta["dtype"])
+            self.dtype = BF16 if meta["dtype"] == "bfloat16" else np.dtype(meta["dtype"])
             files = [(str(s["file"]), int(s["rows"])) for s in meta["shards"]]
         except FileNotFoundError:
             raise ValueError(f"{self.dir} has no {MANIFEST}: not a shard directory") from None
@@ -168,7 +170,7 @@ class ShardRows(Rows):
 
 _NP_DTYPES = {"F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
               "I64": np.dtype(np.int64), "I32": np.dtype(np.int32), "I16": np.dtype(np.int16),
-              "I8": np.dtype(np.int8), "U8": np.dtype(np.uint8), "BOOL": np.dtype(bool)}
+              "I8": np.dtype(np.int8), "U8": np.dtype(np.uint8), "BOOL": np.dtype(bool), "BF16": BF16}
 
 
 class _SafetensorsRows(Rows):
@@ -224,6 +226,79 @@ class HFRows(Rows):
         return np.asarray(self.ds[lo:hi][self.column])
 
 
+class ShardWriter:
+    """Writes shards into ``directory`` one call at a time and rewrites ``manifest.json`` after each, so a
+    writer that stops leaves a readable prefix; ``keep=k`` continues an existing directory after its first
+    ``k`` shards (those after are removed), as a resumed writer does. ``bfloat16`` shards are ``.safetensors``.
+
+    Example
+    -------
+    >>> w = ShardWriter("/tmp/aekit-doc-writer", meta={"source": "ones"})
+    >>> w.write(np.ones((3, 4), np.float32)); w.write(np.ones((2, 4), np.float32))
+    >>> ShardRows("/tmp/aekit-doc-writer").n
+    5
+    """
+
+    def __init__(self, directory: str | os.PathLike, fmt: str = "npy", meta: dict[str, Any] | None = None,
+                 keep: int = 0) -> None:
+        if fmt not in ("npy", "safetensors"):
+            raise ValueError(f"fmt must be 'npy' or 'safetensors', got {fmt!r}")
+        self.dir, self.fmt, self.meta = Path(directory), fmt, meta or {}
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.shards: list[dict] = []
+        self.shape: tuple[int, ...] | None = None
+        self.dtype: np.dtype | None = None
+        if keep:
+            old = ShardRows(self.dir)
+            if len(old.shards) < keep:
+                raise ValueError(f"{self.dir} holds {len(old.shards)} shards, fewer than the {keep} to keep")
+            self.shards = json.loads((self.dir / MANIFEST).read_text())["shards"][:keep]
+            self.shape, self.dtype = old.sample_shape, old.dtype
+        self._manifest()
+        names = {s["file"] for s in self.shards}
+        for f in self.dir.glob("shard-*"):
+            if f.name not in names:
+                f.unlink()  # written after the last shard kept: the resumed writer writes them again
+
+    @property
+    def count(self) -> int:
+        return sum(s["rows"] for s in self.shards)
+
+    def write(self, rows: np.ndarray) -> None:
+        """One shard of ``rows`` (n, ...), the same sample shape and dtype as every other shard."""
+        from safetensors.numpy import save_file
+        from safetensors.torch import save_file as save_torch
+
+        from .checkpoint import atomic_write
+
+        rows = np.ascontiguousarray(rows)
+        if self.shape is None:
+            self.shape, self.dtype = rows.shape[1:], rows.dtype
+        if rows.shape[1:] != self.shape or rows.dtype != self.dtype:
+            raise ValueError(f"every array must be (n, {', '.join(map(str, self.shape))}) {self.dtype}, "
+                             f"got {rows.shape} {rows.dtype}")
+        fmt = "safetensors" if rows.dtype == BF16 else self.fmt  # .npy has no bfloat16
+        name = f"shard-{len(self.shards):05d}.{fmt}"
+        if fmt == "npy":
+            atomic_write(self.dir / name, lambda tmp: _save_npy(tmp, rows))
+        elif rows.dtype == BF16:
+            import torch
+
+            t = torch.from_numpy(rows.view(np.int16)).view(torch.bfloat16)
+            atomic_write(self.dir / name, lambda tmp: save_torch({"x": t}, tmp))
+        else:
+            atomic_write(self.dir / name, lambda tmp: save_file({"x": rows}, tmp))
+        self.shards.append({"file": name, "rows": len(rows)})
+        self._manifest()
+
+    def _manifest(self) -> None:
+        from .checkpoint import write_json
+
+        write_json(self.dir / MANIFEST, {
+            "format": FORMAT, "sample_shape": list(self.shape or ()), "dtype": str(self.dtype or "float32"),
+            "count": self.count, "shards": self.shards, "meta": self.meta})
+
+
 def write_shards(directory: str | os.PathLike, arrays: Iterable[np.ndarray], rows_per_shard: int = 65_536,
                  fmt: str = "npy", meta: dict[str, Any] | None = None) -> Path:
     """Write the rows of ``arrays`` (an iterator of (n, ...) arrays of one shape and dtype) as shards of
@@ -238,45 +313,26 @@ def write_shards(directory: str | os.PathLike, arrays: Iterable[np.ndarray], row
     >>> ShardRows(d).n, len(ShardRows(d).shards)
     (15, 4)
     """
-    from safetensors.numpy import save_file
-
-    from .checkpoint import atomic_write, write_json
-
-    if fmt not in ("npy", "safetensors"):
-        raise ValueError(f"fmt must be 'npy' or 'safetensors', got {fmt!r}")
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    shards: list[dict] = []
+    writer = ShardWriter(directory, fmt, meta)
     pending: list[np.ndarray] = []
-    shape = dtype = None
-
-    def flush(rows: np.ndarray) -> None:
-        name = f"shard-{len(shards):05d}.{fmt}"
-        if fmt == "npy":
-            atomic_write(folder / name, lambda tmp: _save_npy(tmp, rows))
-        else:
-            atomic_write(folder / name, lambda tmp: save_file({"x": np.ascontiguousarray(rows)}, tmp))
-        shards.append({"file": name, "rows": len(rows)})
-        write_json(folder / MANIFEST, {"format": FORMAT, "sample_shape": list(shape), "dtype": str(dtype),
-                                       "count": sum(s["rows"] for s in shards), "shards": shards, "meta": meta or {}})
-
     for a in arrays:
         a = np.asarray(a)
-        if shape is None:
-            shape, dtype = a.shape[1:], a.dtype
-        if a.shape[1:] != shape or a.dtype != dtype:
-            raise ValueError(f"every array must be (n, {', '.join(map(str, shape))}) {dtype}, got {a.shape} {a.dtype}")
+        if writer.shape is None:
+            writer.shape, writer.dtype = a.shape[1:], a.dtype
+        if a.shape[1:] != writer.shape or a.dtype != writer.dtype:
+            raise ValueError(f"every array must be (n, {', '.join(map(str, writer.shape))}) {writer.dtype}, "
+                             f"got {a.shape} {a.dtype}")
         pending.append(a)
         while sum(len(p) for p in pending) >= rows_per_shard:
             rows = np.concatenate(pending)
-            flush(rows[:rows_per_shard])
+            writer.write(rows[:rows_per_shard])
             pending = [rows[rows_per_shard:]]
     rest = [p for p in pending if len(p)]
     if rest:
-        flush(np.concatenate(rest))
-    if shape is None:
+        writer.write(np.concatenate(rest))
+    if writer.shape is None:
         raise ValueError("write_shards got no arrays")
-    return folder
+    return writer.dir
 
 
 def _save_npy(path: str, rows: np.ndarray) -> None:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .files import as_tensor, param_dtype
-from .rows import Rows, open_rows
+from .rows import BF16, Rows, open_rows
 
 CHUNK_BYTES = 8 * 2**20  # rows read in one piece (a chunk) hold about this much stored data
 BUFFER_BYTES = 256 * 2**20  # default shuffle window: this much stored data
@@ -92,7 +92,9 @@ class Stream(Source):
         return data
 
     def to_device(self, stored: np.ndarray) -> Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(stored))
+        stored = np.ascontiguousarray(stored)
+        t = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16) if stored.dtype == BF16 \
+            else torch.from_numpy(stored)
         t = t.to(self.dtype).div_(255) if stored.dtype == np.uint8 else t.to(self.dtype)
         return (t.pin_memory() if self.pin else t).to(self.device, non_blocking=True)
 
@@ -157,7 +159,7 @@ def stored_check(validate: Callable[[Tensor], None], name: str) -> Callable[[np.
 
     def check(data: np.ndarray, first_row: int) -> None:
         try:
-            if data.dtype.kind == "f" and not np.isfinite(data).all():
+            if (data.dtype.kind == "f" or data.dtype == BF16) and not np.isfinite(data).all():
                 raise ValueError("contains NaN or inf")
             lo, hi = float(data.min()), float(data.max())
             scale = 255.0 if data.dtype == np.uint8 else 1.0

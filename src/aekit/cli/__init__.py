@@ -1,7 +1,7 @@
-"""The ``aekit`` command: train, evaluate, encode, reconstruct, report, compare, presets.
+"""The ``aekit`` command: train, evaluate, encode, reconstruct, report, compare, presets, activations.
 
 Bad input ends with one line ``error: …`` on stderr and exit status 2. ``train.py`` holds the
-``train`` command, ``use.py`` the commands that use a trained run.
+``train`` command, ``use.py`` the commands that use a trained run, ``interp.py`` ``activations``.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def _split_of_run(run_dir: Path):
     return _load_split(meta["data"], _opt_path(data_dir), seed, binarize, stream)
 
 
-from . import train, use  # noqa: E402, F401  (registers the commands)
+from . import interp, train, use  # noqa: E402, F401  (registers the commands)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,115 @@
+"""``aekit activations``: record a language model's activations at named layers into shards to train SAEs on."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import torch
+import typer
+
+from . import _fail, app, friendly, out
+
+TEXT_BLOCK = 1 << 20  # characters tokenised at a time: a text file of any size in bounded memory
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError:
+        _fail("this needs the transformers package: pip install 'aekit[sae]'")
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()  # one line of output per layer, not loading bars
+    return transformers
+
+
+def load_lm(path: Path, device: str = "cpu") -> torch.nn.Module:
+    """A Hugging Face model saved with ``save_pretrained`` in ``path`` (never downloaded), in eval mode."""
+    tf = _transformers()
+    if not (path / "config.json").is_file():
+        _fail(f"{path} is not a model directory (no config.json): give a directory written by save_pretrained")
+    try:
+        model = tf.AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    except ValueError:  # not a causal LM: the bare model
+        model = tf.AutoModel.from_pretrained(path, local_files_only=True)
+    return model.to(device).eval()
+
+
+def text_contexts(tokenizer, path: Path, context: int, batch_size: int) -> Iterator[torch.Tensor]:
+    """Batches (B, T) of consecutive, non-overlapping contexts of ``context`` tokens of a text file."""
+    ids: list[int] = []
+    batch: list[list[int]] = []
+    any_yielded = False
+    with open(path, encoding="utf-8", errors="replace") as f:
+        while block := f.read(TEXT_BLOCK) + f.readline():  # whole lines: no word cut between blocks
+            ids.extend(tokenizer(block, add_special_tokens=False)["input_ids"])
+            while len(ids) >= context:
+                batch.append(ids[:context])
+                del ids[:context]
+                if len(batch) == batch_size:
+                    yield torch.tensor(batch)
+                    batch, any_yielded = [], True
+    if batch:
+        yield torch.tensor(batch)
+    elif not any_yielded:
+        _fail(f"{path} holds {len(ids)} tokens, fewer than one context of {context}")
+
+
+def token_contexts(path: Path, batch_size: int) -> Iterator[torch.Tensor]:
+    """Batches of the rows (contexts of token ids) of a ``.npy`` file (N, T), read a batch at a time."""
+    from ..rows import NpyRows
+
+    rows = NpyRows(path)
+    if len(rows.sample_shape) != 1 or rows.dtype.kind not in "iu":
+        _fail(f"{path} must hold token ids of shape (contexts, tokens), integers; got "
+              f"{(rows.n, *rows.sample_shape)} {rows.dtype}")
+    for lo in range(0, rows.n, batch_size):
+        yield torch.from_numpy(rows.read(lo, min(lo + batch_size, rows.n)).astype(np.int64))
+
+
+@app.command()
+@friendly
+def activations(
+    model_dir: Annotated[Path, typer.Argument(help="A Hugging Face model directory (save_pretrained).")],
+    layer: Annotated[list[str], typer.Option(help="Submodule to record, e.g. transformer.h.3 (repeatable).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory of the capture (resumed if unfinished).")],
+    text: Annotated[Optional[Path], typer.Option(help="A UTF-8 text file, tokenised by the model's tokenizer.")] = None,
+    tokens: Annotated[Optional[Path], typer.Option(help="A .npy of token ids (contexts, tokens).")] = None,
+    context: Annotated[int, typer.Option(help="Tokens per context (with --text).")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Contexts per forward pass.")] = 16,
+    dtype: Annotated[str, typer.Option(help="float32 or bfloat16.")] = "float32",
+    max_tokens: Annotated[Optional[int], typer.Option(help="Stop after this many tokens (rows per layer).")] = None,
+    rows_per_shard: Annotated[int, typer.Option(help="Rows per shard file (the memory bound).")] = 65_536,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, ...")] = "cpu",
+) -> None:
+    """Record a model's activations at named layers over a text (or token ids) into shard directories.
+
+    Train a sparse autoencoder on them with: aekit train --data OUT/LAYER --stream --preset ...
+    """
+    from ..activations import capture
+
+    if (text is None) == (tokens is None):
+        _fail("give exactly one of --text FILE (tokenised by the model's tokenizer) and --tokens FILE.npy")
+    if context < 1 or batch_size < 1:
+        _fail(f"--context and --batch-size must be positive, got {context}, {batch_size}")
+    model = load_lm(model_dir, device)
+    if text is not None:
+        if not text.is_file():
+            _fail(f"file not found: {text}")
+        saved = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
+        if not any((model_dir / f).is_file() for f in saved):
+            _fail(f"no tokenizer in {model_dir}: save one there (save_pretrained) or pass --tokens FILE.npy")
+        tok = _transformers().AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        batches = text_contexts(tok, text, context, batch_size)
+    else:
+        batches = token_contexts(tokens, batch_size)
+    dirs = capture(model, layer, batches, out_dir, dtype=dtype, rows_per_shard=rows_per_shard,
+                   max_rows=max_tokens, meta={"source": str(text or tokens)})
+    from ..rows import ShardRows
+
+    for name, d in dirs.items():
+        rows = ShardRows(d)
+        out.print(f"{name}: {rows.n:,} tokens × {rows.sample_shape[0]} ({rows.dtype}) → {d}",
+                  markup=False, highlight=False)
