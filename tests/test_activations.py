@@ -29,11 +29,12 @@ def tiny_gpt2(seed=0):
 @pytest.fixture(scope="module")
 def lm_dir(tmp_path_factory):
     """A tiny GPT-2 and a byte-level BPE tokenizer trained here, saved as save_pretrained writes them."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     d = tmp_path_factory.mktemp("lm")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
     tok.train_from_iterator(TEXT.splitlines(), trainers.BpeTrainer(
         vocab_size=300, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
     transformers.PreTrainedTokenizerFast(tokenizer_object=tok).save_pretrained(d)
@@ -209,3 +210,29 @@ def test_cli_captures_a_saved_model_from_text_and_token_files(lm_dir, tmp_path):
     res = runner.invoke(app, ["activations", str(tmp_path), "--layer", "h", "--tokens", str(tmp_path / "ids.npy"),
                               "--out", str(tmp_path / "bad3")])
     assert res.exit_code == 2 and "is not a model directory (no config.json)" in res.output, res.output
+
+
+def test_from_a_model_to_an_evaluated_sae_in_three_commands(lm_dir, tmp_path):
+    runner = CliRunner()
+    acts, run = tmp_path / "acts", tmp_path / "run"
+    res = runner.invoke(app, ["activations", str(lm_dir), "--layer", "transformer.h.1", "--text",
+                              str(lm_dir / "corpus.txt"), "--context", "16", "--out", str(acts)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["train", "--preset", "sae-topk", "--data", str(acts / "transformer.h.1"), "--stream",
+                              "--expansion", "2", "--k", "4", "--epochs", "3", "--batch-size", "128",
+                              "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["evaluate", str(run), "--lm", str(lm_dir), "--contexts", "16"])
+    assert res.exit_code == 0, res.output
+    for what in ("fraction of variance unexplained (FVU)", "L0: mean active latents per token", "dead latents",
+                 "dense latents", "CE loss recovered", "KL(clean ‖ SAE spliced)"):
+        assert what in res.output, res.output
+    assert "mean active code units" not in res.output  # the SAE's own measures, not the generic ones
+    res = runner.invoke(app, ["report", str(run)])
+    assert res.exit_code == 0, res.output
+    page = (run / "report.html").read_text()
+    for what in ('alt="latent_density"', 'alt="l0_fvu"', "top-activating contexts", "<h3>latent ", "FVU"):
+        assert what in page, what
+    assert "&nbsp;quick" in page or "&nbsp;fox" in page  # tokens as text (the captured model's tokenizer)
+    res = runner.invoke(app, ["evaluate", str(run), "--lm", str(lm_dir), "--contexts", "0"])
+    assert res.exit_code == 2 and "--contexts" in res.output

@@ -127,6 +127,11 @@ ALTERNATIVES = {
     "channels": ([[8, 16]], {}),
     "beta": ([2.0], {}),
     "free_bits": ([0.5], {}),
+    "expansion": ([2], {}),
+    "unit_norm": ([lambda default: not default], {}),
+    "b_init": (["mean", "zero"], {}),
+    "threshold": ([0.5], {}),
+    "bandwidth": ([0.5], {}),
 }
 
 

@@ -15,8 +15,10 @@ from aekit.report import write_report
 
 COMMON = {"loss_curves", "reconstructions", "code_map"}
 EXTRA = {"denoising": {"denoising"}, "sparse": {"unit_activity"}, "ksparse": {"unit_activity"},
-         "contractive": {"tangents"}, "vae": {"samples", "interpolations"}}
-SMALL = {"hinton2006": {"hidden": [32, 16]}, "conv": {"channels": [4]}, "vae": {"hidden": [16]}}
+         "contractive": {"tangents"}, "vae": {"samples", "interpolations"},
+         **{f"sae-{v}": {"unit_activity"} for v in ("relu", "topk", "batchtopk", "jumprelu")}}
+SMALL = {"hinton2006": {"hidden": [32, 16]}, "conv": {"channels": [4]}, "vae": {"hidden": [16]},
+         **{f"sae-{v}": {"expansion": 2} for v in ("relu", "topk", "batchtopk", "jumprelu")}}
 
 
 def _figures(page: str) -> set[str]:

@@ -224,7 +224,7 @@ def test_auxk_needs_topk():
     from aekit import Autoencoder, Gaussian
     from aekit.networks import MLP
 
-    with pytest.raises(ValueError, match="AuxK needs a TopK code"):
+    with pytest.raises(ValueError, match="AuxK needs a code that tracks dead units: TopK"):
         Autoencoder(MLP([4, 3]), MLP([3, 4]), Gaussian(), input_shape=(4,), code_size=3, penalties=[AuxK(2)])
 
 

@@ -148,7 +148,6 @@ def capture(model: nn.Module, layers: str | Sequence[str], inputs: Iterable[Tens
         return fn
 
     def flush(final: bool = False) -> None:
-        nonlocal writers
         if not writers:
             extra = {"model": settings["model"], "dtype": settings["dtype"], "text": bool(text),
                      "rows_per_input": state["rows_per_input"], **(meta or {})}

@@ -266,7 +266,7 @@ def stream_split(path: str | os.PathLike, seed: int = 0, test_fraction: float = 
         raise ValueError(f"{rows.name}: {rows.n} samples are too few to hold out a test fraction of {test_fraction}")
     idx = np.random.default_rng(seed).permutation(rows.n)
     shape = rows.sample_shape if len(rows.sample_shape) != 2 else (1, *rows.sample_shape)
-    name = Path(path).stem
+    name = Path(path).name if Path(path).is_dir() else Path(path).stem  # a shard directory: its whole name
     return Split(Dataset(SubsetRows(rows, idx[n_test:]), None, shape, name),
                  Dataset(SubsetRows(rows, idx[:n_test]), None, shape, name))
 

@@ -190,8 +190,11 @@ class Autoencoder(nn.Module):
 
     def prepare(self, x: Tensor) -> None:
         """Let parts with data-dependent defaults see the training data ``x`` (N, D) once (called by
-        :func:`~aekit.train.fit` before the first step); e.g. salt-and-pepper noise takes the data's range."""
-        self.corruption.prepare(x)
+        :func:`~aekit.train.fit` before the first step); e.g. salt-and-pepper noise takes the data's range,
+        an SAE its activation scale and decoder bias. Any part with a ``prepare(x)`` method takes part."""
+        for part in (self.corruption, self.encoder, self.decoder, self.likelihood, *self.penalties):
+            if callable(getattr(part, "prepare", None)):
+                part.prepare(x)
 
     def encode(self, x: Tensor) -> Tensor:
         """The code h = f(x) as features, shape (B, K), without corruption; the posterior mean for a

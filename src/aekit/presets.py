@@ -311,3 +311,4 @@ def vae(
     decoder = MLP([code_size, *reversed(hidden), d], activation)
     return Autoencoder(encoder, decoder, make_likelihood(likelihood, sigma, d), input_shape=input_shape,
                        code_size=code_size, penalties=[GaussianKL(beta, free_bits)])
+from . import sae  # noqa: E402, F401  (registers the SAE presets: sae-relu, sae-topk, sae-batchtopk, sae-jumprelu)

@@ -26,6 +26,7 @@ from .corruption import Identity  # noqa: E402
 from .data import Split  # noqa: E402
 from .metrics import encode, reconstruct  # noqa: E402
 from .model import Autoencoder, CodeConstraint  # noqa: E402
+from .sae import SAEEncoder  # noqa: E402
 
 N_SHOW = 10  # images per row in the grids
 
@@ -222,16 +223,26 @@ def write_report(run_dir: str | Path, split: Split, model: Autoencoder | None = 
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] \
         if (run / "metrics.jsonl").is_file() else []
     images = {name: _png(build(), run / f"{name}.png") for name, build in figures(model, split, rows).items()}
+    sae_measures, contexts = {}, ""
+    if isinstance(model.encoder, SAEEncoder):  # a sparse autoencoder on activations: its own page
+        from .report_sae import sae_sections
+
+        sae_measures, figs, contexts = sae_sections(model, split.test.x)
+        images.update({name: _png(fig, run / f"{name}.png") for name, fig in figs.items()})
     config = {"model": model.config}
     if (run / "train.json").is_file():
         config["train"] = json.loads((run / "train.json").read_text()).get("train")
     metrics = json.loads((run / "evaluation.json").read_text()) if (run / "evaluation.json").is_file() else {}
+    metrics.update(sae_measures)
     if rows:
         metrics.update({f"last epoch: {k}": v for k, v in rows[-1].items() if k.startswith(("train_", "val_"))})
     title = f"aekit report: {model.config['preset'] if model.config else 'model'} on {split.test.name}"
     body = [f"<h1>{html.escape(title)}</h1>", "<h2>metrics</h2>", _table(metrics)]
     for name, b64 in images.items():
         body.append(f"<h2>{name.replace('_', ' ')}</h2><img alt=\"{name}\" src=\"data:image/png;base64,{b64}\">")
+    if contexts:
+        body.append("<h2>top-activating contexts</h2><p>tokens shaded by the latent's activation; the top token "
+                    "boxed; hover for values</p>" + contexts)
     body += ["<h2>config</h2>", f"<pre>{html.escape(json.dumps(config, indent=2))}</pre>"]
     page = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>" + html.escape(title) + "</title>"
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}"

@@ -111,6 +111,8 @@ class TopK(CodeConstraint):
     dead_after
         A unit that has not fired (value > ``ALIVE`` = 1e-3, Gao et al.'s threshold) for more
         than this many training samples counts as dead (for AuxK and statistics).
+    positive
+        Apply a ReLU to the k kept values (Gao et al.'s SAEs): at most k units are non-zero.
 
     Example
     -------
@@ -122,9 +124,9 @@ class TopK(CodeConstraint):
     ALIVE = 1e-3
 
     def __init__(self, k: int, alpha: float = 1.0, k_start: int | None = None, anneal_steps: int = 0,
-                 dead_after: int = 10_000) -> None:
+                 dead_after: int = 10_000, positive: bool = False) -> None:
         super().__init__()
-        self.k = integer(k, "k")
+        self.k, self.positive = integer(k, "k"), bool(positive)
         if not (is_number(alpha) and alpha >= 1):
             raise ValueError(f"alpha must be >= 1, got {alpha!r}")
         self.alpha = float(alpha)
@@ -153,9 +155,11 @@ class TopK(CodeConstraint):
     def forward(self, a: Tensor) -> Tensor:
         k = min(self.current_k(), a.shape[1])
         vals, idx = a.topk(k, dim=1)
-        h = torch.zeros_like(a).scatter(1, idx, vals)
+        h = torch.zeros_like(a).scatter(1, idx, vals.relu() if self.positive else vals)
         if self.training and not self.features:
             self.pre = a
+            if len(self.since_fired) != a.shape[1]:  # a TopK used on its own, without check_size
+                self.since_fired = torch.zeros(a.shape[1], dtype=torch.long, device=a.device)
             with torch.no_grad():
                 fired = (h > self.ALIVE).any(0)
                 self.since_fired += len(a)
@@ -193,11 +197,11 @@ class AuxK(Penalty):
         self.k_aux, self.coef = integer(k_aux, "k_aux"), number(coef, "AuxK coef", 0)
 
     def check(self, model: Autoencoder) -> None:
-        if not isinstance(getattr(model.encoder, "final", None), TopK):
-            raise ValueError("AuxK needs a TopK code (the ksparse preset)")
+        if _tracker(model) is None:
+            raise ValueError("AuxK needs a code that tracks dead units: TopK (the ksparse preset) or an SAE encoder")
 
     def forward(self, b: Batch) -> Tensor:
-        topk: TopK = b.model.encoder.final
+        topk = _tracker(b.model)  # TopK, or an SAE encoder: the pre-activations and the dead units
         dead = topk.dead()
         if not b.model.training or topk.pre is None or not dead.any():
             return b.h.new_zeros(())
@@ -213,3 +217,11 @@ class AuxK(Penalty):
         if total == 0:
             return b.h.new_zeros(())
         return self.coef * (e - e_hat).square().sum() / total
+
+
+def _tracker(model: Autoencoder):
+    """The part that records pre-activations (``pre``) and dead units (``dead()``): the encoder, or its final TopK."""
+    for part in (model.encoder, getattr(model.encoder, "final", None)):
+        if callable(getattr(part, "dead", None)) and hasattr(part, "pre"):
+            return part
+    return None

@@ -135,6 +135,11 @@ def _run_data(run_dir: Path, data: str | None, data_dir: Path | None, binarize: 
     return _load_split(data, data_dir, binarize=binarize)
 
 
+def _run_data_path(run_dir: Path) -> str:
+    """What a run was trained on, as its data.json names it (a data set name or a path)."""
+    return str(_read_json(run_dir / "data.json")["data"])
+
+
 def _split_of_run(run_dir: Path):
     """The data a run was trained on, as its data.json records it."""
     path = run_dir / "data.json"

@@ -113,3 +113,44 @@ def activations(
         rows = ShardRows(d)
         out.print(f"{name}: {rows.n:,} tokens × {rows.sample_shape[0]} ({rows.dtype}) → {d}",
                   markup=False, highlight=False)
+
+
+def is_sae(model) -> bool:
+    from ..sae import SAEEncoder
+
+    return isinstance(model.encoder, SAEEncoder)
+
+
+def sae_rows(model, x_test) -> tuple[dict[str, float], list[tuple[str, str]]]:
+    """The SAE measures of the test activations (streamed): FVU, L0, dead and dense latents."""
+    from ..splice import sae_metrics
+
+    m = sae_metrics(model, x_test)
+    rows = [("fraction of variance unexplained (FVU)", f"{m['fvu']:.4f}"),
+            ("L0: mean active latents per token", f"{m['l0']:.2f}"),
+            (f"dead latents (never active on these {m['tokens']:,} tokens)", f"{m['dead_fraction']:.2%}"),
+            ("dense latents (active on > 10 % of tokens)", f"{m['dense_fraction']:.2%}")]
+    return {k: v for k, v in m.items() if k != "density"}, rows
+
+
+def ce_rows(model, data: str, lm_dir: Path, n_contexts: int, device: str) -> tuple[dict[str, float], list]:
+    """CE loss recovered with the SAE spliced into the layer its activations came from: the capture's
+    manifest names the layer and keeps the token contexts; ``n_contexts`` of them (seeded) are scored."""
+    import json
+
+    from ..activations import contexts
+    from ..splice import ce_loss_recovered
+
+    manifest = Path(data) / "manifest.json"
+    meta = json.loads(manifest.read_text()).get("meta", {}) if manifest.is_file() else {}
+    if not meta.get("layer") or not meta.get("tokens"):
+        _fail(f"--lm needs activations captured from token ids by `aekit activations`; {data} does not say which "
+              "layer and contexts they came from")
+    _, tokens, _ = contexts(data)
+    idx = np.sort(np.random.default_rng(0).choice(tokens.n, size=min(n_contexts, tokens.n), replace=False))
+    ids = torch.from_numpy(tokens.take(idx).astype(np.int64))
+    res = ce_loss_recovered(load_lm(lm_dir, device), meta["layer"], model, ids.split(8))
+    return res, [(f"CE loss, clean / SAE spliced / zero-ablated ({meta['layer']}; nats per token)",
+                  f"{res['ce_clean']:.4f} / {res['ce_sae']:.4f} / {res['ce_zero']:.4f}"),
+                 ("CE loss recovered", f"{res['ce_recovered']:.2%}"),
+                 ("KL(clean ‖ SAE spliced), nats per token", f"{res['kl_sae']:.4f}")]

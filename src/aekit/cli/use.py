@@ -12,7 +12,8 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from . import MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _run_data, _run_model, app, err, friendly, out
+from . import (MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _run_data, _run_data_path, _run_model,
+               app, err, friendly, out)
 
 
 def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000) -> dict[str, float]:
@@ -22,6 +23,7 @@ def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples:
                            squared_error_stream)
     from ..rows import Rows
     from ..train import as_tensor, evaluate
+    from .interp import is_sae
 
     x_te = split.test.x
     streamed = isinstance(x_te, Rows)  # on disk: every measure streams, or uses a sample where it says so
@@ -48,7 +50,7 @@ def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples:
         t.add_row("aekit / PCA", f"{res['test_squared_error'] / res['pca_squared_error']:.3f}")
     if model.stochastic:
         res.update(_stochastic_metrics(model, x_te, iw_samples, t))
-    elif model.is_regularised:
+    elif model.is_regularised and not is_sae(model):  # an SAE's sparsity measures come in ``rows``
         res.update(regularised_metrics(model, x_te))
     for key, label in _LABELS.items():
         if key in res:
@@ -93,18 +95,32 @@ def evaluate(
     binarize: Annotated[bool, typer.Option(help="Stochastically binarise --data (seeded), for a VAE's likelihood.")] = False,
     iw_samples: Annotated[int, typer.Option(help="Importance samples k of the NLL estimate (stochastic models).")] = 1000,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    lm: Annotated[Optional[Path], typer.Option(help="SAE runs: the model the activations came from (a "
+                                               "save_pretrained directory), for the CE loss recovered.")] = None,
+    contexts: Annotated[int, typer.Option(help="Contexts of the capture scored with --lm.")] = 64,
     plugin: Plugins = None,
     model_fn: ModelFn = None,
 ) -> None:
-    """Evaluate a trained model on the test split of its data (or of --data)."""
+    """Evaluate a trained model on the test split of its data (or of --data); an SAE also by FVU, L0, dead and
+    dense latents, and with --lm by the CE loss recovered when spliced into the model."""
     from .._checks import integer
     from ..train import resolve_device
+    from .interp import ce_rows, is_sae, sae_rows
 
     _plugins(plugin)
     integer(iw_samples, "--iw-samples", high=MAX_IW)
-    model = _run_model(run_dir, resolve_device(device), model_fn)
+    integer(contexts, "--contexts")
+    dev = resolve_device(device)
+    model = _run_model(run_dir, dev, model_fn)
+    if lm is not None and not is_sae(model):
+        _fail("--lm applies to sparse autoencoders on activations (the sae-* presets)")
     split = _run_data(run_dir, data, data_dir, binarize)
-    _report(model, split, iw_samples=iw_samples)
+    extra: list[tuple[str, str]] = []
+    if is_sae(model):
+        _, extra = sae_rows(model, split.test.x)
+        if lm is not None:
+            extra += ce_rows(model, data or _run_data_path(run_dir), lm, contexts, str(dev))[1]
+    _report(model, split, extra, iw_samples=iw_samples)
 
 
 def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: str, plugin: list[str] | None,

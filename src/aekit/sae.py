@@ -1,0 +1,340 @@
+"""Sparse autoencoders on a network's activations (dictionary learning for interpretability), as parts.
+
+The conventions the SAE papers share, each a part of the composed :class:`~aekit.model.Autoencoder`:
+
+    x̄ = s·x                      activations scaled so that E‖x̄‖² = d (s set once from the training data)
+    h = σ(W_e (x̄ − b_d) + b_e)   pre-encoder bias b_d = the decoder's bias (initialised to the geometric
+                                 median of x̄), W_e initialised to W_dᵀ; σ: ReLU, TopK, BatchTopK, JumpReLU
+    r = (W_d h + b_d) / s        decoder columns of unit norm (a parametrisation: exact after every step)
+    loss = d‖x − r‖²/E‖x‖² + Ω   the squared error in scaled units (:class:`ScaledGaussian`), plus penalties
+
+Papers: Bricken et al. 2023 and Anthropic's April 2024 update (ReLU, decoder-norm-weighted L1); Gao et al.
+2024 (TopK, AuxK); Bussmann et al. 2024 (BatchTopK); Rajamanoharan et al. 2024 (JumpReLU).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from ._checks import integer, number
+from .likelihoods import Likelihood
+from .model import Batch, CodeConstraint, Penalty
+
+ALIVE = 1e-3  # a latent fires when its activation exceeds this (Gao et al.)
+
+
+def geometric_median(x: Tensor, iters: int = 100, tol: float = 1e-7) -> Tensor:
+    """The point minimising Σᵢ‖xᵢ − m‖ (Weiszfeld's algorithm), shape (D,); the mean starts it."""
+    m = x.mean(0)
+    for _ in range(iters):
+        w = 1 / (x - m).norm(dim=1).clamp_min(1e-12)
+        new = (w[:, None] * x).sum(0) / w.sum()
+        if (new - m).norm() <= tol * max(1.0, float(m.norm())):
+            return new
+        m = new
+    return m
+
+
+class UnitColumns(nn.Module):
+    """Parametrisation W = V / ‖V‖ per column: the decoder's dictionary directions have unit norm."""
+
+    def forward(self, v: Tensor) -> Tensor:
+        return v / v.norm(dim=0, keepdim=True).clamp_min(1e-12)
+
+
+class SAEDecoder(nn.Module):
+    """r = (W_d h + b_d) / s: dictionary W_d (D, K), bias b_d (D,), the data scale s.
+
+    ``prepare(x)`` (once, before training) sets s = √(D / E‖x‖²) and b_d from the scaled data:
+    ``b_init`` = ``"median"`` (geometric median), ``"mean"`` or ``"zero"``.
+    """
+
+    def __init__(self, code_size: int, d: int, unit_norm: bool = True, b_init: str = "median") -> None:
+        super().__init__()
+        if b_init not in ("median", "mean", "zero"):
+            raise ValueError(f"b_init must be 'median', 'mean' or 'zero', got {b_init!r}")
+        self.b_init = b_init
+        w = torch.randn(d, code_size)
+        self.weight = nn.Parameter(w / w.norm(dim=0, keepdim=True))
+        self.bias = nn.Parameter(torch.zeros(d))
+        self.register_buffer("scale", torch.ones(()))
+        self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
+        if unit_norm:
+            parametrize.register_parametrization(self, "weight", UnitColumns())
+
+    @torch.no_grad()
+    def prepare(self, x: Tensor) -> None:
+        if self.ready:  # a model trained further keeps its scale and bias
+            return
+        x = x.double()
+        self.scale.fill_(math.sqrt(x.shape[1] / float(x.square().sum(1).mean().clamp_min(1e-30))))
+        xs = x * self.scale
+        b = {"median": lambda: geometric_median(xs[:65_536]), "mean": lambda: xs.mean(0),
+             "zero": lambda: torch.zeros_like(xs[0])}[self.b_init]()
+        self.bias.copy_(b.to(self.bias))
+        self.ready.fill_(True)
+
+    def norms(self) -> Tensor:
+        """‖W_d,i‖ per latent, (K,)."""
+        return self.weight.norm(dim=0)
+
+    def forward(self, h: Tensor) -> Tensor:
+        return F.linear(h, self.weight.to(h.dtype), self.bias.to(h.dtype)) / self.scale
+
+
+class SAEEncoder(nn.Module):
+    """h = σ(W_e (s·x − b_d) + b_e), reading s and b_d from ``decoder``; W_e starts as W_dᵀ.
+
+    Tracks, in training, the tokens since each latent last fired (``since_fired``); latents silent for more
+    than ``dead_after`` tokens are :meth:`dead` (AuxK revives them).
+    """
+
+    def __init__(self, decoder: SAEDecoder, final: nn.Module, dead_after: int = 10_000_000) -> None:
+        super().__init__()
+        object.__setattr__(self, "decoder", decoder)  # a reference: b_d and s belong to the decoder
+        w = decoder.weight.detach()
+        self.weight = nn.Parameter(w.t().contiguous())  # a row-major copy: the layout a reload has
+        self.bias = nn.Parameter(torch.zeros(w.shape[1]))
+        self.final = final
+        self.dead_after = integer(dead_after, "dead_after")
+        self.register_buffer("since_fired", torch.zeros(w.shape[1], dtype=torch.long))
+        self.pre: Tensor | None = None  # the last training pre-activations (B, K), for AuxK
+
+    def forward(self, x: Tensor) -> Tensor:
+        dec = self.decoder
+        a = F.linear(x * dec.scale.to(x.dtype) - dec.bias.to(x.dtype), self.weight.to(x.dtype),
+                     self.bias.to(x.dtype))
+        h = self.final(a)
+        if self.training:
+            self.pre = a
+            with torch.no_grad():
+                self.since_fired += len(x)
+                self.since_fired[(h > ALIVE).any(0)] = 0
+        return h
+
+    def dead(self) -> Tensor:
+        """Boolean mask (K,) of latents silent for more than ``dead_after`` training tokens."""
+        return self.since_fired > self.dead_after
+
+
+class BatchTopK(CodeConstraint):
+    """BatchTopK (Bussmann et al. 2024): keep the k·B largest activations of the whole batch (ReLU first).
+
+    In training the smallest kept activation of each batch updates a threshold θ (a running mean); in
+    evaluation every activation above θ is kept, so a token's code no longer depends on its batch.
+    """
+
+    def __init__(self, k: int, momentum: float = 0.99) -> None:
+        super().__init__()
+        self.k = integer(k, "k")
+        self.momentum = number(momentum, "threshold momentum", 0, 1, high_open=True)
+        self.register_buffer("threshold", torch.full((), math.nan))  # NaN: no training batch seen yet
+
+    def forward(self, a: Tensor) -> Tensor:
+        a = a.relu()
+        if not self.training:
+            return a * (a > self.threshold) if not self.threshold.isnan() else a
+        vals, idx = a.flatten().topk(min(self.k * len(a), a.numel()))
+        h = torch.zeros_like(a).flatten().scatter(0, idx, vals).view_as(a)
+        with torch.no_grad():
+            low = vals[vals > 0].min() if (vals > 0).any() else vals.new_zeros(())
+            t = self.threshold
+            self.threshold = low.float() if t.isnan() else self.momentum * t + (1 - self.momentum) * low.float()
+        return h
+
+
+class _JumpReLU(torch.autograd.Function):
+    """h = a·H(a − θ); ∂h/∂θ by the straight-through estimate −(θ/ε)·1{|a − θ| < ε/2} (Rajamanoharan et al.)."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, theta: Tensor, eps: float) -> Tensor:
+        ctx.save_for_backward(a, theta)
+        ctx.eps = eps
+        return a * (a > theta)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        a, theta = ctx.saved_tensors
+        near = ((a - theta).abs() < ctx.eps / 2).to(g.dtype)
+        return g * (a > theta), (-(theta / ctx.eps) * near * g).sum(0), None
+
+
+class _Step(torch.autograd.Function):
+    """H(a − θ), with ∂/∂θ = −(1/ε)·1{|a − θ| < ε/2} and no gradient to a (the L0 penalty's)."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, theta: Tensor, eps: float) -> Tensor:
+        ctx.save_for_backward(a, theta)
+        ctx.eps = eps
+        return (a > theta).to(a.dtype)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        a, theta = ctx.saved_tensors
+        near = ((a - theta).abs() < ctx.eps / 2).to(g.dtype)
+        return None, (-(1 / ctx.eps) * near * g).sum(0), None
+
+
+class JumpReLU(CodeConstraint):
+    """JumpReLU (Rajamanoharan et al. 2024): h = a·H(a − θ) with a learned threshold θ > 0 per latent.
+
+    Thresholds learn through straight-through estimates with a rectangle kernel of width ``bandwidth``;
+    the L0 penalty (:class:`L0`) reads ``gates`` = H(a − θ) of the last forward pass.
+    """
+
+    def __init__(self, code_size: int, threshold: float = 0.001, bandwidth: float = 0.001) -> None:
+        super().__init__()
+        self.bandwidth = number(bandwidth, "bandwidth", 0, low_open=True)
+        init = number(threshold, "threshold", 0, low_open=True)
+        self.log_threshold = nn.Parameter(torch.full((code_size,), math.log(init)))
+        self.gates: Tensor | None = None
+
+    def forward(self, a: Tensor) -> Tensor:
+        theta = self.log_threshold.exp().to(a.dtype)
+        a = a.relu()
+        self.gates = _Step.apply(a, theta, self.bandwidth)
+        return _JumpReLU.apply(a, theta, self.bandwidth)
+
+
+class DecoderNormL1(Penalty):
+    """λ·Σᵢ hᵢ‖W_d,i‖ per token, averaged (Anthropic's April 2024 update): L1 that cannot be dodged by
+    shrinking h and growing the decoder's columns."""
+
+    name = "l1"
+
+    def __init__(self, lam: float) -> None:
+        super().__init__()
+        self.lam = number(lam, "L1 lam", 0)
+
+    def check(self, model) -> None:
+        if not isinstance(model.decoder, SAEDecoder):
+            raise ValueError("DecoderNormL1 needs an SAEDecoder")
+
+    def forward(self, b: Batch) -> Tensor:
+        return self.lam * (b.h.float().abs() @ b.model.decoder.norms().float()).mean()
+
+
+class L0(Penalty):
+    """λ·‖h‖₀ per token, averaged, through JumpReLU's straight-through gates."""
+
+    name = "l0"
+
+    def __init__(self, lam: float) -> None:
+        super().__init__()
+        self.lam = number(lam, "L0 lam", 0)
+
+    def check(self, model) -> None:
+        if not isinstance(getattr(model.encoder, "final", None), JumpReLU):
+            raise ValueError("the L0 penalty needs a JumpReLU code")
+
+    def forward(self, b: Batch) -> Tensor:
+        return self.lam * b.model.encoder.final.gates.float().sum(1).mean()
+
+
+class ScaledGaussian(Likelihood):
+    """A Gaussian whose σ² = E‖x‖² / (2D) is set from the training data (``prepare``), so that
+
+        −log p(x | r) = D‖x − r‖² / E‖x‖² + (D/2)·log(2πσ²)
+
+    is the SAE papers' squared error on activations scaled to E‖x̄‖² = D, plus a constant, in nats.
+    """
+
+    name = "gaussian_scaled"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("sigma", torch.ones(()))
+        self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
+
+    @torch.no_grad()
+    def prepare(self, x: Tensor) -> None:
+        if not self.ready:
+            self.sigma.fill_(math.sqrt(float(x.double().square().sum(1).mean().clamp_min(1e-30)) / (2 * x.shape[1])))
+            self.ready.fill_(True)
+
+    def nll(self, r: Tensor, x: Tensor) -> Tensor:
+        var = self.sigma.to(r.dtype) ** 2
+        return 0.5 * (r - x).square().flatten(1).sum(1) / var + 0.5 * x[0].numel() * torch.log(2 * math.pi * var)
+
+    def mean(self, r: Tensor) -> Tensor:
+        return r
+
+
+# ----------------------------------------------------------------------------------------------- presets
+
+def _sae(input_shape: tuple[int, ...], code_size: int, expansion: int, final, penalties, unit_norm: bool,
+         b_init: str, dead_after: int, aux_k: int, aux_coef: float):
+    from .model import Autoencoder
+    from .sparse import AuxK
+
+    d = math.prod(input_shape)
+    if code_size and expansion != 16:
+        raise ValueError(f"option expansion={expansion!r} has no effect here: code_size={code_size} sets the size")
+    if not aux_k and (dead_after != 10_000_000 or aux_coef != 1 / 32):
+        raise ValueError("options dead_after and aux_coef have no effect here: they apply with aux_k > 0 (AuxK)")
+    k_size = integer(code_size or integer(expansion, "expansion") * d, "code_size")
+    final = final(k_size) if callable(final) and not isinstance(final, nn.Module) else final
+    if hasattr(final, "check_size"):
+        final.check_size(k_size)  # TopK: k ≤ K, and its firing record
+    dec = SAEDecoder(k_size, d, unit_norm, b_init)
+    enc = SAEEncoder(dec, final, dead_after)
+    aux = [AuxK(min(aux_k, k_size), aux_coef)] if aux_k else []
+    return Autoencoder(enc, dec, ScaledGaussian(), input_shape=input_shape, code_size=k_size,
+                       penalties=[*penalties, *aux])
+
+
+def _auto(value: float, paper: float, d: int) -> float:
+    """``value``, or for 0 the paper's ``paper`` (set at E‖x‖² = 1) in our units (E‖x̄‖² = D): × √D."""
+    return value if value else paper * math.sqrt(d)
+
+
+def _register() -> None:
+    from .registry import register
+    from .sparse import TopK
+
+    sae_train = dict(epochs=1, batch_size=4096, lr=4e-4, val_fraction=0.0)
+    common = "code_size (0: expansion × d), unit-norm decoder columns, b_d from the geometric median"
+
+    @register("sae-relu", f"SAE: ReLU + decoder-norm-weighted L1 (Anthropic 2024); {common}", **sae_train)
+    def sae_relu(input_shape: tuple[int, ...], code_size: int = 0, expansion: int = 16, lam: float = 5.0,
+                 unit_norm: bool = False, b_init: str = "median"):
+        """ReLU latents with λ·Σ hᵢ‖W_d,i‖; decoder columns free by default (the norm is in the penalty)."""
+        return _sae(input_shape, code_size, expansion, nn.ReLU(), [DecoderNormL1(lam)], unit_norm, b_init,
+                    10_000_000, 0, 1 / 32)
+
+    @register("sae-topk", f"SAE: TopK latents + AuxK (Gao et al. 2024); {common}", **sae_train)
+    def sae_topk(input_shape: tuple[int, ...], code_size: int = 0, expansion: int = 16, k: int = 32,
+                 aux_k: int = 256, aux_coef: float = 1 / 32, unit_norm: bool = True, b_init: str = "median",
+                 dead_after: int = 10_000_000):
+        """The k largest latents per token (ReLU after TopK); AuxK models the residual with dead latents."""
+        return _sae(input_shape, code_size, expansion, TopK(k, positive=True, dead_after=dead_after), [],
+                    unit_norm, b_init, dead_after, aux_k, aux_coef)
+
+    @register("sae-batchtopk", f"SAE: BatchTopK latents + AuxK (Bussmann et al. 2024); {common}", **sae_train)
+    def sae_batchtopk(input_shape: tuple[int, ...], code_size: int = 0, expansion: int = 16, k: int = 32,
+                      aux_k: int = 256, aux_coef: float = 1 / 32, unit_norm: bool = True, b_init: str = "median",
+                      dead_after: int = 10_000_000):
+        """k·B latents over a batch of B tokens in training; a learned global threshold at inference."""
+        return _sae(input_shape, code_size, expansion, BatchTopK(k), [], unit_norm, b_init, dead_after, aux_k,
+                    aux_coef)
+
+    @register("sae-jumprelu", f"SAE: JumpReLU latents + L0 penalty (Rajamanoharan et al. 2024); {common}",
+              **sae_train)
+    def sae_jumprelu(input_shape: tuple[int, ...], code_size: int = 0, expansion: int = 16, lam: float = 0.05,
+                     threshold: float = 0.0, bandwidth: float = 0.0, unit_norm: bool = True,
+                     b_init: str = "median"):
+        """Learned per-latent thresholds through straight-through estimates; λ·‖h‖₀.
+
+        ``threshold`` and ``bandwidth`` 0: the paper's 0.001 in our units (activations scaled to E‖x̄‖² = d): 0.001·√d.
+        """
+        d = math.prod(input_shape)
+        final = lambda k: JumpReLU(k, _auto(threshold, 0.001, d), _auto(bandwidth, 0.001, d))  # noqa: E731
+        return _sae(input_shape, code_size, expansion, final, [L0(lam)], unit_norm, b_init, 10_000_000, 0, 1 / 32)
+
+
+_register()
