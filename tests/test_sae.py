@@ -8,7 +8,7 @@ import torch
 from scipy.optimize import minimize
 
 from aekit import create, fit
-from aekit.sae import BatchTopK, JumpReLU, ScaledGaussian, geometric_median
+from aekit.sae import INIT_NORM, BatchTopK, JumpReLU, ScaledGaussian, geometric_median
 from aekit.sparse import TopK
 
 
@@ -82,7 +82,7 @@ def test_decoder_columns_stay_unit_norm_after_every_step():
 def test_conventions_scale_median_bias_tied_init_and_the_loss():
     x = sparse_data().double()
     m = create("sae-topk", (16,), expansion=4, k=3)
-    assert torch.equal(m.encoder.weight, m.decoder.weight.t())  # W_e starts as W_dᵀ
+    assert torch.equal(m.encoder.weight, m.decoder.weight.t() * INIT_NORM)  # W_e starts as W_dᵀ (scaled)
     m.double()
     m.prepare(x)
     s = m.decoder.scale

@@ -26,6 +26,7 @@ from .likelihoods import Likelihood
 from .model import Batch, CodeConstraint, Penalty
 
 ALIVE = 1e-3  # a latent fires when its activation exceeds this (Gao et al.)
+INIT_NORM = 0.1  # the initial norm of the decoder's free parameters and of the encoder's rows
 
 
 def geometric_median(x: Tensor, iters: int = 100, tol: float = 1e-7) -> Tensor:
@@ -60,7 +61,9 @@ class SAEDecoder(nn.Module):
             raise ValueError(f"b_init must be 'median', 'mean' or 'zero', got {b_init!r}")
         self.b_init = b_init
         w = torch.randn(d, code_size)
-        self.weight = nn.Parameter(w / w.norm(dim=0, keepdim=True))
+        # columns of norm INIT_NORM under the unit-norm parametrisation: Adam's steps, of a fixed size, then turn
+        # a direction 10x faster than at norm 1 (SAELens's decoder_init_norm 0.1 does the same)
+        self.weight = nn.Parameter(w / w.norm(dim=0, keepdim=True) * (INIT_NORM if unit_norm else 1.0))
         self.bias = nn.Parameter(torch.zeros(d))
         self.register_buffer("scale", torch.ones(()))
         self.register_buffer("ready", torch.zeros((), dtype=torch.bool))
@@ -98,7 +101,7 @@ class SAEEncoder(nn.Module):
         super().__init__()
         object.__setattr__(self, "decoder", decoder)  # a reference: b_d and s belong to the decoder
         w = decoder.weight.detach()
-        self.weight = nn.Parameter(w.t().contiguous())  # a row-major copy: the layout a reload has
+        self.weight = nn.Parameter((w.t() * INIT_NORM).contiguous())  # W_e = W_dᵀ, at the decoder parameters' scale
         self.bias = nn.Parameter(torch.zeros(w.shape[1]))
         self.final = final
         self.dead_after = integer(dead_after, "dead_after")
@@ -312,7 +315,7 @@ def _register() -> None:
                  aux_k: int = 256, aux_coef: float = 1 / 32, unit_norm: bool = True, b_init: str = "median",
                  dead_after: int = 10_000_000):
         """The k largest latents per token (ReLU after TopK); AuxK models the residual with dead latents."""
-        return _sae(input_shape, code_size, expansion, TopK(k, positive=True, dead_after=dead_after), [],
+        return _sae(input_shape, code_size, expansion, TopK(k, positive=True, track=False), [],
                     unit_norm, b_init, dead_after, aux_k, aux_coef)
 
     @register("sae-batchtopk", f"SAE: BatchTopK latents + AuxK (Bussmann et al. 2024); {common}", **sae_train)

@@ -113,6 +113,8 @@ class TopK(CodeConstraint):
         than this many training samples counts as dead (for AuxK and statistics).
     positive
         Apply a ReLU to the k kept values (Gao et al.'s SAEs): at most k units are non-zero.
+    track
+        Record firing (for AuxK and ``dead``); off where the encoder around it records it (an SAE).
 
     Example
     -------
@@ -124,9 +126,9 @@ class TopK(CodeConstraint):
     ALIVE = 1e-3
 
     def __init__(self, k: int, alpha: float = 1.0, k_start: int | None = None, anneal_steps: int = 0,
-                 dead_after: int = 10_000, positive: bool = False) -> None:
+                 dead_after: int = 10_000, positive: bool = False, track: bool = True) -> None:
         super().__init__()
-        self.k, self.positive = integer(k, "k"), bool(positive)
+        self.k, self.positive, self.track = integer(k, "k"), bool(positive), bool(track)
         if not (is_number(alpha) and alpha >= 1):
             raise ValueError(f"alpha must be >= 1, got {alpha!r}")
         self.alpha = float(alpha)
@@ -154,9 +156,9 @@ class TopK(CodeConstraint):
 
     def forward(self, a: Tensor) -> Tensor:
         k = min(self.current_k(), a.shape[1])
-        vals, idx = a.topk(k, dim=1)
+        vals, idx = a.topk(k, dim=1, sorted=False)
         h = torch.zeros_like(a).scatter(1, idx, vals.relu() if self.positive else vals)
-        if self.training and not self.features:
+        if self.training and not self.features and self.track:
             self.pre = a
             if len(self.since_fired) != a.shape[1]:  # a TopK used on its own, without check_size
                 self.since_fired = torch.zeros(a.shape[1], dtype=torch.long, device=a.device)

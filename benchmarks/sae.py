@@ -1,0 +1,235 @@
+"""Sparse autoencoders on a language model's residual stream: aekit against SAELens, on the same activations.
+
+1. A byte-level BPE tokenizer and a small GPT-2-style model (``--layers``, ``--width``) are trained here on
+   an offline corpus: the text and Python source that ship with this Python installation and its packages.
+2. ``--tokens`` tokens of the middle layer's output (the residual stream) are captured to bf16 shards with
+   ``aekit.activations.capture``.
+3. For each k: a TopK SAE (``--expansion``× latents) trained one epoch over the activations by aekit
+   (``sae-topk``: AuxK, unit-norm decoder, E‖x‖² = d scaling) and by SAELens (``TopKTrainingSAE`` with its own
+   ``SAETrainer``, ``normalize_activations="expected_average_only_in"``), each in a fresh process fed the same
+   shuffled batches (aekit's stream of the shards), the same batch size and learning rate.
+4. Both are measured by the same code on the last 10 % of the tokens (never trained on): FVU, L0, dead
+   latents, and CE loss recovered on held-out contexts; tokens/s of training and the process's peak RSS.
+
+    python benchmarks/sae.py [--tokens 20000000] [--ks 16,32,64] [--minutes-lm 5]
+
+Everything is written under a temporary directory that is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+def corpus(limit_bytes: int) -> str:
+    """Text and source files of the standard library and installed packages, in a fixed order."""
+    roots = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
+    parts, size = [], 0
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            if path.suffix not in (".py", ".txt", ".rst", ".md") or not path.is_file():
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            parts.append(text)
+            size += len(text)
+            if size >= limit_bytes:
+                return "\n".join(parts)
+    return "\n".join(parts)
+
+
+def build_lm(work: Path, text: str, args) -> Path:
+    """Train the tokenizer and the language model; save both with save_pretrained into ``work/lm``."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator((text[i : i + 100_000] for i in range(0, 20_000_000, 100_000)), trainers.BpeTrainer(
+        vocab_size=args.vocab, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    lm_dir = work / "lm"
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok)
+    fast.save_pretrained(lm_dir)
+    blocks = [text[i : i + 1_000_000] for i in range(0, len(text), 1_000_000)]
+    ids = np.concatenate([np.array(e.ids, dtype=np.int32) for e in tok.encode_batch(blocks)])
+    np.save(work / "ids.npy", ids)
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=args.layers, n_embd=args.width, n_head=4, n_positions=args.context,
+                                  vocab_size=args.vocab, bos_token_id=0, eos_token_id=0)
+    lm = transformers.GPT2LMHeadModel(cfg)
+    opt = torch.optim.AdamW(lm.parameters(), lr=1e-3, weight_decay=0.1)
+    train = ids[: int(len(ids) * 0.9)]
+    rng = np.random.default_rng(0)
+    t0, step = time.perf_counter(), 0
+    while time.perf_counter() - t0 < args.minutes_lm * 60:
+        starts = rng.integers(0, len(train) - args.context, 32)
+        batch = torch.from_numpy(np.stack([train[s : s + args.context] for s in starts]).astype(np.int64))
+        loss = lm(batch, labels=batch).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+    lm.save_pretrained(lm_dir)
+    print(f"language model: {args.layers} layers × {args.width}, {len(ids):,} corpus tokens, {step} steps in "
+          f"{args.minutes_lm} min, last train loss {loss.item():.3f} nats/token", flush=True)
+    return lm_dir
+
+
+CHILD = r"""
+import itertools, json, sys, time
+from pathlib import Path
+import numpy as np, torch
+import aekit
+from aekit.activations import contexts
+from aekit.rows import ShardRows, SubsetRows
+from aekit.sources import Stream
+from aekit.splice import ce_loss_recovered
+from aekit.cli.interp import load_lm
+
+lib, acts, lm_dir, k, expansion, batch, lr, n_train = sys.argv[1:9]
+k, expansion, batch, lr, n_train = int(k), int(expansion), int(batch), float(lr), int(n_train)
+rows = ShardRows(acts)
+d = rows.sample_shape[0]
+train = SubsetRows(rows, np.arange(n_train))
+test = SubsetRows(rows, np.arange(n_train, rows.n))
+torch.manual_seed(0)
+
+def stream():  # the same shuffled batches for both libraries: aekit's stream of the shards
+    src = Stream(rows, np.arange(n_train), torch.device("cpu"), seed=0)
+    for xb, _ in src.batches(1, torch.Generator().manual_seed(0), batch):
+        yield xb
+
+t0 = time.perf_counter()
+if lib == "aekit":
+    sae = aekit.create("sae-topk", (d,), expansion=expansion, k=k)
+    aekit.fit(sae, train, epochs=1, batch_size=batch, lr=lr, val_fraction=0.0, progress=False)
+    sae.eval()
+    enc = lambda x: sae.code(x)
+    dec = lambda h: sae.decode(h)
+else:
+    from sae_lens import SAETrainer, TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+    cfg = TopKTrainingSAEConfig(d_in=d, d_sae=expansion * d, k=k, normalize_activations="expected_average_only_in")
+    tcfg = SAETrainerConfig(total_training_samples=n_train // batch * batch, train_batch_size_samples=batch, lr=lr,
+                            lr_end=lr, n_batches_for_norm_estimate=20, logger=LoggingConfig(log_to_wandb=False))
+    norm = list(itertools.islice(stream(), 20))  # the scale estimate: 20 batches, then training
+    def provider():
+        yield from norm
+        yield from stream()
+    sae = SAETrainer(cfg=tcfg, sae=TopKTrainingSAE(cfg), data_provider=provider()).fit()
+    sae.eval()
+    enc = lambda x: sae.encode(x)
+    dec = lambda h: sae.decode(h)
+seconds = time.perf_counter() - t0
+
+@torch.no_grad()
+def measure():
+    err = sq = l0 = 0.0
+    s = torch.zeros(d, dtype=torch.float64)
+    fires = torch.zeros(expansion * d, dtype=torch.float64)
+    n = 0
+    for _, x in test.chunks():
+        x = torch.from_numpy(x)
+        h = enc(x)
+        r = dec(h)
+        err += float((x - r).double().square().sum()); sq += float(x.double().square().sum())
+        s += x.double().sum(0); on = h > 1e-3; l0 += float(on.sum()); fires += on.sum(0).double(); n += len(x)
+    return {"fvu": err / (sq - float(s.square().sum()) / n), "l0": l0 / n, "dead": float((fires == 0).double().mean())}
+
+res = {"lib": lib, "k": k, "tokens_per_s": n_train / seconds, "train_seconds": seconds, **measure()}
+_, tokens, T = contexts(acts)
+first = n_train // T + 1  # contexts wholly after the training tokens
+ids = torch.from_numpy(tokens.read(first, min(tokens.n, first + 128)).astype(np.int64))
+layer = json.loads((Path(acts) / "manifest.json").read_text())["meta"]["layer"]
+ce = ce_loss_recovered(load_lm(Path(lm_dir)), layer, lambda x: dec(enc(x)), ids.split(16))
+res.update(ce_recovered=ce["ce_recovered"], kl=ce["kl_sae"], ce_clean=ce["ce_clean"], ce_sae=ce["ce_sae"], ce_zero=ce["ce_zero"])
+res["peak_rss_mb"] = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 1024
+print(json.dumps(res))
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokens", type=int, default=20_000_000)
+    ap.add_argument("--ks", default="16,32,64")
+    ap.add_argument("--expansion", type=int, default=16)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--width", type=int, default=64)
+    ap.add_argument("--context", type=int, default=128)
+    ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--minutes-lm", type=float, default=5)
+    ap.add_argument("--batch-size", type=int, default=4096)
+    ap.add_argument("--lr", type=float, default=4e-4)
+    ap.add_argument("--corpus-mb", type=float, default=120)
+    args = ap.parse_args()
+    from aekit.activations import capture
+    from aekit.cli.interp import load_lm
+
+    work = Path(tempfile.mkdtemp(prefix="aekit-sae-"))
+    try:
+        text = corpus(int(args.corpus_mb * 2**20))
+        lm_dir = build_lm(work, text, args)
+        del text
+        ids = np.load(work / "ids.npy")
+        n_ctx = len(ids) // args.context
+        contexts = ids[: n_ctx * args.context].reshape(n_ctx, args.context)
+        need = -(-args.tokens // args.context)
+        reps = -(-need // n_ctx)  # the corpus repeats if it holds fewer tokens than asked for
+        layer = f"transformer.h.{args.layers // 2 - 1}"
+        lm = load_lm(lm_dir)
+        t = time.perf_counter()
+        batches = (torch.from_numpy(np.tile(contexts, (reps, 1))[i : i + 64].astype(np.int64))
+                   for i in range(0, need, 64))
+        dirs = capture(lm, layer, batches, work / "acts", dtype="bfloat16", max_rows=args.tokens)
+        n = args.tokens
+        print(f"captured {n:,} tokens of {layer} ({args.width} dims, bf16) in {time.perf_counter() - t:.0f} s "
+              f"(corpus: {n_ctx * args.context:,} tokens{'; repeated' if reps > 1 else ''})", flush=True)
+        n_train = int(n * 0.9) // args.context * args.context
+        results = []
+        for k in (int(v) for v in args.ks.split(",")):
+            for lib in ("aekit", "saelens"):
+                cmd = [sys.executable, "-c", CHILD, lib, str(dirs[layer]), str(lm_dir), str(k), str(args.expansion),
+                       str(args.batch_size), str(args.lr), str(n_train)]
+                res = subprocess.run(cmd, capture_output=True, text=True, timeout=7200,
+                                     env={**os.environ, "TQDM_DISABLE": "1"})
+                if res.returncode != 0:
+                    sys.exit(f"{lib} k={k} failed:\n{res.stderr[-3000:]}")
+                results.append(json.loads(res.stdout.strip().splitlines()[-1]))
+                print(results[-1], flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\nTopK SAEs, {args.expansion}× ({args.expansion * args.width} latents) on {layer} of a {args.layers}-layer "
+          f"× {args.width} GPT-2-style model; one epoch over {n_train:,} tokens, batch {args.batch_size}, "
+          f"Adam {args.lr:g}; measured on the last {n - n_train:,} tokens and 128 held-out contexts\n")
+    print("| k | library | FVU | L0 | dead latents | CE loss recovered | KL (nats/token) | tokens/s | "
+          "peak RSS | aekit speed ÷ SAELens |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for a, b in zip(results[::2], results[1::2]):
+        for r in (a, b):
+            ratio = f"{a['tokens_per_s'] / b['tokens_per_s']:.2f}×" if r is a else ""
+            print(f"| {r['k']} | {'aekit' if r['lib'] == 'aekit' else 'SAELens'} | {r['fvu']:.4f} | {r['l0']:.1f} | "
+                  f"{r['dead']:.2%} | {r['ce_recovered']:.2%} | {r['kl']:.4f} | {r['tokens_per_s']:,.0f} | "
+                  f"{r['peak_rss_mb']:,.0f} MB | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
