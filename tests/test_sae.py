@@ -148,3 +148,41 @@ def test_auxk_revives_dead_sae_latents():
     out.terms["auxk"].backward()
     rows = m.encoder.weight.grad.abs().sum(1)
     assert (rows[~m.encoder.dead()] == 0).all() and (rows[m.encoder.dead()] > 0).any()
+
+
+@pytest.mark.parametrize("preset", ["sae-topk", "sae-batchtopk", "sae-jumprelu"])
+def test_sae_on_bf16_shards_resumes_mid_epoch_bit_identically(tmp_path, preset):
+    """Every trainer feature on captured activations: bf16 shards streamed, bf16 autocast, a SIGTERM mid-epoch,
+    and the resumed run equal to the uninterrupted one (AuxK's firing record, BatchTopK's θ included)."""
+    import os
+    import signal
+
+    from aekit.rows import BF16, write_shards
+    from aekit.train import Interrupted
+
+    x = sparse_data(n=1200).numpy().astype(BF16)
+    shards = write_shards(tmp_path / "acts", (x[i : i + 300] for i in range(0, 1200, 300)), rows_per_shard=256)
+    opts = dict(epochs=3, batch_size=100, lr=2e-3, precision="bf16", shuffle_buffer=512, progress=False)
+
+    def model():
+        torch.manual_seed(0)
+        return create(preset, (16,), expansion=4, **({"k": 3, "aux_k": 8, "dead_after": 200}
+                                                      if "topk" in preset else {}))
+
+    full = model()
+    fit(full, shards, **opts, run_dir=tmp_path / "full")
+    part, seen = model(), [0]
+
+    def hook(module, args, out):
+        if module.training:
+            seen[0] += 1
+            if seen[0] == 17:  # epoch 2, mid-way
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    part.register_forward_hook(hook)
+    with pytest.raises(Interrupted):
+        fit(part, shards, **opts, run_dir=tmp_path / "part")
+    resumed = model()
+    fit(resumed, shards, **opts, run_dir=tmp_path / "part", resume=True)
+    a, b = full.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
