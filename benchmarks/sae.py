@@ -105,7 +105,7 @@ from aekit.sources import Stream
 from aekit.splice import ce_loss_recovered
 from aekit.cli.interp import load_lm
 
-lib, acts, lm_dir, k, expansion, batch, lr, n_train = sys.argv[1:9]
+lib, acts, lm_dir, k, expansion, batch, lr, n_train, options = sys.argv[1:10]
 k, expansion, batch, lr, n_train = int(k), int(expansion), int(batch), float(lr), int(n_train)
 rows = ShardRows(acts)
 d = rows.sample_shape[0]
@@ -120,7 +120,7 @@ def stream():  # the same shuffled batches for both libraries: aekit's stream of
 
 t0 = time.perf_counter()
 if lib == "aekit":
-    sae = aekit.create("sae-topk", (d,), expansion=expansion, k=k)
+    sae = aekit.create("sae-topk", (d,), expansion=expansion, k=k, **json.loads(options))
     aekit.fit(sae, train, epochs=1, batch_size=batch, lr=lr, val_fraction=0.0, progress=False)
     sae.eval()
     enc = lambda x: sae.code(x)
@@ -180,15 +180,25 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--corpus-mb", type=float, default=120)
+    ap.add_argument("--aekit-options", default="{}", help='more sae-topk options, JSON, e.g. \'{"aux_coef": 1}\'')
+    ap.add_argument("--libs", default="aekit,saelens", help="which libraries to train (comma-separated)")
+    ap.add_argument("--work", type=Path, help="keep the model and activations in this directory (reused when it "
+                    "already holds them: e.g. --libs aekit to train again on the same activations); default: "
+                    "a temporary directory, deleted at the end")
     args = ap.parse_args()
     from aekit.activations import capture
     from aekit.cli.interp import load_lm
+    from aekit.rows import ShardRows
 
-    work = Path(tempfile.mkdtemp(prefix="aekit-sae-"))
+    work = args.work or Path(tempfile.mkdtemp(prefix="aekit-sae-"))
     try:
-        text = corpus(int(args.corpus_mb * 2**20))
-        lm_dir = build_lm(work, text, args)
-        del text
+        if (work / "lm" / "config.json").exists():
+            lm_dir = work / "lm"
+            print(f"reusing the language model in {lm_dir}", flush=True)
+        else:
+            text = corpus(int(args.corpus_mb * 2**20))
+            lm_dir = build_lm(work, text, args)
+            del text
         ids = np.load(work / "ids.npy")
         n_ctx = len(ids) // args.context
         contexts = ids[: n_ctx * args.context].reshape(n_ctx, args.context)
@@ -199,16 +209,20 @@ def main() -> None:
         t = time.perf_counter()
         batches = (torch.from_numpy(np.tile(contexts, (reps, 1))[i : i + 64].astype(np.int64))
                    for i in range(0, need, 64))
-        dirs = capture(lm, layer, batches, work / "acts", dtype="bfloat16", max_rows=args.tokens)
         n = args.tokens
+        if (work / "acts" / layer / "manifest.json").exists():  # kept with --work: train on the same activations
+            dirs = {layer: work / "acts" / layer}
+            n = ShardRows(dirs[layer]).n
+        else:
+            dirs = capture(lm, layer, batches, work / "acts", dtype="bfloat16", max_rows=args.tokens)
         print(f"captured {n:,} tokens of {layer} ({args.width} dims, bf16) in {time.perf_counter() - t:.0f} s "
               f"(corpus: {n_ctx * args.context:,} tokens{'; repeated' if reps > 1 else ''})", flush=True)
         n_train = int(n * 0.9) // args.context * args.context
         results = []
         for k in (int(v) for v in args.ks.split(",")):
-            for lib in ("aekit", "saelens"):
+            for lib in args.libs.split(","):
                 cmd = [sys.executable, "-c", CHILD, lib, str(dirs[layer]), str(lm_dir), str(k), str(args.expansion),
-                       str(args.batch_size), str(args.lr), str(n_train)]
+                       str(args.batch_size), str(args.lr), str(n_train), args.aekit_options]
                 res = subprocess.run(cmd, capture_output=True, text=True, timeout=7200,
                                      env={**os.environ, "TQDM_DISABLE": "1"})
                 if res.returncode != 0:
@@ -216,16 +230,18 @@ def main() -> None:
                 results.append(json.loads(res.stdout.strip().splitlines()[-1]))
                 print(results[-1], flush=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
     print(f"\nTopK SAEs, {args.expansion}× ({args.expansion * args.width} latents) on {layer} of a {args.layers}-layer "
           f"× {args.width} GPT-2-style model; one epoch over {n_train:,} tokens, batch {args.batch_size}, "
           f"Adam {args.lr:g}; measured on the last {n - n_train:,} tokens and 128 held-out contexts\n")
     print("| k | library | FVU | L0 | dead latents | CE loss recovered | KL (nats/token) | tokens/s | "
           "peak RSS | aekit speed ÷ SAELens |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for a, b in zip(results[::2], results[1::2]):
-        for r in (a, b):
-            ratio = f"{a['tokens_per_s'] / b['tokens_per_s']:.2f}×" if r is a else ""
+    pairs = zip(results[::2], results[1::2]) if args.libs == "aekit,saelens" else ((r, None) for r in results)
+    for a, b in pairs:
+        for r in (a, b) if b else (a,):
+            ratio = f"{a['tokens_per_s'] / b['tokens_per_s']:.2f}×" if b and r is a else ""
             print(f"| {r['k']} | {'aekit' if r['lib'] == 'aekit' else 'SAELens'} | {r['fvu']:.4f} | {r['l0']:.1f} | "
                   f"{r['dead']:.2%} | {r['ce_recovered']:.2%} | {r['kl']:.4f} | {r['tokens_per_s']:,.0f} | "
                   f"{r['peak_rss_mb']:,.0f} MB | {ratio} |")

@@ -16,7 +16,8 @@ from aekit.report import write_report
 COMMON = {"loss_curves", "reconstructions", "code_map"}
 EXTRA = {"denoising": {"denoising"}, "sparse": {"unit_activity"}, "ksparse": {"unit_activity"},
          "contractive": {"tangents"}, "vae": {"samples", "interpolations"},
-         **{f"sae-{v}": {"unit_activity"} for v in ("relu", "topk", "batchtopk", "jumprelu")}}
+         **{f"sae-{v}": {"unit_activity", "latent_density", "l0_fvu"}  # an SAE's page: densities, L0–FVU
+            for v in ("relu", "topk", "batchtopk", "jumprelu")}}
 SMALL = {"hinton2006": {"hidden": [32, 16]}, "conv": {"channels": [4]}, "vae": {"hidden": [16]},
          **{f"sae-{v}": {"expansion": 2} for v in ("relu", "topk", "batchtopk", "jumprelu")}}
 

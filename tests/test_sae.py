@@ -150,6 +150,32 @@ def test_auxk_revives_dead_sae_latents():
     assert (rows[~m.encoder.dead()] == 0).all() and (rows[m.encoder.dead()] > 0).any()
 
 
+@pytest.mark.parametrize("aux_k", [4, 64])  # fewer than the dead latents (a selection), more (all of them)
+def test_auxk_on_dead_columns_equals_the_generic_decoder_path(aux_k):
+    """The SAE decoder's fast path (W[:, dead] z) gives the term and the gradients of g(z) − g(0) on all latents."""
+    x = sparse_data()
+    torch.manual_seed(0)
+    m = create("sae-topk", (16,), expansion=4, k=3, aux_k=aux_k, dead_after=1)
+    m.prepare(x)
+    m.train()
+    m(x[:4])
+    assert 4 < int(m.encoder.dead().sum()) < 64
+
+    def term_and_grads():
+        m.zero_grad()
+        since = m.encoder.since_fired.clone()
+        out = m(x[4:40])
+        m.encoder.since_fired.copy_(since)  # both paths see the same dead latents
+        out.terms["auxk"].backward()
+        return out.terms["auxk"].detach(), [p.grad.clone() for p in m.parameters() if p.grad is not None]
+
+    fast, fast_grads = term_and_grads()
+    m.decoder.columns = None  # hide the fast path: the generic g(z) − g(0) over all latents
+    slow, slow_grads = term_and_grads()
+    assert fast > 0 and torch.allclose(fast, slow, rtol=1e-5)
+    assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(fast_grads, slow_grads, strict=True))
+
+
 @pytest.mark.parametrize("preset", ["sae-topk", "sae-batchtopk", "sae-jumprelu"])
 def test_sae_on_bf16_shards_resumes_mid_epoch_bit_identically(tmp_path, preset):
     """Every trainer feature on captured activations: bf16 shards streamed, bf16 autocast, a SIGTERM mid-epoch,

@@ -207,12 +207,20 @@ class AuxK(Penalty):
         dead = topk.dead()
         if not b.model.training or topk.pre is None or not dead.any():
             return b.h.new_zeros(())
-        z = topk.pre.masked_fill(~dead, -math.inf)
-        vals, idx = z.topk(min(self.k_aux, int(dead.sum())), dim=1)
-        z_aux = torch.zeros_like(topk.pre).scatter(1, idx, vals.relu())
+        cols = dead.nonzero().squeeze(1)
+        pre = topk.pre[:, cols]  # (B, n_dead): only dead units take part, so work on those columns alone
+        if self.k_aux < len(cols):
+            vals, idx = pre.topk(self.k_aux, dim=1)
+            z = torch.zeros_like(pre).scatter(1, idx, vals.relu())
+        else:  # every dead unit is among the k_aux largest: no selection needed
+            z = pre.relu()
         dec, mean = b.model.decoder, b.model.likelihood.mean
         r = fp32(b.r).detach()
-        shift = fp32(dec(z_aux) - dec(torch.zeros_like(z_aux[:1])))  # (B, D): W z for an affine decoder
+        if callable(getattr(dec, "columns", None)):  # an affine decoder: g(z) − g(0) = W[:, cols] z
+            shift = fp32(z @ dec.columns(cols).to(z.dtype).t())
+        else:
+            z_aux = torch.zeros_like(topk.pre).index_copy(1, cols, z)
+            shift = fp32(dec(z_aux) - dec(torch.zeros_like(z_aux[:1])))  # (B, D)
         e_hat = mean(r + shift) - mean(r)
         e = b.x - mean(r)
         total = (e - e.mean(0)).square().sum()
