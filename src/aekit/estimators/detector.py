@@ -1,0 +1,150 @@
+"""An aekit autoencoder, or an ensemble of them, as a scikit-learn outlier detector, like IsolationForest."""
+
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import OutlierMixin
+from sklearn.utils import check_random_state
+
+from .._checks import integer, number
+from .base import _AutoencoderEstimator, _score
+from .robust import robust_scale, subsample
+
+
+class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
+    """Anomaly detection by reconstruction (or ELBO, for a VAE): the contract of ``IsolationForest``.
+
+    ``score_samples`` is higher for typical samples; ``offset_`` is the ``contamination``
+    quantile of the training scores, ``decision_function = score_samples − offset_`` and
+    ``predict`` is −1 (outlier) where it is negative, else +1.
+
+    Parameters
+    ----------
+    preset, n_components, ...
+        As :class:`AutoencoderTransformer` (``n_components`` defaults to ``"auto"``).
+    contamination
+        Expected share of outliers in the training data, in (0, 0.5].
+    n_estimators
+        Autoencoders in the ensemble; with more than one, each trains on ``max_samples`` rows drawn
+        without replacement with its own seed, and ``score_samples`` averages the members' scores, each
+        standardised by the median and IQR of its scores on the training rows (:mod:`aekit.estimators.robust`).
+    max_samples
+        Rows each member trains on: a count, a share in (0, 1], or ``"auto"``: all rows for a single
+        model, else min(n, 1024). Sizes, widths and epochs adapt to the rows a member sees.
+    trim
+        Share in [0, 0.5) of training rows, reconstructed worst after half the epochs, that the other half
+        does not train on (0: none); robustness to anomalies among the training rows.
+    early_stopping
+        Hold out 10 % of the rows (seeded) and stop when their reconstruction loss has not improved for
+        5 epochs, keeping the best weights.
+
+    Example
+    -------
+    >>> from sklearn.datasets import load_digits
+    >>> X = load_digits().data / 16
+    >>> det = AutoencoderOutlierDetector(contamination=0.05, epochs=2, random_state=0).fit(X)
+    >>> sorted(set(det.predict(X[:50])) | {1})
+    [-1, 1]
+    """
+
+    def __init__(
+        self,
+        preset: str = "undercomplete",
+        n_components: int | str = "auto",
+        *,
+        contamination: float = 0.1,
+        hidden: tuple[int, ...] | None = None,
+        activation: str | None = None,
+        likelihood: str | None = "gaussian",
+        sigma: float | None = None,
+        penalty: str | None = None,
+        lam: float | None = None,
+        rho: float | None = None,
+        k: int | None = None,
+        alpha: float | None = None,
+        noise: str | None = None,
+        level: float | None = None,
+        beta: float | None = None,
+        free_bits: float | None = None,
+        epochs: int | None = None,
+        batch_size: int | None = None,
+        lr: float | None = None,
+        optimizer: str | None = None,
+        weight_decay: float | None = None,
+        schedule: str | None = None,
+        kl_warmup_epochs: float | None = None,
+        precision: str | None = None,
+        device: str = "cpu",
+        shuffle_buffer: int | None = None,
+        n_estimators: int = 1,
+        max_samples: int | float | str = "auto",
+        trim: float = 0.0,
+        early_stopping: bool = False,
+        random_state: int | np.random.RandomState | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.preset, self.n_components, self.contamination = preset, n_components, contamination
+        self.n_estimators, self.max_samples, self.trim = n_estimators, max_samples, trim
+        self.early_stopping = early_stopping
+        self.hidden, self.activation, self.likelihood, self.sigma = hidden, activation, likelihood, sigma
+        self.penalty, self.lam, self.rho, self.k, self.alpha = penalty, lam, rho, k, alpha
+        self.noise, self.level, self.beta, self.free_bits = noise, level, beta, free_bits
+        self.epochs, self.batch_size, self.lr, self.optimizer = epochs, batch_size, lr, optimizer
+        self.weight_decay, self.schedule, self.kl_warmup_epochs = weight_decay, schedule, kl_warmup_epochs
+        self.precision, self.device, self.random_state, self.verbose = precision, device, random_state, verbose
+        self.shuffle_buffer = shuffle_buffer
+
+    def _validate_extra(self) -> None:
+        number(self.contamination, "contamination", 0, 0.5, low_open=True)
+        integer(self.n_estimators, "n_estimators", 1)
+        number(self.trim, "trim", 0, 0.5, high_open=True)
+        if not isinstance(self.early_stopping, (bool, np.bool_)):
+            raise ValueError(f"early_stopping must be True or False, got {self.early_stopping!r}")
+        if self.max_samples != "auto" and not (isinstance(self.max_samples, float) and 0 < self.max_samples <= 1):
+            integer(self.max_samples, "max_samples", 1)
+
+    def _validation(self) -> dict[str, Any]:
+        return {"val_fraction": 0.1, "patience": 5} if self.early_stopping else {"val_fraction": 0.0}
+
+    def _sample_size(self, n: int) -> int:
+        m = self.max_samples
+        if m == "auto":
+            return n if self.n_estimators == 1 else min(n, 1024)
+        return max(1, round(m * n)) if isinstance(m, float) else min(int(m), n)
+
+    def fit(self, X: Any, y: Any = None) -> "AutoencoderOutlierDetector":
+        """Train on ``X`` (mostly normal samples) and set ``offset_`` from the training scores."""
+        data = self._fit_data(X)
+        self.seed_ = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        rng = np.random.default_rng(self.seed_)
+        size = self._sample_size(len(data))
+        self.models_, self.seeds_, self.scales_ = [], [], []
+        for i in range(self.n_estimators):
+            seed = self.seed_ if i == 0 else int(rng.integers(np.iinfo(np.int32).max))
+            model, history = self._train(subsample(data, size, rng), seed, self.trim)
+            self.models_.append(model)
+            self.seeds_.append(seed)
+            if i == 0:
+                self.model_, self.history_ = model, history
+        if self.n_estimators > 1:  # each member's scale, from its scores on every training row
+            self.scales_ = [robust_scale(self._chunked(data, lambda x, m=m, s=s: _score(m, x, s)))
+                            for m, s in zip(self.models_, self.seeds_)]
+        self.offset_ = float(np.percentile(self._chunked(data, self._score), 100 * self.contamination))
+        return self
+
+    def _score(self, X: np.ndarray) -> np.ndarray:
+        if len(getattr(self, "models_", ())) <= 1:  # one model (or a detector saved before ensembles)
+            return _score(self.model_, X, self.seed_)
+        return np.mean([(_score(m, X, s) - loc) / scale
+                        for m, s, (loc, scale) in zip(self.models_, self.seeds_, self.scales_)], axis=0)
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``score_samples(X) − offset_``: negative for outliers."""
+        return self.score_samples(X) - self.offset_
+
+    def predict(self, X: Any) -> np.ndarray:
+        """+1 for inliers, −1 for outliers."""
+        return np.where(self.decision_function(X) < 0, -1, 1)
