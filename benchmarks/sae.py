@@ -205,16 +205,15 @@ def main() -> None:
         need = -(-args.tokens // args.context)
         reps = -(-need // n_ctx)  # the corpus repeats if it holds fewer tokens than asked for
         layer = f"transformer.h.{args.layers // 2 - 1}"
-        lm = load_lm(lm_dir)
         t = time.perf_counter()
-        batches = (torch.from_numpy(np.tile(contexts, (reps, 1))[i : i + 64].astype(np.int64))
-                   for i in range(0, need, 64))
         n = args.tokens
         if (work / "acts" / layer / "manifest.json").exists():  # kept with --work: train on the same activations
             dirs = {layer: work / "acts" / layer}
             n = ShardRows(dirs[layer]).n
         else:
-            dirs = capture(lm, layer, batches, work / "acts", dtype="bfloat16", max_rows=args.tokens)
+            batches = (torch.from_numpy(np.tile(contexts, (reps, 1))[i : i + 64].astype(np.int64))
+                       for i in range(0, need, 64))
+            dirs = capture(load_lm(lm_dir), layer, batches, work / "acts", dtype="bfloat16", max_rows=args.tokens)
         print(f"captured {n:,} tokens of {layer} ({args.width} dims, bf16) in {time.perf_counter() - t:.0f} s "
               f"(corpus: {n_ctx * args.context:,} tokens{'; repeated' if reps > 1 else ''})", flush=True)
         n_train = int(n * 0.9) // args.context * args.context

@@ -129,10 +129,14 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
             self.seeds_.append(seed)
             if i == 0:
                 self.model_, self.history_ = model, history
-        if self.n_estimators > 1:  # each member's scale, from its scores on every training row
-            self.scales_ = [robust_scale(self._chunked(data, lambda x, m=m, s=s: _score(m, x, s)))
-                            for m, s in zip(self.models_, self.seeds_)]
-        self.offset_ = float(np.percentile(self._chunked(data, self._score), 100 * self.contamination))
+        # every member scores the training rows once: its scale (an ensemble's) and the offset come from them
+        raw = [self._chunked(data, lambda x, m=m, s=s: _score(m, x, s)) for m, s in zip(self.models_, self.seeds_)]
+        if self.n_estimators > 1:
+            self.scales_ = [robust_scale(r) for r in raw]
+            train = np.mean([(r - loc) / scale for r, (loc, scale) in zip(raw, self.scales_)], axis=0)
+        else:
+            train = raw[0]
+        self.offset_ = float(np.percentile(train, 100 * self.contamination))
         return self
 
     def _score(self, X: np.ndarray) -> np.ndarray:
