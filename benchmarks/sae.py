@@ -120,8 +120,12 @@ def stream():  # the same shuffled batches for both libraries: aekit's stream of
 
 t0 = time.perf_counter()
 if lib == "aekit":
-    sae = aekit.create("sae-topk", (d,), expansion=expansion, k=k, **json.loads(options))
-    aekit.fit(sae, train, epochs=1, batch_size=batch, lr=lr, val_fraction=0.0, progress=False)
+    from dataclasses import fields
+    from aekit.optim import TrainConfig
+    opts, trainer = json.loads(options), {f.name for f in fields(TrainConfig)}
+    sae = aekit.create("sae-topk", (d,), expansion=expansion, k=k, **{o: v for o, v in opts.items() if o not in trainer})
+    aekit.fit(sae, train, epochs=1, batch_size=batch, lr=lr, val_fraction=0.0, progress=False,
+              **{o: v for o, v in opts.items() if o in trainer})
     sae.eval()
     enc = lambda x: sae.code(x)
     dec = lambda h: sae.decode(h)
@@ -180,7 +184,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--corpus-mb", type=float, default=120)
-    ap.add_argument("--aekit-options", default="{}", help='more sae-topk options, JSON, e.g. \'{"aux_coef": 1}\'')
+    ap.add_argument("--aekit-options", default="{}", help='more sae-topk and trainer options, JSON, e.g. \'{"aux_coef": 1, "grad_clip": 1}\'')
     ap.add_argument("--libs", default="aekit,saelens", help="which libraries to train (comma-separated)")
     ap.add_argument("--work", type=Path, help="keep the model and activations in this directory (reused when it "
                     "already holds them: e.g. --libs aekit to train again on the same activations); default: "

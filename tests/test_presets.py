@@ -131,6 +131,7 @@ ALTERNATIVES = {
     "expansion": ([2], {}),
     "unit_norm": ([lambda default: not default], {}),
     "b_init": (["mean", "zero"], {}),
+    "gain": ([lambda default: not default], {}),
     "threshold": ([0.5], {}),
     "bandwidth": ([0.5], {}),
 }

@@ -81,7 +81,7 @@ def test_decoder_columns_stay_unit_norm_after_every_step():
 
 def test_conventions_scale_median_bias_tied_init_and_the_loss():
     x = sparse_data().double()
-    m = create("sae-topk", (16,), expansion=4, k=3)
+    m = create("sae-topk", (16,), expansion=4, k=3, b_init="median")
     assert torch.equal(m.encoder.weight, m.decoder.weight.t() * INIT_NORM)  # W_e starts as W_dᵀ (scaled)
     m.double()
     m.prepare(x)
@@ -117,7 +117,31 @@ def test_decoder_norm_weighted_l1_by_hand():
     assert math.isclose(float(got.detach()), 2.0 * ((1 * 1 + 1 * 2) + (0.5 * 2 + 4 * 0.5)) / 2, rel_tol=1e-6)
 
 
+def test_gain_scales_each_pre_activation_by_the_free_decoder_norm_before_the_selection():
+    x = sparse_data()
+    m = create("sae-topk", (16,), expansion=4, k=3, gain=True)
+    m.prepare(x)
+    free = m.decoder.parametrizations.weight.original
+    with torch.no_grad():
+        free.mul_(torch.linspace(0.2, 5, 64))  # gains that differ per latent change which k are kept
+    enc, dec = m.encoder, m.decoder
+    a = torch.nn.functional.linear(x * dec.scale - dec.bias, enc.weight, enc.bias)
+    g = free.norm(dim=0)
+    with torch.no_grad():
+        h = m.code(x)
+        assert torch.allclose(h, TopK(3, positive=True)(a * g), atol=1e-6)
+        assert not torch.equal((h != 0), (TopK(3, positive=True)(a) != 0))
+        assert torch.allclose(dec.weight.norm(dim=0), torch.ones(64), atol=1e-6)  # directions stay unit norm
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    m(x[:256]).loss.backward()
+    opt.step()
+    assert not torch.allclose(free.norm(dim=0), g)  # the gains learn
+    with pytest.raises(ValueError, match="gain=True needs unit_norm=True"):
+        create("sae-topk", (16,), gain=True, unit_norm=False)
+
+
 @pytest.mark.parametrize("preset, opts", [("sae-topk", {"k": 3}), ("sae-batchtopk", {"k": 3}),
+                                          ("sae-topk", {"k": 3, "gain": True}),
                                           ("sae-relu", {"lam": 0.2}), ("sae-jumprelu", {"lam": 0.05})])
 def test_every_sae_preset_learns_a_sparse_dictionary(preset, opts):
     x = sparse_data()

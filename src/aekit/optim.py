@@ -60,6 +60,10 @@ class TrainConfig:
         all the rows gives the order of in-memory training. An error with in-memory data.
     max_time
         Stop after the first epoch that ends past this many seconds; ``None`` for no limit.
+    threads
+        CPU threads torch uses during training (the caller's setting is restored after): 0 (automatic) takes
+        one for a small model (parameters × batch size < 2²⁴, where more threads only wait on each other)
+        and leaves torch's setting otherwise; -1 every core; N that many. Results do not depend on it.
     kl_warmup_epochs
         Raise the weight of the model's ``"kl"`` term (a VAE's KL) linearly from 0 to 1 over
         this many epochs, step by step; 0 for none. The schedule belongs to the trainer:
@@ -88,6 +92,7 @@ class TrainConfig:
     shuffle_buffer: int = 0
     max_time: float | None = None
     kl_warmup_epochs: float = 0.0
+    threads: int = 0
     progress: bool = True
 
     def validate(self) -> "TrainConfig":
@@ -121,6 +126,7 @@ class TrainConfig:
         need(is_int(self.shuffle_buffer) and self.shuffle_buffer >= 0, "shuffle_buffer", "an integer >= 0")
         need(self.max_time is None or (is_number(self.max_time) and self.max_time > 0), "max_time", "None or a number > 0")
         need(is_number(self.kl_warmup_epochs) and self.kl_warmup_epochs >= 0, "kl_warmup_epochs", "a number >= 0")
+        need(is_int(self.threads) and self.threads >= -1, "threads", "an integer >= -1 (0: automatic, -1: every core)")
         # an option this configuration would ignore is an error, never silently dropped
         unused = {"momentum": (self.optimizer != "sgd", "applies to optimizer='sgd' only"),
                   "min_delta": (self.patience is None, "needs patience (early stopping)")}

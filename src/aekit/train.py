@@ -34,6 +34,7 @@ from .dist import Context, context
 from .run import Stop, lock, stop_on_signals
 from .files import as_tensor, param_dtype
 from .sources import Rows, Stream, open_rows, prepare_sample, split, stored_check, streamable, training_data
+from .threads import threads_for, using_threads
 
 __all__ = ["History", "Interrupted", "TrainConfig", "as_tensor", "config_for", "evaluate", "fit", "lr_factor",
            "make_optimizer", "param_dtype", "resolve_device"]
@@ -170,14 +171,16 @@ def fit(
     data = training_data(x, model, cfg.shuffle_buffer)
     ctx = context(dev)
     dev = ctx.device(dev)
+    n_threads = threads_for(cfg.threads, model, cfg.batch_size)
     if run_dir is None:
         if resume:
             raise ValueError("cannot resume without run_dir")
-        return _fit(model, data, cfg, dev, ctx, None, False, callbacks)
+        with using_threads(n_threads):
+            return _fit(model, data, cfg, dev, ctx, None, False, callbacks)
     with lock(run_dir) if ctx.main else nullcontext(Path(run_dir)) as run:  # one writer: rank 0
         if resume and not (run / TRAINER_STATE).is_file():
             raise ValueError(f"cannot resume: no {TRAINER_STATE} in {run}")
-        with stop_on_signals() as stop:
+        with stop_on_signals() as stop, using_threads(n_threads):
             return _fit(model, data, cfg, dev, ctx, run, resume, callbacks, stop)
 
 

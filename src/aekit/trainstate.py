@@ -94,7 +94,7 @@ def save_trainer(path: Path, epoch: int, s: TrainerState, cfg: dict, rngs: list[
 
 # Options that may differ on resume without changing the result (nan_policy: resuming with "skip"
 # is how a run stopped by a bad batch gets past it).
-RESUME_FREE = {"progress", "device", "checkpoint_every", "checkpoint_steps", "checkpoint_minutes", "max_time",
+RESUME_FREE = {"progress", "device", "threads", "checkpoint_every", "checkpoint_steps", "checkpoint_minutes", "max_time",
                "nan_policy"}
 
 

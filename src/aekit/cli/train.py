@@ -21,7 +21,7 @@ from .options import Spec, data_spec, resolve
 # What a run directory holds; --overwrite removes these first, so no file of the old run survives
 RUN_FILES = ("model.safetensors", "model.json", "trainer.safetensors", "train.json", "data.json", "run.toml",
              "metrics.jsonl", "evaluation.json", "report.html", "*.png", "tensorboard")
-RESUME_OPTIONS = ("max_time", "checkpoint_every", "checkpoint_steps", "checkpoint_minutes", "nan_policy")
+RESUME_OPTIONS = ("max_time", "checkpoint_every", "checkpoint_steps", "checkpoint_minutes", "nan_policy", "threads")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -35,7 +35,7 @@ def train(
     stream: Annotated[Optional[bool], typer.Option("--stream", help="Leave a .npy file or shard directory on disk and stream it (data larger than memory).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/PRESET-DATA-TIME).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow --out to name a directory that already holds a run.")] = False,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped (other options but --device, --max-time, --nan-policy, --checkpoint-* and --quiet are taken from the run).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped (other options but --device, --max-time, --nan-policy, --checkpoint-*, --threads and --quiet are taken from the run).")] = None,
     code_size: Annotated[Optional[int], typer.Option(help="Code units K.")] = None,
     hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes, e.g. 512,256.")] = None,
     channels: Annotated[Optional[str], typer.Option(help="Conv channels, e.g. 32,64 (conv preset).")] = None,
@@ -82,6 +82,7 @@ def train(
     checkpoint_minutes: Annotated[Optional[float], typer.Option(help="Also save it every M minutes of training (0: off).  [default: 15]")] = None,
     nan_policy: Annotated[Optional[str], typer.Option(help="On a non-finite loss: raise (stop at that step) or skip (drop the batch).")] = None,
     max_time: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many seconds.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for training: 0 automatic (one for a small model), -1 every core.  [default: 0]")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     report: Annotated[bool, typer.Option("--report", help="Write report.html and its figures into the run at the end.")] = False,
     config: Annotated[Optional[Path], typer.Option(help="A run configuration (TOML): data, preset, [model] and [train] options; flags override it.")] = None,
@@ -109,7 +110,7 @@ def train(
                        patience=patience, min_delta=min_delta, grad_clip=grad_clip, precision=precision,
                        checkpoint_every=checkpoint_every, checkpoint_steps=checkpoint_steps,
                        checkpoint_minutes=checkpoint_minutes, nan_policy=nan_policy, max_time=max_time,
-                       kl_warmup_epochs=kl_warmup_epochs, device=device)
+                       kl_warmup_epochs=kl_warmup_epochs, device=device, threads=threads)
     trackers = _tracker_names(track)
     if resume is not None:
         given = [k for k, v in {**model_flags, **train_flags, "preset": preset, "data": data, "data_dir": data_dir,

@@ -22,6 +22,7 @@ from .robust import trimmed_fit
 from ..presets import create, get_preset
 from ..rows import Rows, open_rows
 from ..sources import streamable
+from ..threads import threads_for, using_threads
 from ..train import History, fit
 from ..variational import elbo
 
@@ -32,6 +33,7 @@ TRAIN_PARAMS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "sche
                 "precision", "device", "shuffle_buffer")
 SCORE_DRAWS = 16  # common random draws of h per sample in a VAE's score_samples
 DTYPES = (np.float64, np.float32)
+SCORE_BATCH = 2048  # rows per step when encoding or scoring (metrics.batched's), for the automatic thread count
 
 
 def _score(m: Autoencoder, X: np.ndarray, seed: int) -> np.ndarray:
@@ -102,7 +104,7 @@ class _AutoencoderEstimator(BaseEstimator):
                                  f"likelihood={self.likelihood!r} does not apply")
 
             def step(part: np.ndarray | Rows, epochs: int) -> None:
-                histories.append(fit(model, part, seed=seed, progress=bool(self.verbose),
+                histories.append(fit(model, part, seed=seed, progress=bool(self.verbose), threads=self._threads(),
                                      **{**self._validation(), **train, "epochs": epochs}))
 
             if trim:
@@ -125,6 +127,19 @@ class _AutoencoderEstimator(BaseEstimator):
 
     def _validate_extra(self) -> None:
         """Check the parameters a subclass adds."""
+
+    def _threads(self) -> int:
+        """``n_jobs`` as the trainer's ``threads``: None is 0 (automatic), checked."""
+        n = self.n_jobs
+        if n is None:
+            return 0
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < -1 or n == 0:
+            raise ValueError(f"n_jobs must be None (automatic), -1 (every core) or an integer >= 1, got {n!r}")
+        return int(n)
+
+    def _scoring_threads(self):
+        """The thread count for encoding and scoring with the fitted model: as ``n_jobs`` says, restored after."""
+        return using_threads(threads_for(self._threads(), self.model_, SCORE_BATCH))
 
     def _validation(self) -> dict[str, Any]:
         """The trainer's validation options: none by default (every row trains)."""
@@ -151,7 +166,8 @@ class _AutoencoderEstimator(BaseEstimator):
         """``fn`` of ``X``'s rows: at once for an array, chunk by chunk (~8 MB stored) for stored data."""
         check_is_fitted(self)
         rows = self._stored(X, reset=False)
-        return self._chunked(validate_data(self, X, reset=False, dtype=DTYPES) if rows is None else rows, fn)
+        with self._scoring_threads():
+            return self._chunked(validate_data(self, X, reset=False, dtype=DTYPES) if rows is None else rows, fn)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Per-sample score, higher is more typical: −(reconstruction NLL in nats), or the ELBO for a VAE

@@ -79,6 +79,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         precision: str | None = None,
         device: str = "cpu",
         shuffle_buffer: int | None = None,
+        n_jobs: int | None = None,
         n_estimators: int = 1,
         max_samples: int | float | str = "auto",
         trim: float = 0.0,
@@ -95,7 +96,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self.epochs, self.batch_size, self.lr, self.optimizer = epochs, batch_size, lr, optimizer
         self.weight_decay, self.schedule, self.kl_warmup_epochs = weight_decay, schedule, kl_warmup_epochs
         self.precision, self.device, self.random_state, self.verbose = precision, device, random_state, verbose
-        self.shuffle_buffer = shuffle_buffer
+        self.shuffle_buffer, self.n_jobs = shuffle_buffer, n_jobs
 
     def _validate_extra(self) -> None:
         number(self.contamination, "contamination", 0, 0.5, low_open=True)
@@ -130,7 +131,8 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
             if i == 0:
                 self.model_, self.history_ = model, history
         # every member scores the training rows once: its scale (an ensemble's) and the offset come from them
-        raw = [self._chunked(data, lambda x, m=m, s=s: _score(m, x, s)) for m, s in zip(self.models_, self.seeds_)]
+        with self._scoring_threads():
+            raw = [self._chunked(data, lambda x, m=m, s=s: _score(m, x, s)) for m, s in zip(self.models_, self.seeds_)]
         if self.n_estimators > 1:
             self.scales_ = [robust_scale(r) for r in raw]
             train = np.mean([(r - loc) / scale for r, (loc, scale) in zip(raw, self.scales_)], axis=0)

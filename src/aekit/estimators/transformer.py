@@ -30,6 +30,10 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     shuffle_buffer
         Rows in a shuffle window when ``X`` is streamed from storage (``None``: ~256 MB of stored data);
         an error with in-memory ``X``.
+    n_jobs
+        CPU threads torch uses while fitting and scoring, the caller's setting restored after: ``None``
+        (automatic: one for a small model, where more only wait on each other; else torch's setting), -1 for
+        every core, or a count. Results do not depend on it.
     random_state
         Seed of initialisation, shuffling and noise; the same seed gives identical codes.
     verbose
@@ -82,6 +86,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         precision: str | None = None,
         device: str = "cpu",
         shuffle_buffer: int | None = None,
+        n_jobs: int | None = None,
         random_state: int | np.random.RandomState | None = None,
         verbose: bool = False,
     ) -> None:
@@ -92,7 +97,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.epochs, self.batch_size, self.lr, self.optimizer = epochs, batch_size, lr, optimizer
         self.weight_decay, self.schedule, self.kl_warmup_epochs = weight_decay, schedule, kl_warmup_epochs
         self.precision, self.device, self.random_state, self.verbose = precision, device, random_state, verbose
-        self.shuffle_buffer = shuffle_buffer
+        self.shuffle_buffer, self.n_jobs = shuffle_buffer, n_jobs
 
     def transform(self, X: Any) -> np.ndarray:
         """Codes of ``X``, (n_samples, n_components); the posterior mean for a VAE."""
