@@ -209,7 +209,8 @@ def test_evaluate_takes_arrays(digits):
     assert res["loss"] == pytest.approx(model(torch.from_numpy(digits.test.x[:100])).loss.item(), rel=1e-5)
 
 
-# option: (candidate, context); ``device`` and ``progress`` only place the work and draw the bar
+# option: (candidate, context); ``device``, ``threads`` and ``progress`` only place the work and draw the bar
+# (threads: tests/test_threads.py)
 TRAIN_ALTERNATIVES = {
     "epochs": (3, {}), "batch_size": (8, {}), "lr": (0.02, {}), "optimizer": ("sgd", {}),
     "weight_decay": (0.1, {}), "momentum": (0.5, {"optimizer": "sgd"}), "schedule": ("cosine", {}),
@@ -236,7 +237,7 @@ def _run_fingerprint(tmp_path, **opts):
 def test_every_training_option_is_in_the_table():
     from dataclasses import fields
 
-    assert {f.name for f in fields(TrainConfig)} - {"device", "progress"} == set(TRAIN_ALTERNATIVES)
+    assert {f.name for f in fields(TrainConfig)} - {"device", "threads", "progress"} == set(TRAIN_ALTERNATIVES)
 
 
 @pytest.mark.parametrize("option", sorted(TRAIN_ALTERNATIVES))
@@ -291,12 +292,13 @@ def test_a_signal_saves_at_the_next_step_and_resume_is_bit_identical(digits, tmp
     fit(full, x, **opts, **extra, run_dir=tmp_path / "full")
 
     part, _ = _preset_model(kind)
+    before = signal.getsignal(sig)  # SIG_IGN for SIGINT in a process started in the background
     handle = _at_training_step(part, step, lambda out: os.kill(os.getpid(), sig))
     with pytest.raises(Interrupted, match=f"stopped by {signal.Signals(sig).name} .*aekit train --resume") as e:
         fit(part, x, **opts, **extra, run_dir=tmp_path / "part")
     handle.remove()
     assert e.value.exit_status == 128 + sig
-    assert signal.getsignal(sig) in (signal.SIG_DFL, signal.default_int_handler)  # handlers restored
+    assert signal.getsignal(sig) == before  # handlers restored
     resumed, _ = _preset_model(kind, seed=99)
     hist = fit(resumed, x, **opts, **extra, run_dir=tmp_path / "part", resume=True)
     assert [r["epoch"] for r in hist.rows] == list(range(1, 7))

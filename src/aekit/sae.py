@@ -328,16 +328,18 @@ def _register() -> None:
 
     # gradients clipped to norm 1 (as SAELens does): with gain, 3.22 % → 0.68 % dead latents (benchmarks/sae.py, k = 32)
     sae_train = dict(epochs=1, batch_size=4096, lr=4e-4, val_fraction=0.0, grad_clip=1.0)
-    common = "code_size (0: expansion × d), unit-norm decoder columns, b_d from the geometric median"
+    common = "code_size (0: expansion × d), activations scaled to E‖x̄‖² = d"
+    topk = "unit-norm decoder columns with a learned gain per latent, b_d from 0"
+    median = "b_d from the geometric median"
 
-    @register("sae-relu", f"SAE: ReLU + decoder-norm-weighted L1 (Anthropic 2024); {common}", **sae_train)
+    @register("sae-relu", f"SAE: ReLU + decoder-norm-weighted L1 (Anthropic 2024); {common}, free decoder columns, {median}", **sae_train)
     def sae_relu(input_shape: tuple[int, ...], code_size: int = 0, expansion: int = 16, lam: float = 5.0,
                  unit_norm: bool = False, b_init: str = "median"):
         """ReLU latents with λ·Σ hᵢ‖W_d,i‖; decoder columns free by default (the norm is in the penalty)."""
         return _sae(input_shape, code_size, expansion, nn.ReLU(), [DecoderNormL1(lam)], unit_norm, b_init,
                     DEAD_AFTER, 0, 1.0)
 
-    @register("sae-topk", f"SAE: TopK latents + AuxK (Gao et al. 2024); {common}", **sae_train)
+    @register("sae-topk", f"SAE: TopK latents + AuxK (Gao et al. 2024); {common}, {topk}", **sae_train)
     def sae_topk(input_shape: tuple[int, ...], code_size: int = 0, expansion: int = 16, k: int = 32,
                  aux_k: int = 256, aux_coef: float = 1.0, unit_norm: bool = True, b_init: str = "zero",
                  dead_after: int = DEAD_AFTER, gain: bool = True):
@@ -352,7 +354,7 @@ def _register() -> None:
         return _sae(input_shape, code_size, expansion, TopK(k, positive=True, track=False), [],
                     unit_norm, b_init, dead_after, aux_k, aux_coef, gain)
 
-    @register("sae-batchtopk", f"SAE: BatchTopK latents + AuxK (Bussmann et al. 2024); {common}", **sae_train)
+    @register("sae-batchtopk", f"SAE: BatchTopK latents + AuxK (Bussmann et al. 2024); {common}, {topk}", **sae_train)
     def sae_batchtopk(input_shape: tuple[int, ...], code_size: int = 0, expansion: int = 16, k: int = 32,
                       aux_k: int = 256, aux_coef: float = 1.0, unit_norm: bool = True, b_init: str = "zero",
                       dead_after: int = DEAD_AFTER, gain: bool = True):
@@ -361,8 +363,8 @@ def _register() -> None:
         return _sae(input_shape, code_size, expansion, BatchTopK(k), [], unit_norm, b_init, dead_after, aux_k,
                     aux_coef, gain)
 
-    @register("sae-jumprelu", f"SAE: JumpReLU latents + L0 penalty (Rajamanoharan et al. 2024); {common}",
-              **sae_train)
+    @register("sae-jumprelu", f"SAE: JumpReLU latents + L0 penalty (Rajamanoharan et al. 2024); {common}, "
+              f"unit-norm decoder columns, {median}", **sae_train)
     def sae_jumprelu(input_shape: tuple[int, ...], code_size: int = 0, expansion: int = 16, lam: float = 0.05,
                      threshold: float = 0.0, bandwidth: float = 0.0, unit_norm: bool = True,
                      b_init: str = "median"):
