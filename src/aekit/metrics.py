@@ -12,8 +12,11 @@ from ._checks import is_number
 from .model import Autoencoder
 
 
+BATCH = 2048  # rows per step when encoding, reconstructing or scoring
+
+
 @torch.no_grad()
-def batched(fn, model: Autoencoder, x: np.ndarray | torch.Tensor, batch_size: int = 2048) -> np.ndarray:
+def batched(fn, model: Autoencoder, x: np.ndarray | torch.Tensor, batch_size: int = BATCH) -> np.ndarray:
     """``fn(batch)`` over ``x`` (N, ·) in batches on the model's device, in eval mode, as one array."""
     model.eval()
     w = next(model.parameters())
@@ -23,7 +26,7 @@ def batched(fn, model: Autoencoder, x: np.ndarray | torch.Tensor, batch_size: in
     return torch.cat(out).numpy()
 
 
-def reconstruct(model: Autoencoder, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+def reconstruct(model: Autoencoder, x: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
     """Reconstructions (means of p(x | h)) of ``x`` (N, D), shape (N, D); ``x`` is validated like training data
     (numeric, finite, the model's width), a ``ValueError`` naming the problem otherwise.
 
@@ -164,7 +167,7 @@ def sparsity(codes: np.ndarray, tol: float = 0.0) -> dict[str, float]:
     return {"l0": float(active.sum(1).mean()), "dead_fraction": float(1.0 - active.any(0).mean())}
 
 
-def encode(model: Autoencoder, x: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+def encode(model: Autoencoder, x: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
     """Codes of ``x`` (N, D), shape (N, K); ``x`` is validated as in :func:`reconstruct`."""
     return batched(model.encode, model, _checked(x, model), batch_size)
 

@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._checks import integer
 from ..checkpoint import load_model, save_model, write_json
-from ..metrics import batched
+from ..metrics import BATCH, batched
 from ..autosize import adapt, auto_code_size
 from ..model import Autoencoder, fp32
 from .robust import trimmed_fit
@@ -33,7 +33,6 @@ TRAIN_PARAMS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "sche
                 "precision", "device", "shuffle_buffer")
 SCORE_DRAWS = 16  # common random draws of h per sample in a VAE's score_samples
 DTYPES = (np.float64, np.float32)
-SCORE_BATCH = 2048  # rows per step when encoding or scoring (metrics.batched's), for the automatic thread count
 
 
 def _score(m: Autoencoder, X: np.ndarray, seed: int) -> np.ndarray:
@@ -139,7 +138,7 @@ class _AutoencoderEstimator(BaseEstimator):
 
     def _scoring_threads(self):
         """The thread count for encoding and scoring with the fitted model: as ``n_jobs`` says, restored after."""
-        return using_threads(threads_for(self._threads(), self.model_, SCORE_BATCH))
+        return using_threads(threads_for(self._threads(), self.model_, BATCH))
 
     def _validation(self) -> dict[str, Any]:
         """The trainer's validation options: none by default (every row trains)."""
