@@ -105,13 +105,13 @@ from aekit.sources import Stream
 from aekit.splice import ce_loss_recovered
 from aekit.cli.interp import load_lm
 
-lib, acts, lm_dir, k, expansion, batch, lr, n_train, options = sys.argv[1:10]
-k, expansion, batch, lr, n_train = int(k), int(expansion), int(batch), float(lr), int(n_train)
+lib, acts, lm_dir, k, expansion, batch, lr, n_train, options, seed = sys.argv[1:11]
+k, expansion, batch, lr, n_train, seed = int(k), int(expansion), int(batch), float(lr), int(n_train), int(seed)
 rows = ShardRows(acts)
 d = rows.sample_shape[0]
 train = SubsetRows(rows, np.arange(n_train))
 test = SubsetRows(rows, np.arange(n_train, rows.n))
-torch.manual_seed(0)
+torch.manual_seed(seed)  # the SAE's initialisation; the batches below are the same for every seed
 
 def stream():  # the same shuffled batches for both libraries: aekit's stream of the shards
     src = Stream(rows, np.arange(n_train), torch.device("cpu"), seed=0)
@@ -185,6 +185,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--corpus-mb", type=float, default=120)
     ap.add_argument("--aekit-options", default="{}", help='more sae-topk and trainer options, JSON, e.g. \'{"aux_coef": 1, "grad_clip": 1}\'')
+    ap.add_argument("--seed", type=int, default=0, help="the SAEs' initialisation (the batch order stays fixed)")
     ap.add_argument("--libs", default="aekit,saelens", help="which libraries to train (comma-separated)")
     ap.add_argument("--work", type=Path, help="keep the model and activations in this directory (reused when it "
                     "already holds them: e.g. --libs aekit to train again on the same activations); default: "
@@ -225,7 +226,7 @@ def main() -> None:
         for k in (int(v) for v in args.ks.split(",")):
             for lib in args.libs.split(","):
                 cmd = [sys.executable, "-c", CHILD, lib, str(dirs[layer]), str(lm_dir), str(k), str(args.expansion),
-                       str(args.batch_size), str(args.lr), str(n_train), args.aekit_options]
+                       str(args.batch_size), str(args.lr), str(n_train), args.aekit_options, str(args.seed)]
                 res = subprocess.run(cmd, capture_output=True, text=True, timeout=7200,
                                      env={**os.environ, "TQDM_DISABLE": "1"})
                 if res.returncode != 0:

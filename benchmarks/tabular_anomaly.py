@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from scipy.stats import friedmanchisquare, rankdata, studentized_range
 from sklearn.metrics import average_precision_score, roc_auc_score
+from threadpoolctl import threadpool_limits
 
 from _tabular import tasks
 
@@ -146,10 +147,14 @@ def main() -> None:
     ap.add_argument("--aekit", nargs="+", default=["default", "preset=undercomplete", "preset=vae"])
     ap.add_argument("--no-baselines", action="store_true", help="aekit's detectors only (for tuning)")
     ap.add_argument("--data-dir", type=Path, default=HERE.parent.parent / "shared" / "data" / "tabular")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for every detector (1: these fits are "
+                    "small, one thread each is fastest; run settings in parallel processes to use more cores)")
     ap.add_argument("--cache", type=Path, help="JSON lines of results: read, results found there are not run "
                     "again, new ones appended (to resume, or to tune aekit against baselines run once)")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)  # BLAS/OpenMP of NumPy and scikit-learn too
     baselines = {} if args.no_baselines else {**sklearn_detectors(), **pyod_detectors()}
     detectors = {**dict(aekit_detector(s) for s in args.aekit), **baselines}
     rows: list[dict] = []

@@ -58,7 +58,8 @@ def test_trim_reaches_the_trainer(monkeypatch):
 def test_ensemble_scores_are_the_mean_of_standardised_members(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 4)) @ rng.normal(size=(4, 4))
-    det = AutoencoderOutlierDetector(n_estimators=3, max_samples=100, epochs=3, random_state=0).fit(X)
+    det = AutoencoderOutlierDetector(n_estimators=3, max_samples=100, epochs=3, code_density=False,
+                                     random_state=0).fit(X)
     assert len(det.models_) == 3 and len(set(det.seeds_)) == 3
     assert all(m.code_size == 2 for m in det.models_)
     members = [base._score(m, X, s) for m, s in zip(det.models_, det.seeds_, strict=True)]
@@ -67,7 +68,8 @@ def test_ensemble_scores_are_the_mean_of_standardised_members(tmp_path):
     want = np.mean([(s - loc) / scale for s, (loc, scale) in zip(members, det.scales_, strict=True)], axis=0)
     np.testing.assert_allclose(det.score_samples(X), want, rtol=1e-6)
     assert abs((det.predict(X) == -1).mean() - det.contamination) < 0.01
-    again = AutoencoderOutlierDetector(n_estimators=3, max_samples=100, epochs=3, random_state=0).fit(X)
+    again = AutoencoderOutlierDetector(n_estimators=3, max_samples=100, epochs=3, code_density=False,
+                                       random_state=0).fit(X)
     np.testing.assert_array_equal(det.score_samples(X), again.score_samples(X))
     loaded = AutoencoderOutlierDetector.load(det.save(tmp_path / "det"))
     np.testing.assert_array_equal(loaded.score_samples(X), det.score_samples(X))
@@ -76,6 +78,7 @@ def test_ensemble_scores_are_the_mean_of_standardised_members(tmp_path):
 @pytest.mark.parametrize("bad, match", [
     ({"n_estimators": 0}, "n_estimators"), ({"trim": 0.5}, "trim"), ({"max_samples": 0}, "max_samples"),
     ({"max_samples": 1.5}, "max_samples"), ({"max_samples": "all"}, "max_samples"),
+    ({"code_density": 1}, "code_density"), ({"code_density": "yes"}, "code_density"),
 ])
 def test_bad_robustness_options_are_named(bad, match):
     with pytest.raises(ValueError, match=match):

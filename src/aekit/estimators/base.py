@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -118,11 +119,17 @@ class _AutoencoderEstimator(BaseEstimator):
                               histories[-1].stopped_early)
 
     @staticmethod
-    def _chunked(data: np.ndarray | Rows, fn) -> np.ndarray:
-        """``fn`` of an array, or of stored rows chunk by chunk (~8 MB stored), as one array."""
+    def _chunks(data: np.ndarray | Rows) -> Iterator[np.ndarray]:
+        """An array whole, or stored rows chunk by chunk (~8 MB stored)."""
         if isinstance(data, Rows):
-            return np.concatenate([fn(x) for _, x in data.chunks()])
-        return fn(data)
+            yield from (x for _, x in data.chunks())
+        else:
+            yield data
+
+    @classmethod
+    def _chunked(cls, data: np.ndarray | Rows, fn) -> np.ndarray:
+        """``fn`` of an array, or of stored rows chunk by chunk, as one array."""
+        return np.concatenate([fn(x) for x in cls._chunks(data)])
 
     def _validate_extra(self) -> None:
         """Check the parameters a subclass adds."""

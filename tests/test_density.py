@@ -1,0 +1,77 @@
+"""The code's density in the detector's score: a Gaussian of the training codes, Mahalanobis distances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+import aekit.estimators.base as base
+from aekit.estimators import AutoencoderOutlierDetector
+from aekit.estimators.density import RIDGE, combine, gaussian, mahalanobis
+from aekit.estimators.robust import robust_scale
+from aekit.metrics import batched
+
+
+def test_gaussian_and_mahalanobis_against_numpy():
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(500, 3)) @ rng.normal(size=(3, 3))
+    g = gaussian(np.array_split(h, 7))  # chunks: the same moments as one pass
+    cov = np.cov(h.T, bias=True)
+    cov += RIDGE * np.trace(cov) / 3 * np.eye(3)
+    np.testing.assert_allclose(g["mean"], h.mean(0), atol=1e-12)
+    np.testing.assert_allclose(g["precision"], np.linalg.inv(cov), rtol=1e-8)
+    c = h[:5] - h.mean(0)
+    np.testing.assert_allclose(mahalanobis(h[:5], g), [v @ np.linalg.inv(cov) @ v for v in c], rtol=1e-8)
+
+
+def test_a_constant_code_unit_keeps_the_precision_finite():
+    h = np.c_[np.random.default_rng(1).normal(size=100), np.ones(100)]
+    assert np.isfinite(gaussian([h])["precision"]).all()
+
+
+def test_combine_by_hand():
+    g = {"reconstruction": [2.0, 0.5], "code": [1.0, 4.0]}
+    # score −3 → −log p = 3 → z_rec (3 − 2)/0.5 = 2; distance 9 → z_code (9 − 1)/4 = 2; −(2 + 2)/2
+    assert combine(np.array([-3.0]), np.array([9.0]), g) == pytest.approx([-2.0])
+
+
+def on_manifold_outliers() -> tuple[np.ndarray, np.ndarray]:
+    """Normal rows near a plane, and 15 rows on the plane but far out along it: reconstructed well."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6))
+    x[:, 3] = x[:, 0] + 0.1 * rng.normal(size=300)
+    a = 0.3 * rng.normal(size=(15, 6))
+    a[:, [0, 3]] = 4.0
+    return np.vstack([x, a]), np.r_[np.zeros(300), np.ones(15)]
+
+
+def test_code_density_finds_what_reconstruction_misses():
+    X, y = on_manifold_outliers()
+    auc = {cd: roc_auc_score(y, -AutoencoderOutlierDetector(code_density=cd, random_state=0).fit(X).score_samples(X))
+           for cd in (False, True)}
+    assert auc[False] < 0.5 < 0.9 < auc[True]
+
+
+def test_detector_score_is_the_combination_and_survives_save_and_load(tmp_path):
+    X, _ = on_manifold_outliers()
+    det = AutoencoderOutlierDetector(epochs=3, random_state=0).fit(X)
+    m, (g,) = det.model_, det.densities_
+    rec = base._score(m, X, det.seed_)
+    dist = mahalanobis(batched(m.code, m, X), g)
+    assert g["reconstruction"] == pytest.approx(list(robust_scale(-rec)))
+    assert g["code"] == pytest.approx(list(robust_scale(dist)))
+    np.testing.assert_allclose(det.score_samples(X), combine(rec, dist, g), rtol=1e-6)
+    assert det.offset_ == pytest.approx(np.percentile(det.score_samples(X), 100 * det.contamination))
+    loaded = AutoencoderOutlierDetector.load(det.save(tmp_path / "det"))
+    np.testing.assert_array_equal(loaded.score_samples(X), det.score_samples(X))
+    del loaded.densities_  # as a detector saved before code_density: reconstruction alone
+    np.testing.assert_allclose(loaded.score_samples(X), rec, rtol=1e-6)
+
+
+def test_ensemble_members_each_have_their_density():
+    X, _ = on_manifold_outliers()
+    det = AutoencoderOutlierDetector(n_estimators=2, epochs=2, random_state=0).fit(X)
+    assert len(det.densities_) == 2 and det.densities_[0]["mean"] != det.densities_[1]["mean"]
+    s = det.score_samples(X)
+    assert np.isfinite(s).all() and abs((s < det.offset_).mean() - det.contamination) < 0.01
