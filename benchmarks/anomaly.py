@@ -79,6 +79,8 @@ def detectors() -> dict[str, Callable[[np.ndarray], Callable[[np.ndarray], np.nd
         "aekit `vae` (defaults)": ours("vae"),
         "aekit `undercomplete`, tuned: code 16, hidden 256, 30 epochs": ours("undercomplete", n_components=16,
                                                                             hidden=(256,), epochs=30),
+        "aekit `undercomplete`, tuned as above, reconstruction only (code_density=False)": ours(
+            "undercomplete", n_components=16, hidden=(256,), epochs=30, code_density=False),
         "aekit `denoising`, tuned: code 16, hidden 256, masking 0.25, 30 epochs": ours(
             "denoising", n_components=16, hidden=(256,), noise="masking", level=0.25, epochs=30),
         "aekit `vae`, tuned: code 16, hidden 256, σ=0.1, 60 epochs": ours("vae", n_components=16, hidden=(256,),
@@ -97,14 +99,14 @@ def main() -> None:
     ap.add_argument("--data", choices=("mnist", "fashion-mnist"), default="mnist")
     ap.add_argument("--classes", type=int, nargs="+", default=list(range(10)))
     ap.add_argument("--data-dir", type=Path, help="the data set's IDX files (default for mnist: ../shared/data/mnist)")
-    ap.add_argument("--only", default="", help="detectors whose name contains this")
+    ap.add_argument("--only", default="", help="detectors whose name contains one of these (comma-separated)")
     args = ap.parse_args()
 
     data_dir = args.data_dir or (HERE.parent.parent / "shared" / "data" / "mnist" if args.data == "mnist" else None)
     s = load(args.data, data_dir=data_dir)
     x_tr, y_tr, x_te, y_te = (a.reshape(len(a), -1) if i % 2 == 0 else a
                               for i, a in enumerate((s.train.x, s.train.y, s.test.x, s.test.y)))
-    methods = {k: v for k, v in detectors().items() if args.only in k}
+    methods = {k: v for k, v in detectors().items() if any(o in k for o in args.only.split(","))}
     res: dict[str, dict[int, tuple[float, float, float]]] = {m: {} for m in methods}
     missing: dict[str, str] = {}
     for c in args.classes:

@@ -118,7 +118,7 @@ def summarise(setting: str, rows: list[dict], names: list[str], baselines: list[
     errors = np.array([[bool(by[t + (d,)]["error"]) for d in names] for t in tasks_])
     ranks = np.array([rankdata(-a) for a in auc])  # 1 = highest ROC-AUC; ties share the mean rank
     base = [names.index(b) for b in baselines]
-    hard = auc[:, base].max(1) > 0.8
+    hard = auc[:, base].max(1) > 0.8 if base else np.zeros(len(tasks_), bool)  # --no-baselines: none to beat
     mean_rank = ranks.mean(0)
     print(f"\n### {setting}: {len(tasks_)} tasks ({len({t[0].split('/')[0] for t in tasks_})} data sets)\n")
     print("| detector | mean rank | mean ROC-AUC | mean AP | < 0.5 where the best baseline > 0.8 | mean fit time "

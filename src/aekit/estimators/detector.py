@@ -146,10 +146,10 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         with self._scoring_threads():
             raw = [self._chunked(data, lambda x, m=m, s=s: _score(m, x, s)) for m, s in zip(self.models_, self.seeds_)]
             self.densities_ = []
-            density = self.code_density if self.code_density != "auto" else not self.model_.stochastic
-            for i, m in enumerate(self.models_ if density else []):
-                density, raw[i] = self._density(m, data, raw[i])
-                self.densities_.append(density)
+            use = self.code_density if self.code_density != "auto" else not self.model_.stochastic
+            for i, m in enumerate(self.models_ if use else []):
+                g, raw[i] = self._density(m, data, raw[i])
+                self.densities_.append(g)
         if self.n_estimators > 1:
             self.scales_ = [robust_scale(r) for r in raw]
             train = np.mean([(r - loc) / scale for r, (loc, scale) in zip(raw, self.scales_)], axis=0)
@@ -167,18 +167,18 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         g.update(reconstruction=list(robust_scale(-score)), code=list(robust_scale(distance)))
         return g, combine(score, distance, g)
 
-    def _member(self, score: np.ndarray, i: int, X: np.ndarray) -> np.ndarray:
-        """Member ``i``'s score of ``X`` from its reconstruction score, with the code's density if fitted."""
+    def _member(self, i: int, m, seed: int, X: np.ndarray) -> np.ndarray:
+        """Member ``i`` (model ``m``)'s score of ``X``: reconstruction, with the code's density if fitted."""
+        score = _score(m, X, seed)
         densities = getattr(self, "densities_", [])  # none in a detector saved before code_density
         if not densities:
             return score
-        m = self.models_[i] if hasattr(self, "models_") else self.model_
         return combine(score, mahalanobis(batched(m.code, m, X), densities[i]), densities[i])
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         models = getattr(self, "models_", [self.model_])  # a detector saved before ensembles has one model
         seeds = getattr(self, "seeds_", [self.seed_])
-        scores = [self._member(_score(m, X, s), i, X) for i, (m, s) in enumerate(zip(models, seeds))]
+        scores = [self._member(i, m, s, X) for i, (m, s) in enumerate(zip(models, seeds))]
         if len(scores) == 1:
             return scores[0]
         return np.mean([(r - loc) / scale for r, (loc, scale) in zip(scores, self.scales_)], axis=0)
