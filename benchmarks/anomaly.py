@@ -79,8 +79,8 @@ def detectors() -> dict[str, Callable[[np.ndarray], Callable[[np.ndarray], np.nd
         "aekit `vae` (defaults)": ours("vae"),
         "aekit `undercomplete`, tuned: code 16, hidden 256, 30 epochs": ours("undercomplete", n_components=16,
                                                                             hidden=(256,), epochs=30),
-        "aekit `undercomplete`, tuned as above, reconstruction only (code_density=False)": ours(
-            "undercomplete", n_components=16, hidden=(256,), epochs=30, code_density=False),
+        "aekit `undercomplete`, tuned as above, with the code's density (code_density=True)": ours(
+            "undercomplete", n_components=16, hidden=(256,), epochs=30, code_density=True),
         "aekit `denoising`, tuned: code 16, hidden 256, masking 0.25, 30 epochs": ours(
             "denoising", n_components=16, hidden=(256,), noise="masking", level=0.25, epochs=30),
         "aekit `vae`, tuned: code 16, hidden 256, σ=0.1, 60 epochs": ours("vae", n_components=16, hidden=(256,),

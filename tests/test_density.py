@@ -75,3 +75,12 @@ def test_ensemble_members_each_have_their_density():
     assert len(det.densities_) == 2 and det.densities_[0]["mean"] != det.densities_[1]["mean"]
     s = det.score_samples(X)
     assert np.isfinite(s).all() and abs((s < det.offset_).mean() - det.contamination) < 0.01
+
+
+def test_auto_adds_the_density_to_tables_but_not_to_wide_data_or_a_vae():
+    rng = np.random.default_rng(0)
+    wide, table = rng.normal(size=(60, 101)), rng.normal(size=(60, 6))
+    fitted = lambda X, **kw: AutoencoderOutlierDetector(epochs=1, random_state=0, **kw).fit(X)  # noqa: E731
+    assert len(fitted(table).densities_) == 1
+    assert fitted(wide).densities_ == [] and fitted(table, preset="vae").densities_ == []
+    assert len(fitted(wide, code_density=True).densities_) == 1

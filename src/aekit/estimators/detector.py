@@ -12,7 +12,7 @@ from sklearn.utils import check_random_state
 from .._checks import integer, number
 from ..metrics import batched
 from .base import _AutoencoderEstimator, _score
-from .density import combine, gaussian, mahalanobis
+from .density import AUTO_MAX_FEATURES, combine, gaussian, mahalanobis
 from .robust import robust_scale, subsample
 
 
@@ -21,8 +21,9 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
 
     ``score_samples`` is higher for typical samples; ``offset_`` is the ``contamination``
     quantile of the training scores, ``decision_function = score_samples − offset_`` and
-    ``predict`` is −1 (outlier) where it is negative, else +1. With ``code_density`` (the default)
-    the score also counts how atypical a row's code is (:mod:`aekit.estimators.density`), but for a VAE.
+    ``predict`` is −1 (outlier) where it is negative, else +1. With ``code_density`` the score also
+    counts how atypical a row's code is (:mod:`aekit.estimators.density`); by default for tables (at
+    most 100 features), not for a VAE.
 
     Parameters
     ----------
@@ -44,8 +45,9 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         ``True``: score by reconstruction and by the code's Mahalanobis distance under a Gaussian fitted
         to the training rows' codes, each part standardised by its median and IQR on the training rows
         (DAGMM's idea, Zong et al. 2018); ``False``: reconstruction (or the ELBO) alone; ``"auto"``:
-        ``True`` but for a VAE, whose ELBO scores the code already (its KL term; adding the density
-        lowered its mean rank in ``benchmarks/tabular_anomaly.py``).
+        ``True`` for data of at most 100 features, but not for a VAE, whose ELBO scores the code already
+        (its KL term). Measured: it helps on tables, and hurt on MNIST's 784 pixels and on the VAE
+        (:mod:`aekit.estimators.density`, ``benchmarks/tabular_anomaly.py``, ``benchmarks/anomaly.py``).
     early_stopping
         Hold out 10 % of the rows (seeded) and stop when their reconstruction loss has not improved for
         5 epochs, keeping the best weights.
@@ -146,7 +148,8 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         with self._scoring_threads():
             raw = [self._chunked(data, lambda x, m=m, s=s: _score(m, x, s)) for m, s in zip(self.models_, self.seeds_)]
             self.densities_ = []
-            use = self.code_density if self.code_density != "auto" else not self.model_.stochastic
+            use = self.code_density if self.code_density != "auto" else \
+                not self.model_.stochastic and self.n_features_in_ <= AUTO_MAX_FEATURES
             for i, m in enumerate(self.models_ if use else []):
                 g, raw[i] = self._density(m, data, raw[i])
                 self.densities_.append(g)
