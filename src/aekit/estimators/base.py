@@ -129,6 +129,8 @@ class _AutoencoderEstimator(BaseEstimator):
     @classmethod
     def _chunked(cls, data: np.ndarray | Rows, fn) -> np.ndarray:
         """``fn`` of an array, or of stored rows chunk by chunk, as one array."""
+        if not isinstance(data, Rows):
+            return fn(data)  # an array: its result as it is, without concatenate's copy
         return np.concatenate([fn(x) for x in cls._chunks(data)])
 
     def _validate_extra(self) -> None:
