@@ -105,12 +105,13 @@ from aekit.sources import Stream
 from aekit.splice import ce_loss_recovered
 from aekit.cli.interp import load_lm
 
-lib, acts, lm_dir, k, expansion, batch, lr, n_train, options, seed = sys.argv[1:11]
+lib, acts, lm_dir, k, expansion, batch, lr, n_train, options, seed, test_start = sys.argv[1:12]
 k, expansion, batch, lr, n_train, seed = int(k), int(expansion), int(batch), float(lr), int(n_train), int(seed)
+test_start = int(test_start)
 rows = ShardRows(acts)
 d = rows.sample_shape[0]
 train = SubsetRows(rows, np.arange(n_train))
-test = SubsetRows(rows, np.arange(n_train, rows.n))
+test = SubsetRows(rows, np.arange(test_start, rows.n))
 torch.manual_seed(seed)  # the SAE's initialisation; the batches below are the same for every seed
 
 def stream():  # the same shuffled batches for both libraries: aekit's stream of the shards
@@ -161,7 +162,7 @@ def measure():
 
 res = {"lib": lib, "k": k, "tokens_per_s": n_train / seconds, "train_seconds": seconds, **measure()}
 _, tokens, T = contexts(acts)
-first = n_train // T + 1  # contexts wholly after the training tokens
+first = test_start // T + 1  # contexts wholly after the training tokens
 ids = torch.from_numpy(tokens.read(first, min(tokens.n, first + 128)).astype(np.int64))
 layer = json.loads((Path(acts) / "manifest.json").read_text())["meta"]["layer"]
 ce = ce_loss_recovered(load_lm(Path(lm_dir)), layer, lambda x: dec(enc(x)), ids.split(16))
@@ -184,6 +185,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4096)
     ap.add_argument("--lr", type=float, default=4e-4)
     ap.add_argument("--corpus-mb", type=float, default=120)
+    ap.add_argument("--train-tokens", type=int, default=0,
+                    help="train on the first N tokens only (0: 90 %% of them); the test tokens stay the last 10 %%")
     ap.add_argument("--aekit-options", default="{}", help='more sae-topk and trainer options, JSON, e.g. \'{"aux_coef": 1, "grad_clip": 1}\'')
     ap.add_argument("--seed", type=int, default=0, help="the SAEs' initialisation (the batch order stays fixed)")
     ap.add_argument("--libs", default="aekit,saelens", help="which libraries to train (comma-separated)")
@@ -222,11 +225,14 @@ def main() -> None:
         print(f"captured {n:,} tokens of {layer} ({args.width} dims, bf16) in {time.perf_counter() - t:.0f} s "
               f"(corpus: {n_ctx * args.context:,} tokens{'; repeated' if reps > 1 else ''})", flush=True)
         n_train = int(n * 0.9) // args.context * args.context
+        test_start = n_train
+        if args.train_tokens:
+            n_train = min(n_train, args.train_tokens // args.context * args.context)
         results = []
         for k in (int(v) for v in args.ks.split(",")):
             for lib in args.libs.split(","):
                 cmd = [sys.executable, "-c", CHILD, lib, str(dirs[layer]), str(lm_dir), str(k), str(args.expansion),
-                       str(args.batch_size), str(args.lr), str(n_train), args.aekit_options, str(args.seed)]
+                       str(args.batch_size), str(args.lr), str(n_train), args.aekit_options, str(args.seed), str(test_start)]
                 res = subprocess.run(cmd, capture_output=True, text=True, timeout=7200,
                                      env={**os.environ, "TQDM_DISABLE": "1"})
                 if res.returncode != 0:
@@ -238,7 +244,7 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     print(f"\nTopK SAEs, {args.expansion}× ({args.expansion * args.width} latents) on {layer} of a {args.layers}-layer "
           f"× {args.width} GPT-2-style model; one epoch over {n_train:,} tokens, batch {args.batch_size}, "
-          f"Adam {args.lr:g}; measured on the last {n - n_train:,} tokens and 128 held-out contexts\n")
+          f"Adam {args.lr:g}; measured on the last {n - test_start:,} tokens and 128 held-out contexts\n")
     print("| k | library | FVU | L0 | dead latents | CE loss recovered | KL (nats/token) | tokens/s | "
           "peak RSS | aekit speed ÷ SAELens |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -8,32 +8,39 @@ from sklearn.metrics import roc_auc_score
 
 import aekit.estimators.base as base
 from aekit.estimators import AutoencoderOutlierDetector
-from aekit.estimators.density import RIDGE, combine, gaussian, mahalanobis
+from aekit.estimators.density import RIDGE, combine, energy, fit, mahalanobis, parts
+from aekit.estimators.detector import _split
 from aekit.estimators.robust import robust_scale
-from aekit.metrics import batched
+from aekit.metrics import batched, reconstruct
 
 
-def test_gaussian_and_mahalanobis_against_numpy():
+def test_moments_mahalanobis_and_energy_against_numpy():
     rng = np.random.default_rng(0)
     h = rng.normal(size=(500, 3)) @ rng.normal(size=(3, 3))
-    g = gaussian(np.array_split(h, 7))  # chunks: the same moments as one pass
+    e = rng.normal(size=(500, 4)) * [1.0, 2.0, 0.5, 3.0]
+    g = fit(zip(np.array_split(h, 7), np.array_split(e, 7)))  # chunks: the same moments as one pass
     cov = np.cov(h.T, bias=True)
     cov += RIDGE * np.trace(cov) / 3 * np.eye(3)
     np.testing.assert_allclose(g["mean"], h.mean(0), atol=1e-12)
     np.testing.assert_allclose(g["precision"], np.linalg.inv(cov), rtol=1e-8)
+    v = (e**2).mean(0)
+    np.testing.assert_allclose(g["variance"], v + RIDGE * v.mean(), rtol=1e-12)
     c = h[:5] - h.mean(0)
-    np.testing.assert_allclose(mahalanobis(h[:5], g), [v @ np.linalg.inv(cov) @ v for v in c], rtol=1e-8)
+    np.testing.assert_allclose(mahalanobis(h[:5], g), [x @ np.linalg.inv(cov) @ x for x in c], rtol=1e-8)
+    np.testing.assert_allclose(energy(e[:5], g), [sum(x**2 / np.array(g["variance"])) for x in e[:5]], rtol=1e-12)
+    np.testing.assert_allclose(parts(h[:5], e[:5], g), np.c_[energy(e[:5], g), mahalanobis(h[:5], g)])
 
 
-def test_a_constant_code_unit_keeps_the_precision_finite():
+def test_a_constant_code_unit_or_a_perfect_feature_stays_finite():
     h = np.c_[np.random.default_rng(1).normal(size=100), np.ones(100)]
-    assert np.isfinite(gaussian([h])["precision"]).all()
+    g = fit([(h, np.c_[np.zeros(100), np.ones(100)])])
+    assert np.isfinite(g["precision"]).all() and np.isfinite(energy(np.ones((2, 2)), g)).all()
 
 
 def test_combine_by_hand():
     g = {"reconstruction": [2.0, 0.5], "code": [1.0, 4.0]}
-    # score −3 → −log p = 3 → z_rec (3 − 2)/0.5 = 2; distance 9 → z_code (9 − 1)/4 = 2; −(2 + 2)/2
-    assert combine(np.array([-3.0]), np.array([9.0]), g) == pytest.approx([-2.0])
+    # energy 3 → z_rec (3 − 2)/0.5 = 2; distance 9 → z_code (9 − 1)/4 = 2; −(2 + 2)/2
+    assert combine(np.array([[3.0, 9.0]]), g) == pytest.approx([-2.0])
 
 
 def on_manifold_outliers() -> tuple[np.ndarray, np.ndarray]:
@@ -57,16 +64,18 @@ def test_detector_score_is_the_combination_and_survives_save_and_load(tmp_path):
     X, _ = on_manifold_outliers()
     det = AutoencoderOutlierDetector(epochs=3, random_state=0).fit(X)
     m, (g,) = det.model_, det.densities_
-    rec = base._score(m, X, det.seed_)
-    dist = mahalanobis(batched(m.code, m, X), g)
-    assert g["reconstruction"] == pytest.approx(list(robust_scale(-rec)))
-    assert g["code"] == pytest.approx(list(robust_scale(dist)))
-    np.testing.assert_allclose(det.score_samples(X), combine(rec, dist, g), rtol=1e-6)
+    h, e = _split(m, X)
+    np.testing.assert_allclose(h, batched(m.code, m, X), rtol=1e-6)
+    np.testing.assert_allclose(e, X - reconstruct(m, X), rtol=1e-5, atol=1e-6)
+    p = np.c_[(e**2 / np.array(g["variance"])).sum(1), mahalanobis(h, g)]
+    assert g["reconstruction"] == pytest.approx(list(robust_scale(p[:, 0])))
+    assert g["code"] == pytest.approx(list(robust_scale(p[:, 1])))
+    np.testing.assert_allclose(det.score_samples(X), combine(p, g), rtol=1e-5, atol=1e-6)
     assert det.offset_ == pytest.approx(np.percentile(det.score_samples(X), 100 * det.contamination))
     loaded = AutoencoderOutlierDetector.load(det.save(tmp_path / "det"))
     np.testing.assert_array_equal(loaded.score_samples(X), det.score_samples(X))
     del loaded.densities_  # as a detector saved before code_density: reconstruction alone
-    np.testing.assert_allclose(loaded.score_samples(X), rec, rtol=1e-6)
+    np.testing.assert_allclose(loaded.score_samples(X), base._score(m, X, det.seed_), rtol=1e-6)
 
 
 def test_ensemble_members_each_have_their_density():

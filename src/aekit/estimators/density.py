@@ -5,13 +5,17 @@ normal rows are rare (e.g. an extreme of a dominant direction); its code is then
 its reconstruction error is not. DAGMM (Zong et al. 2018, "Deep autoencoding Gaussian mixture model
 for unsupervised anomaly detection") scores such rows by the energy of a density fitted to the codes
 together with the reconstruction error. :class:`~aekit.estimators.AutoencoderOutlierDetector` does so
-with one Gaussian fitted (after training, by moments) to the codes of the training rows:
+with two Gaussians fitted (after training, by moments) to the training rows, one to their codes and
+one, per feature, to their residuals:
 
-    score = −(z_rec + z_code) / 2,   z_rec = robust z of −log p(x | g(f(x))) (or −ELBO),
+    score = −(z_rec + z_code) / 2,   z_rec = robust z of Σⱼ eⱼ² / vⱼ,  e = x − E[x | f(x)],
+                                              vⱼ = the training rows' mean eⱼ²
                                       z_code = robust z of (h − μ)ᵀ Σ⁻¹ (h − μ),  h = f(x)
 
 each z standardised by the median and IQR of the training rows' values (:func:`~.robust.robust_scale`),
-so the two parts weigh the same whatever their units. Measured in ``benchmarks/tabular_anomaly.py``.
+so the two parts weigh the same whatever their units. The residual's part is the reconstruction NLL
+under a Gaussian with a variance per feature, so a feature the model reconstructs poorly for every
+row does not drown the others. Measured in ``benchmarks/tabular_anomaly.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-RIDGE = 1e-6  # added to Σ's diagonal, relative to its mean variance: a constant code unit stays invertible
+RIDGE = 1e-6  # added to Σ's diagonal and to every vⱼ, relative to their mean: a constant unit stays invertible
 # "auto" adds the density up to this many features. Measured (benchmarks/tabular_anomaly.py, anomaly.py): on
 # the 22 tables (d ≤ 60) it lifted the undercomplete detector's mean rank, most where the anomalies are among
 # the training rows; on MNIST (d = 784), where reconstruction alone separates the digits, it lowered ROC-AUC
@@ -29,27 +33,30 @@ RIDGE = 1e-6  # added to Σ's diagonal, relative to its mean variance: a constan
 AUTO_MAX_FEATURES = 100
 
 
-def gaussian(codes: Iterable[np.ndarray]) -> dict[str, Any]:
-    """Mean and precision of the codes (chunks of shape (m, K)), by float64 moments in one pass.
+def fit(chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """The codes' mean and precision and the residuals' variance per feature, by float64 moments in one
+    pass over chunks of (codes (m, K), residuals (m, D)).
 
     Example
     -------
-    >>> g = gaussian([np.array([[0.0, 1.0], [2.0, 1.0], [1.0, 4.0]])])
-    >>> g["mean"]
-    [1.0, 2.0]
+    >>> h, e = np.array([[0.0, 1.0], [2.0, 1.0], [1.0, 4.0]]), np.array([[1.0], [-1.0], [2.0]])
+    >>> g = fit([(h, e)])
+    >>> g["mean"], g["variance"]
+    ([1.0, 2.0], [2.0])
     """
-    n, s, ss = 0, 0.0, 0.0
-    for h in codes:
-        h = np.asarray(h, dtype=np.float64).reshape(len(h), -1)
-        n, s, ss = n + len(h), s + h.sum(0), ss + h.T @ h
+    n, s, ss, se = 0, 0.0, 0.0, 0.0
+    for h, e in chunks:
+        h, e = (np.asarray(a, dtype=np.float64).reshape(len(a), -1) for a in (h, e))
+        n, s, ss, se = n + len(h), s + h.sum(0), ss + h.T @ h, se + np.square(e).sum(0)
     mean = s / n
     cov = ss / n - np.outer(mean, mean)
     cov += (RIDGE * max(float(np.trace(cov)) / len(mean), 1e-12)) * np.eye(len(mean))
-    return {"mean": mean.tolist(), "precision": np.linalg.pinv(cov, hermitian=True).tolist()}
+    var = se / n + RIDGE * max(float(np.mean(se / n)), 1e-12)
+    return {"mean": mean.tolist(), "precision": np.linalg.pinv(cov, hermitian=True).tolist(), "variance": var.tolist()}
 
 
 def mahalanobis(h: np.ndarray, g: dict[str, Any]) -> np.ndarray:
-    """(h − μ)ᵀ Σ⁻¹ (h − μ) per row of ``h`` (n, K) under :func:`gaussian`'s ``g``, shape (n,).
+    """(h − μ)ᵀ Σ⁻¹ (h − μ) per row of ``h`` (n, K) under :func:`fit`'s ``g``, shape (n,).
 
     Example
     -------
@@ -61,7 +68,18 @@ def mahalanobis(h: np.ndarray, g: dict[str, Any]) -> np.ndarray:
     return np.einsum("ij,jk,ik->i", c, np.asarray(g["precision"]), c)
 
 
-def combine(score: np.ndarray, distance: np.ndarray, g: dict[str, Any]) -> np.ndarray:
-    """−(z_rec + z_code) / 2 from a score (higher is typical) and the codes' Mahalanobis distances."""
+def energy(e: np.ndarray, g: dict[str, Any]) -> np.ndarray:
+    """Σⱼ eⱼ² / vⱼ per row of the residuals ``e`` (n, D) under :func:`fit`'s ``g``, shape (n,)."""
+    e = np.asarray(e, dtype=np.float64).reshape(len(e), -1)
+    return (np.square(e) / np.asarray(g["variance"])).sum(1)
+
+
+def parts(h: np.ndarray, e: np.ndarray, g: dict[str, Any]) -> np.ndarray:
+    """The two parts of the score before standardising, (n, 2): residual energy and code distance."""
+    return np.c_[energy(e, g), mahalanobis(h, g)]
+
+
+def combine(p: np.ndarray, g: dict[str, Any]) -> np.ndarray:
+    """−(z_rec + z_code) / 2 from :func:`parts` ``p`` (n, 2), with the robust scales ``g`` keeps."""
     (lr, sr), (lc, sc) = g["reconstruction"], g["code"]
-    return -((-score - lr) / sr + (distance - lc) / sc) / 2
+    return -((p[:, 0] - lr) / sr + (p[:, 1] - lc) / sc) / 2

@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 from sklearn.base import OutlierMixin
 from sklearn.utils import check_random_state
 
 from .._checks import integer, number
 from ..metrics import batched
+from ..model import fp32
 from .base import _AutoencoderEstimator, _score
-from .density import AUTO_MAX_FEATURES, combine, gaussian, mahalanobis
+from .density import AUTO_MAX_FEATURES, combine, fit, parts
 from .robust import robust_scale, subsample
 
 
@@ -42,8 +44,9 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         Share in [0, 0.5) of training rows, reconstructed worst after half the epochs, that the other half
         does not train on (0: none); robustness to anomalies among the training rows.
     code_density
-        ``True``: score by reconstruction and by the code's Mahalanobis distance under a Gaussian fitted
-        to the training rows' codes, each part standardised by its median and IQR on the training rows
+        ``True``: score by the reconstruction's residuals, each feature's squared residual divided by
+        its mean on the training rows, and by the code's Mahalanobis distance under a Gaussian fitted to
+        the training rows' codes, each part standardised by its median and IQR on the training rows
         (DAGMM's idea, Zong et al. 2018); ``False``: reconstruction (or the ELBO) alone; ``"auto"``:
         ``True`` for data of at most 100 features, but not for a VAE, whose ELBO scores the code already
         (its KL term). Measured: it helps on tables, and hurt on MNIST's 784 pixels and on the VAE
@@ -145,14 +148,17 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
             if i == 0:
                 self.model_, self.history_ = model, history
         # every member scores the training rows once: its scale (an ensemble's) and the offset come from them
+        use = self.code_density if self.code_density != "auto" else \
+            not self.model_.stochastic and self.n_features_in_ <= AUTO_MAX_FEATURES
+        self.densities_, raw = [], []
         with self._scoring_threads():
-            raw = [self._chunked(data, lambda x, m=m, s=s: _score(m, x, s)) for m, s in zip(self.models_, self.seeds_)]
-            self.densities_ = []
-            use = self.code_density if self.code_density != "auto" else \
-                not self.model_.stochastic and self.n_features_in_ <= AUTO_MAX_FEATURES
-            for i, m in enumerate(self.models_ if use else []):
-                g, raw[i] = self._density(m, data, raw[i])
-                self.densities_.append(g)
+            for m, s in zip(self.models_, self.seeds_):
+                if use:
+                    g, r = self._density(m, data)
+                    self.densities_.append(g)
+                else:
+                    r = self._chunked(data, lambda x, m=m, s=s: _score(m, x, s))
+                raw.append(r)
         if self.n_estimators > 1:
             self.scales_ = [robust_scale(r) for r in raw]
             train = np.mean([(r - loc) / scale for r, (loc, scale) in zip(raw, self.scales_)], axis=0)
@@ -161,22 +167,20 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self.offset_ = float(np.percentile(train, 100 * self.contamination))
         return self
 
-    def _density(self, m, data, score: np.ndarray) -> tuple[dict[str, Any], np.ndarray]:
-        """The Gaussian of member ``m``'s training codes with the robust scales of both score parts, and the
-        training rows' combined scores (from their reconstruction ``score``)."""
-        codes = lambda x: batched(m.code, m, x)
-        g = gaussian(codes(x) for x in self._chunks(data))
-        distance = self._chunked(data, lambda x: mahalanobis(codes(x), g))
-        g.update(reconstruction=list(robust_scale(-score)), code=list(robust_scale(distance)))
-        return g, combine(score, distance, g)
+    def _density(self, m, data) -> tuple[dict[str, Any], np.ndarray]:
+        """Member ``m``'s Gaussians of the training rows' codes and residuals with the robust scales of both
+        score parts, and the training rows' scores."""
+        g = fit(_split(m, x) for x in self._chunks(data))
+        p = self._chunked(data, lambda x: parts(*_split(m, x), g))
+        g.update(reconstruction=list(robust_scale(p[:, 0])), code=list(robust_scale(p[:, 1])))
+        return g, combine(p, g)
 
     def _member(self, i: int, m, seed: int, X: np.ndarray) -> np.ndarray:
-        """Member ``i`` (model ``m``)'s score of ``X``: reconstruction, with the code's density if fitted."""
-        score = _score(m, X, seed)
+        """Member ``i`` (model ``m``)'s score of ``X``: reconstruction, or with the code's density if fitted."""
         densities = getattr(self, "densities_", [])  # none in a detector saved before code_density
         if not densities:
-            return score
-        return combine(score, mahalanobis(batched(m.code, m, X), densities[i]), densities[i])
+            return _score(m, X, seed)
+        return combine(parts(*_split(m, X), densities[i]), densities[i])
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         models = getattr(self, "models_", [self.model_])  # a detector saved before ensembles has one model
@@ -193,3 +197,12 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """+1 for inliers, −1 for outliers."""
         return np.where(self.decision_function(X) < 0, -1, 1)
+
+
+def _split(m, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Model ``m``'s codes h = f(x) (n, K) and residuals x − E[x | h] (n, D) of rows ``x``, in one pass."""
+    def both(xb: torch.Tensor) -> torch.Tensor:
+        h = m.code(xb)
+        return torch.cat([fp32(h).flatten(1), (fp32(xb) - fp32(m.likelihood.mean(m.decoder(h)))).flatten(1)], 1)
+    out = batched(both, m, x)
+    return out[:, : m.code_size], out[:, m.code_size :]
