@@ -133,17 +133,17 @@ class SAEEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         dec = self.decoder
-        a = F.linear(x * dec.scale.to(x.dtype) - dec.bias.to(x.dtype), self.weight.to(x.dtype),
-                     self.bias.to(x.dtype))
+        w, b = self.weight, self.bias
         g = dec.gains()
-        if g is not None:  # a learned gain per latent, applied before the selection (SAELens's TopK does this)
-            a = a * g.to(a.dtype)
+        if g is not None:  # a learned gain per latent, applied before the selection (SAELens's TopK does this):
+            w, b = w * g[:, None], b * g  # g ⊙ (W_e x̄ + b_e), folded into the (K, D) weights, not the (B, K) output
+        a = F.linear(x * dec.scale.to(x.dtype) - dec.bias.to(x.dtype), w.to(x.dtype), b.to(x.dtype))
         h = self.final(a)
         if self.training:
             self.pre = a
             with torch.no_grad():
                 self.since_fired += len(x)
-                self.since_fired[(h > ALIVE).any(0)] = 0
+                self.since_fired[h.amax(0) > ALIVE] = 0  # one reduction, not a (B, K) mask
         return h
 
     def dead(self) -> Tensor:

@@ -157,13 +157,13 @@ class TopK(CodeConstraint):
     def forward(self, a: Tensor) -> Tensor:
         k = min(self.current_k(), a.shape[1])
         vals, idx = a.topk(k, dim=1, sorted=False)
-        h = torch.zeros_like(a).scatter(1, idx, vals.relu() if self.positive else vals)
+        h = torch.zeros_like(a).scatter_(1, idx, vals.relu() if self.positive else vals)  # in place: no copy
         if self.training and not self.features and self.track:
             self.pre = a
             if len(self.since_fired) != a.shape[1]:  # a TopK used on its own, without check_size
                 self.since_fired = torch.zeros(a.shape[1], dtype=torch.long, device=a.device)
             with torch.no_grad():
-                fired = (h > self.ALIVE).any(0)
+                fired = h.amax(0) > self.ALIVE  # one reduction, not a (B, K) mask
                 self.since_fired += len(a)
                 self.since_fired[fired] = 0
                 self.steps += 1
