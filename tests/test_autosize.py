@@ -52,7 +52,9 @@ def test_defaults_on_a_large_table_train_about_steps_not_epochs(preset):
     n = 100_000
     X = np.random.default_rng(0).normal(size=(n, 3)).astype(np.float32)
     det = AutoencoderOutlierDetector(preset, random_state=0).fit(X)
-    per_epoch = math.ceil(n / det.options_["train"]["batch_size"])
+    rows = det._sample_size(n)  # the rows each member of the default ensemble trains on
+    assert rows == (n if det.n_estimators_ == 1 else 1024)
+    per_epoch = math.ceil(rows / det.options_["train"]["batch_size"])
     steps = det.options_["train"]["epochs"] * per_epoch
     assert steps < STEPS + per_epoch and len(det.history_.rows) == det.options_["train"]["epochs"]
     assert np.isfinite(det.score_samples(X[:1000])).all()

@@ -8,9 +8,9 @@ from sklearn.metrics import roc_auc_score
 
 import aekit.estimators.base as base
 from aekit.estimators import AutoencoderOutlierDetector
-from aekit.estimators.density import RIDGE, combine, energy, fit, mahalanobis, parts
+from aekit.estimators.density import DROP, RIDGE, combine, energy, fit, fit_robust, mahalanobis, parts
 from aekit.estimators.detector import _split
-from aekit.estimators.robust import robust_scale
+from aekit.estimators.robust import AUTO_MEMBERS, robust_scale
 from aekit.metrics import batched, reconstruct
 
 
@@ -43,6 +43,27 @@ def test_combine_by_hand():
     assert combine(np.array([[3.0, 9.0]]), g) == pytest.approx([-2.0])
 
 
+def test_fit_robust_refits_without_the_worst_rows_by_hand():
+    rng = np.random.default_rng(2)
+    h, e = rng.normal(size=(400, 3)), rng.normal(size=(400, 5))
+    h[:8] += 6.0  # eight far codes among the training rows
+    g0 = fit([(h, e)])
+    p = parts(h, e, g0)
+    g0.update(reconstruction=list(robust_scale(p[:, 0])), code=list(robust_scale(p[:, 1])))
+    first = combine(p, g0)
+    keep = first >= np.percentile(first, 100 * DROP)
+    assert not keep[:8].any() and keep.sum() == 380
+    g1 = fit([(h[keep], e[keep])])
+    p = parts(h, e, g1)
+    g1.update(reconstruction=list(robust_scale(p[keep, 0])), code=list(robust_scale(p[keep, 1])))
+    chunks = lambda: zip(np.array_split(h, 3), np.array_split(e, 3))  # noqa: E731  (stored rows, chunk by chunk)
+    g, score = fit_robust(chunks)
+    for key in ("mean", "precision", "variance", "reconstruction", "code"):
+        np.testing.assert_allclose(g[key], g1[key], rtol=1e-10)
+    np.testing.assert_allclose(score, combine(p, g1), rtol=1e-10)
+    assert np.linalg.inv(g["precision"])[0, 0] < 0.7 * np.linalg.inv(g0["precision"])[0, 0]  # no longer widened
+
+
 def on_manifold_outliers() -> tuple[np.ndarray, np.ndarray]:
     """Normal rows near a plane, and 15 rows on the plane but far out along it: reconstructed well."""
     rng = np.random.default_rng(0)
@@ -62,15 +83,17 @@ def test_code_density_finds_what_reconstruction_misses():
 
 def test_detector_score_is_the_combination_and_survives_save_and_load(tmp_path):
     X, _ = on_manifold_outliers()
-    det = AutoencoderOutlierDetector(epochs=3, random_state=0).fit(X)
+    det = AutoencoderOutlierDetector(n_estimators=1, epochs=3, random_state=0).fit(X)
     m, (g,) = det.model_, det.densities_
     h, e = _split(m, X)
     np.testing.assert_allclose(h, batched(m.code, m, X), rtol=1e-6)
     np.testing.assert_allclose(e, X - reconstruct(m, X), rtol=1e-5, atol=1e-6)
+    by_hand, train = fit_robust(lambda: [(h, e)])
+    for key in ("mean", "precision", "variance", "reconstruction", "code"):
+        np.testing.assert_allclose(g[key], by_hand[key], rtol=1e-6)
     p = np.c_[(e**2 / np.array(g["variance"])).sum(1), mahalanobis(h, g)]
-    assert g["reconstruction"] == pytest.approx(list(robust_scale(p[:, 0])))
-    assert g["code"] == pytest.approx(list(robust_scale(p[:, 1])))
     np.testing.assert_allclose(det.score_samples(X), combine(p, g), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(det.score_samples(X), train, rtol=1e-5, atol=1e-6)
     assert det.offset_ == pytest.approx(np.percentile(det.score_samples(X), 100 * det.contamination))
     loaded = AutoencoderOutlierDetector.load(det.save(tmp_path / "det"))
     np.testing.assert_array_equal(loaded.score_samples(X), det.score_samples(X))
@@ -86,10 +109,13 @@ def test_ensemble_members_each_have_their_density():
     assert np.isfinite(s).all() and abs((s < det.offset_).mean() - det.contamination) < 0.01
 
 
-def test_auto_adds_the_density_to_tables_but_not_to_wide_data_or_a_vae():
+def test_auto_gives_tables_the_density_and_an_ensemble_but_not_wide_data():
     rng = np.random.default_rng(0)
     wide, table = rng.normal(size=(60, 101)), rng.normal(size=(60, 6))
     fitted = lambda X, **kw: AutoencoderOutlierDetector(epochs=1, random_state=0, **kw).fit(X)  # noqa: E731
-    assert len(fitted(table).densities_) == 1
-    assert fitted(wide).densities_ == [] and fitted(table, preset="vae").densities_ == []
-    assert len(fitted(wide, code_density=True).densities_) == 1
+    det = fitted(table)
+    assert det.n_estimators_ == len(det.models_) == len(det.densities_) == AUTO_MEMBERS > 1
+    assert fitted(table, preset="vae").densities_ == [] and fitted(table, preset="vae").n_estimators_ == AUTO_MEMBERS
+    det = fitted(wide)
+    assert det.densities_ == [] and det.n_estimators_ == len(det.models_) == 1
+    assert len(fitted(wide, code_density=True).densities_) == 1 and fitted(wide, n_estimators=2).n_estimators_ == 2

@@ -51,7 +51,7 @@ def test_trim_reaches_the_trainer(monkeypatch):
 
     monkeypatch.setattr(base, "fit", spy)
     X = np.random.default_rng(0).normal(size=(200, 5))
-    AutoencoderOutlierDetector(trim=0.1, epochs=4, random_state=0).fit(X)
+    AutoencoderOutlierDetector(trim=0.1, n_estimators=1, epochs=4, random_state=0).fit(X)
     assert sizes == [(200, 2), (180, 2)]
 
 

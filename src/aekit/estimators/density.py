@@ -13,14 +13,17 @@ one, per feature, to their residuals:
                                       z_code = robust z of (h − μ)ᵀ Σ⁻¹ (h − μ),  h = f(x)
 
 each z standardised by the median and IQR of the training rows' values (:func:`~.robust.robust_scale`),
-so the two parts weigh the same whatever their units. The residual's part is the reconstruction NLL
+so the two parts weigh the same whatever their units. The moments are fitted twice (:func:`fit_robust`):
+on all training rows, then without the ``DROP`` share that scores worst, so that anomalies among the
+training rows (the unsupervised setting) do not widen the Gaussians that should expose them (one
+reweighting step, as in the reweighted MCD of Rousseeuw & Van Driessen 1999). The residual's part is the reconstruction NLL
 under a Gaussian with a variance per feature, so a feature the model reconstructs poorly for every
 row does not drown the others. Measured in ``benchmarks/tabular_anomaly.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -31,6 +34,10 @@ RIDGE = 1e-6  # added to Σ's diagonal and to every vⱼ, relative to their mean
 # the training rows; on MNIST (d = 784), where reconstruction alone separates the digits, it lowered ROC-AUC
 # (digit 2: 0.948 → 0.918). No data between the two was measured.
 AUTO_MAX_FEATURES = 100
+# fit_robust refits without this share of the training rows. Measured (benchmarks/tabular_anomaly.py, the default
+# ensemble of 5, 131 tasks, mean rank among the 8 baselines): anomalies among the training rows 4.03 → 3.77 (0.1:
+# 3.75), clean training rows 3.76 → 3.79 (0.1: 3.89)
+DROP = 0.05
 
 
 def fit(chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
@@ -41,7 +48,7 @@ def fit(chunks: Iterable[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     -------
     >>> h, e = np.array([[0.0, 1.0], [2.0, 1.0], [1.0, 4.0]]), np.array([[1.0], [-1.0], [2.0]])
     >>> g = fit([(h, e)])
-    >>> g["mean"], g["variance"]
+    >>> g["mean"], [round(v, 4) for v in g["variance"]]  # variance: the mean e², plus RIDGE of itself
     ([1.0, 2.0], [2.0])
     """
     n, s, ss, se = 0, 0.0, 0.0, 0.0
@@ -83,3 +90,38 @@ def combine(p: np.ndarray, g: dict[str, Any]) -> np.ndarray:
     """−(z_rec + z_code) / 2 from :func:`parts` ``p`` (n, 2), with the robust scales ``g`` keeps."""
     (lr, sr), (lc, sc) = g["reconstruction"], g["code"]
     return -((p[:, 0] - lr) / sr + (p[:, 1] - lc) / sc) / 2
+
+
+def fit_robust(chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
+               drop: float = DROP) -> tuple[dict[str, Any], np.ndarray]:
+    """:func:`fit` and the robust scales of both parts, refitted without the ``drop`` share of rows that score
+    worst; returns them with the rows' scores (higher is typical). ``chunks()`` yields (codes, residuals)
+    afresh on every call (it is read four times).
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> h, e = rng.normal(size=(200, 2)), rng.normal(size=(200, 3))
+    >>> h[:5] += 50  # five far codes: left out of the refitted moments, and scored lowest
+    >>> g, score = fit_robust(lambda: [(h, e)])
+    >>> sorted(np.argsort(score)[:5].tolist())
+    [0, 1, 2, 3, 4]
+    """
+    from .robust import robust_scale
+
+    def scored(g: dict[str, Any], rows: np.ndarray | slice) -> np.ndarray:
+        p = np.concatenate([parts(h, e, g) for h, e in chunks()])
+        g.update(reconstruction=list(robust_scale(p[rows, 0])), code=list(robust_scale(p[rows, 1])))
+        return combine(p, g)
+
+    first = scored(fit(chunks()), slice(None))
+    keep = first >= np.percentile(first, 100 * drop)
+
+    def kept():
+        i = 0
+        for h, e in chunks():
+            yield h[keep[i : i + len(h)]], e[keep[i : i + len(h)]]
+            i += len(h)
+
+    g = fit(kept())
+    return g, scored(g, keep)

@@ -13,9 +13,10 @@ from sklearn.utils import check_random_state
 from .._checks import integer, number
 from ..metrics import batched
 from ..model import fp32
+from ..rows import Rows
 from .base import _AutoencoderEstimator, _score
-from .density import AUTO_MAX_FEATURES, combine, fit, parts
-from .robust import robust_scale, subsample
+from .density import AUTO_MAX_FEATURES, combine, fit_robust, parts
+from .robust import AUTO_MEMBERS, robust_scale, subsample
 
 
 class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
@@ -37,6 +38,8 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         Autoencoders in the ensemble; with more than one, each trains on ``max_samples`` rows drawn
         without replacement with its own seed, and ``score_samples`` averages the members' scores, each
         standardised by the median and IQR of its scores on the training rows (:mod:`aekit.estimators.robust`).
+        ``"auto"``: 5 for data of at most 100 features (tables, where it was measured to help most with
+        anomalies among the training rows), else 1; ``n_estimators_`` is the number used.
     max_samples
         Rows each member trains on: a count, a share in (0, 1], or ``"auto"``: all rows for a single
         model, else min(n, 1024). Sizes, widths and epochs adapt to the rows a member sees.
@@ -94,7 +97,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         device: str = "cpu",
         shuffle_buffer: int | None = None,
         n_jobs: int | None = None,
-        n_estimators: int = 1,
+        n_estimators: int | str = "auto",
         max_samples: int | float | str = "auto",
         trim: float = 0.0,
         code_density: bool | str = "auto",
@@ -115,7 +118,8 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
 
     def _validate_extra(self) -> None:
         number(self.contamination, "contamination", 0, 0.5, low_open=True)
-        integer(self.n_estimators, "n_estimators", 1)
+        if self.n_estimators != "auto":
+            integer(self.n_estimators, "n_estimators", 1)
         number(self.trim, "trim", 0, 0.5, high_open=True)
         if not isinstance(self.early_stopping, (bool, np.bool_)):
             raise ValueError(f"early_stopping must be True or False, got {self.early_stopping!r}")
@@ -130,7 +134,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
     def _sample_size(self, n: int) -> int:
         m = self.max_samples
         if m == "auto":
-            return n if self.n_estimators == 1 else min(n, 1024)
+            return n if self.n_estimators_ == 1 else min(n, 1024)
         return max(1, round(m * n)) if isinstance(m, float) else min(int(m), n)
 
     def fit(self, X: Any, y: Any = None) -> "AutoencoderOutlierDetector":
@@ -138,9 +142,11 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         data = self._fit_data(X)
         self.seed_ = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         rng = np.random.default_rng(self.seed_)
+        self.n_estimators_ = self.n_estimators if self.n_estimators != "auto" else \
+            AUTO_MEMBERS if self.n_features_in_ <= AUTO_MAX_FEATURES else 1
         size = self._sample_size(len(data))
         self.models_, self.seeds_, self.scales_ = [], [], []
-        for i in range(self.n_estimators):
+        for i in range(self.n_estimators_):
             seed = self.seed_ if i == 0 else int(rng.integers(np.iinfo(np.int32).max))
             model, history = self._train(subsample(data, size, rng), seed, self.trim)
             self.models_.append(model)
@@ -159,7 +165,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
                 else:
                     r = self._chunked(data, lambda x, m=m, s=s: _score(m, x, s))
                 raw.append(r)
-        if self.n_estimators > 1:
+        if self.n_estimators_ > 1:
             self.scales_ = [robust_scale(r) for r in raw]
             train = np.mean([(r - loc) / scale for r, (loc, scale) in zip(raw, self.scales_)], axis=0)
         else:
@@ -169,11 +175,11 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
 
     def _density(self, m, data) -> tuple[dict[str, Any], np.ndarray]:
         """Member ``m``'s Gaussians of the training rows' codes and residuals with the robust scales of both
-        score parts, and the training rows' scores."""
-        g = fit(_split(m, x) for x in self._chunks(data))
-        p = self._chunked(data, lambda x: parts(*_split(m, x), g))
-        g.update(reconstruction=list(robust_scale(p[:, 0])), code=list(robust_scale(p[:, 1])))
-        return g, combine(p, g)
+        score parts (:func:`~.density.fit_robust`), and the training rows' scores."""
+        if isinstance(data, Rows):  # stored rows: encoded again, chunk by chunk, on each of fit_robust's reads
+            return fit_robust(lambda: (_split(m, x) for x in self._chunks(data)))
+        whole = [_split(m, data)]  # an array: encoded once
+        return fit_robust(lambda: whole)
 
     def _member(self, i: int, m, seed: int, X: np.ndarray) -> np.ndarray:
         """Member ``i`` (model ``m``)'s score of ``X``: reconstruction, or with the code's density if fitted."""
