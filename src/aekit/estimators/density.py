@@ -13,12 +13,12 @@ one, per feature, to their residuals:
                                       z_code = robust z of (h − μ)ᵀ Σ⁻¹ (h − μ),  h = f(x)
 
 each z standardised by the median and IQR of the training rows' values (:func:`~.robust.robust_scale`),
-so the two parts weigh the same whatever their units. The moments are fitted twice (:func:`fit_robust`):
-on all training rows, then without the ``DROP`` share that scores worst, so that anomalies among the
-training rows (the unsupervised setting) do not widen the Gaussians that should expose them (one
-reweighting step, as in the reweighted MCD of Rousseeuw & Van Driessen 1999). The residual's part is the reconstruction NLL
-under a Gaussian with a variance per feature, so a feature the model reconstructs poorly for every
-row does not drown the others. Measured in ``benchmarks/tabular_anomaly.py``.
+so the two parts weigh the same whatever their units. The residual's part is the reconstruction NLL
+under a Gaussian with a variance per feature, so a feature the model reconstructs poorly for every row
+does not drown the others. The moments are fitted twice (:func:`fit_robust`): on all training rows,
+then without the ``DROP`` share that scores worst, so that anomalies among the training rows (the
+unsupervised setting) do not widen the Gaussians that should expose them (one reweighting step, as in
+the reweighted MCD of Rousseeuw & Van Driessen 1999). Measured in ``benchmarks/tabular_anomaly.py``.
 """
 
 from __future__ import annotations
