@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from .robust import robust_scale
+
 RIDGE = 1e-6  # added to Σ's diagonal and to every vⱼ, relative to their mean: a constant unit stays invertible
 # "auto" adds the density up to this many features. Measured (benchmarks/tabular_anomaly.py, anomaly.py): on
 # the 22 tables (d ≤ 60) it lifted the undercomplete detector's mean rank, most where the anomalies are among
@@ -107,8 +109,6 @@ def fit_robust(chunks: Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]],
     >>> sorted(np.argsort(score)[:5].tolist())
     [0, 1, 2, 3, 4]
     """
-    from .robust import robust_scale
-
     def scored(g: dict[str, Any], rows: np.ndarray | slice) -> np.ndarray:
         p = np.concatenate([parts(h, e, g) for h, e in chunks()])
         g.update(reconstruction=list(robust_scale(p[rows, 0])), code=list(robust_scale(p[rows, 1])))
