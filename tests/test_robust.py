@@ -58,7 +58,7 @@ def test_trim_reaches_the_trainer(monkeypatch):
 def test_ensemble_scores_are_the_mean_of_standardised_members(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 4)) @ rng.normal(size=(4, 4))
-    det = AutoencoderOutlierDetector(n_estimators=3, max_samples=100, epochs=3, code_density=False,
+    det = AutoencoderOutlierDetector(n_estimators=3, max_samples=100, epochs=3, code_density=False, tails=False,
                                      random_state=0).fit(X)
     assert len(det.models_) == 3 and len(set(det.seeds_)) == 3
     assert all(m.code_size == 2 for m in det.models_)
@@ -68,7 +68,7 @@ def test_ensemble_scores_are_the_mean_of_standardised_members(tmp_path):
     want = np.mean([(s - loc) / scale for s, (loc, scale) in zip(members, det.scales_, strict=True)], axis=0)
     np.testing.assert_allclose(det.score_samples(X), want, rtol=1e-6)
     assert abs((det.predict(X) == -1).mean() - det.contamination) < 0.01
-    again = AutoencoderOutlierDetector(n_estimators=3, max_samples=100, epochs=3, code_density=False,
+    again = AutoencoderOutlierDetector(n_estimators=3, max_samples=100, epochs=3, code_density=False, tails=False,
                                        random_state=0).fit(X)
     np.testing.assert_array_equal(det.score_samples(X), again.score_samples(X))
     loaded = AutoencoderOutlierDetector.load(det.save(tmp_path / "det"))

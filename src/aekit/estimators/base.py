@@ -180,7 +180,8 @@ class _AutoencoderEstimator(BaseEstimator):
     def score_samples(self, X: Any) -> np.ndarray:
         """Per-sample score, higher is more typical: −(reconstruction NLL in nats), or the ELBO for a VAE
         (an ensemble's: the mean of its members', each standardised; a detector with ``code_density``:
-        unitless, −(z_rec + z_code)/2, see :mod:`aekit.estimators.density`).
+        unitless, −(z_rec + z_code)/2, see :mod:`aekit.estimators.density`; with ``tails``: that score and
+        the tails' surprise, each standardised, averaged, see :mod:`aekit.estimators.tails`).
 
         Deterministic, and each row's score depends on that row only: a VAE's ELBO is averaged over
         16 draws of the noise ε that are the same for every row (common random numbers).
