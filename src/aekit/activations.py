@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .model import evaluating
 from .rows import BF16, ShardRows, ShardWriter
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -171,10 +172,8 @@ def capture(model: nn.Module, layers: str | Sequence[str], inputs: Iterable[Tens
 
     handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
     device = next(iter(model.parameters()), torch.empty(0)).device
-    was_training = model.training
-    model.eval()
     try:
-        with torch.inference_mode():
+        with evaluating(model), torch.inference_mode():
             for batch in _skip(inputs, done_inputs):
                 ids = _ids(batch)
                 if text is None:
@@ -210,7 +209,6 @@ def capture(model: nn.Module, layers: str | Sequence[str], inputs: Iterable[Tens
     finally:
         for h in handles:
             h.remove()
-        model.train(was_training)
     return {name: out / name for name in layers}
 
 

@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.func import jacrev, vmap
 
 from ._checks import integer, number
-from .model import Autoencoder
+from .model import Autoencoder, evaluating
 
 
 def _rows(model: Autoencoder, x: np.ndarray | Tensor) -> Tensor:
@@ -38,10 +38,8 @@ def tangent_directions(model: Autoencoder, x: np.ndarray | Tensor, n: int = 5) -
     n = integer(n, "number of tangent directions n")
     x = _rows(model, x)
     n = min(n, model.code_size, model.input_size)
-    was = model.training
-    model.eval()
-    jac = vmap(jacrev(lambda v: model.encode(v[None])[0]))(x)  # (N, K, D)
-    model.train(was)
+    with evaluating(model):
+        jac = vmap(jacrev(lambda v: model.encode(v[None])[0]))(x)  # (N, K, D)
     _, s, vh = torch.linalg.svd(jac, full_matrices=False)  # vh (N, min(K, D), D)
     return vh[:, :n].detach().cpu().numpy(), s[:, :n].detach().cpu().numpy()
 
@@ -62,8 +60,8 @@ def latent_traversal(model: Autoencoder, x: np.ndarray | Tensor, span: float = 3
     """
     steps = integer(steps, "steps", low=2)
     span = number(span, "span", 0, low_open=True)
-    model.eval()
-    h = model.encode(_rows(model, x)[:1])[0]  # (K,)
+    with evaluating(model):
+        h = model.encode(_rows(model, x)[:1])[0]  # (K,)
     axes = list(range(model.code_size)) if axes is None else list(axes)
     bad = [a for a in axes if not (0 <= a < model.code_size)]
     if bad:
@@ -73,10 +71,11 @@ def latent_traversal(model: Autoencoder, x: np.ndarray | Tensor, span: float = 3
         raise ValueError(f"scale must have one value per code unit ({model.code_size}), got shape {tuple(s.shape)}")
     t = torch.linspace(-span, span, steps, device=h.device)
     out = []
-    for a in axes:
-        codes = h.repeat(steps, 1)
-        codes[:, a] = h[a] + t * s[a]
-        out.append(model.decode(codes))
+    with evaluating(model):
+        for a in axes:
+            codes = h.repeat(steps, 1)
+            codes[:, a] = h[a] + t * s[a]
+            out.append(model.decode(codes))
     return torch.stack(out).cpu().numpy()
 
 
@@ -85,8 +84,8 @@ def vector_field(model: Autoencoder, points: np.ndarray | Tensor) -> np.ndarray:
     """The reconstruction vector field r(x) − x at ``points`` (N, D): for a denoising autoencoder it
     points back towards the data manifold (Alain & Bengio, 2014)."""
     x = _rows(model, points)
-    model.eval()
-    return (model.reconstruct(x) - x).cpu().numpy()
+    with evaluating(model):
+        return (model.reconstruct(x) - x).cpu().numpy()
 
 
 # ---------------------------------------------------------------------------- toy manifolds

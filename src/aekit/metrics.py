@@ -9,7 +9,7 @@ import torch
 from sklearn.decomposition import PCA
 
 from ._checks import is_number
-from .model import Autoencoder
+from .model import Autoencoder, evaluating, seeded
 
 
 BATCH = 2048  # rows per step when encoding, reconstructing or scoring
@@ -18,11 +18,11 @@ BATCH = 2048  # rows per step when encoding, reconstructing or scoring
 @torch.no_grad()
 def batched(fn, model: Autoencoder, x: np.ndarray | torch.Tensor, batch_size: int = BATCH) -> np.ndarray:
     """``fn(batch)`` over ``x`` (N, ·) in batches on the model's device, in eval mode, as one array."""
-    model.eval()
     w = next(model.parameters())
     xt = x if isinstance(x, torch.Tensor) else torch.as_tensor(
         np.asarray(x, dtype=np.float64 if w.dtype == torch.float64 else np.float32))
-    out = [fn(xt[i : i + batch_size].to(w.device, w.dtype)).cpu() for i in range(0, len(xt), batch_size)]
+    with evaluating(model):
+        out = [fn(xt[i : i + batch_size].to(w.device, w.dtype)).cpu() for i in range(0, len(xt), batch_size)]
     return torch.cat(out).numpy()
 
 
@@ -218,8 +218,9 @@ def regularised_metrics(model: Autoencoder, x: np.ndarray) -> dict[str, float]:
 
     res = {}
     if not isinstance(model.corruption, Identity):
-        torch.manual_seed(0)
-        noisy = model.corrupt(torch.from_numpy(np.asarray(x, dtype=np.float32)).to(next(model.parameters()).device))
+        dev = next(model.parameters()).device
+        with seeded(0, dev):  # the same noisy set at every call
+            noisy = model.corrupt(torch.from_numpy(np.asarray(x, dtype=np.float32)).to(dev))
         res["psnr_noisy"] = psnr(x, noisy.cpu().numpy())
         res["psnr_denoised"] = psnr(x, reconstruct(model, noisy.cpu().numpy()))
     res.update(sparsity(encode(model, x), tol=0.01))

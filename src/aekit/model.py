@@ -24,6 +24,56 @@ if TYPE_CHECKING:
     from .variational import Posterior
 
 
+@contextmanager
+def evaluating(*modules: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block, each module's own mode restored after (also on an error): a library call
+    that scores or encodes leaves the caller's model as it found it.
+
+    Example
+    -------
+    >>> m = nn.Dropout().train()
+    >>> with evaluating(m):
+    ...     m.training
+    False
+    >>> m.training
+    True
+    """
+    modes = [{k: v.training for k, v in m.named_modules()} for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            for k, v in m.named_modules():
+                v.training = mode.get(k, v.training)
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None]:
+    """torch's global RNG seeded with ``seed`` inside the block (the CPU's, and a CUDA ``device``'s), and the
+    caller's state restored after: a fixed estimate without re-seeding the user's random numbers.
+
+    Example
+    -------
+    >>> before = torch.get_rng_state()
+    >>> with seeded(0):
+    ...     a = torch.rand(1)
+    >>> with seeded(0):
+    ...     b = torch.rand(1)
+    >>> bool(a == b), bool((torch.get_rng_state() == before).all())
+    (True, True)
+    """
+    device = torch.device(device) if device is not None else None
+    cuda = device is not None and device.type == "cuda"
+    with torch.random.fork_rng(devices=[device.index or 0] if cuda else []):
+        torch.default_generator.manual_seed(seed)
+        if cuda:
+            with torch.cuda.device(device):
+                torch.cuda.manual_seed(seed)
+        yield
+
+
 def fp32(t: Tensor) -> Tensor:
     """``t`` in at least single precision: bf16/fp16 (autocast) becomes fp32, fp64 stays fp64."""
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
@@ -56,7 +106,11 @@ class Penalty(nn.Module, ABC):
     def forward(self, b: Batch) -> Tensor: ...
 
     def check(self, model: "Autoencoder") -> None:
-        """Raise ``ValueError`` if this penalty cannot work with ``model`` (called at construction)."""
+        """Raise ``ValueError`` if this penalty cannot work with ``model`` (called at construction); no side effects."""
+
+    def setup(self, model: "Autoencoder") -> None:
+        """Size state that depends on ``model``, e.g. a running mean per code unit (called at construction,
+        after :meth:`check`, so a saved state loads into a model built from its config)."""
 
     def stats(self, b: Batch) -> dict[str, Tensor]:
         """Batch means of quantities to log beside the loss but never optimised (e.g. the true KL when
@@ -155,8 +209,35 @@ class Autoencoder(nn.Module):
         names = [p.name for p in self.penalties]
         if len(set(names)) != len(names) or "reconstruction" in names:
             raise ValueError(f"penalty names must be unique and not 'reconstruction', got {names}")
+        self._dry_run()
         for p in self.penalties:
             p.check(self)
+            p.setup(self)
+
+    @torch.no_grad()
+    def _dry_run(self) -> None:
+        """Encode and decode two zero rows (eval mode, no state changes): a code that is not ``code_size`` wide,
+        or an encoder or decoder that cannot take the shapes, is an error now rather than in the first step."""
+        w = next(self.parameters(), None)
+        x = torch.zeros(2, self.input_size, device=w.device if w is not None else None,
+                        dtype=w.dtype if w is not None and w.is_floating_point() else None)
+        if x.is_meta:  # built without memory (to be loaded into): no values to run on
+            return
+        with evaluating(self):
+            try:
+                h = self.code(x)
+            except Exception as e:  # a user's module: say which part failed, on what
+                raise ValueError(f"the encoder fails on a batch of shape {tuple(x.shape)}: {type(e).__name__}: {e}") from e
+            if tuple(h.shape) != (2, self.code_size):
+                raise ValueError(f"code_size={self.code_size}, but the encoder makes codes of shape "
+                                 f"{tuple(h.shape[1:])} from a batch of shape {tuple(x.shape)}")
+            try:
+                r = self.decode(h)
+            except Exception as e:
+                raise ValueError(f"the decoder fails on codes of shape {tuple(h.shape)}: {type(e).__name__}: {e}") from e
+        if tuple(r.shape) != tuple(x.shape):
+            raise ValueError(f"the decoder's reconstructions have shape {tuple(r.shape[1:])}; the input has "
+                             f"{self.input_size} values per sample (input_shape {self.input_shape})")
 
     @property
     def is_regularised(self) -> bool:

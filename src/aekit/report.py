@@ -25,7 +25,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from .corruption import Identity  # noqa: E402
 from .data import Split  # noqa: E402
 from .metrics import encode, reconstruct  # noqa: E402
-from .model import Autoencoder, CodeConstraint  # noqa: E402
+from .model import Autoencoder, CodeConstraint, seeded  # noqa: E402
 from .sae import SAEEncoder  # noqa: E402
 
 N_SHOW = 10  # images per row in the grids
@@ -172,8 +172,8 @@ def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dic
     out["reconstructions"] = lambda: _show_rows(
         [("original", show), ("reconstruction", reconstruct(model, show))], shape, "test images and their reconstructions")
     if not isinstance(model.corruption, Identity):
-        torch.manual_seed(0)
-        noisy = model.corrupt(torch.from_numpy(show)).numpy()
+        with seeded(0):  # the same noisy images in every report
+            noisy = model.corrupt(torch.from_numpy(show)).numpy()
         out["denoising"] = lambda: _show_rows(
             [("clean", show), ("corrupted", noisy), ("denoised", reconstruct(model, noisy))], shape,
             f"denoising: {model.corruption.name} noise")
@@ -195,9 +195,12 @@ def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dic
     if model.input_size == 2:
         out["vector_field"] = lambda: field_plot(model, _array(split.train.x, 20_000))
     if model.stochastic:
-        torch.manual_seed(0)
-        out["samples"] = lambda: _show_rows(
-            [(f"row {i}", model.sample(N_SHOW).cpu().numpy()) for i in range(3)], shape, "samples from the prior, decoded")
+        def samples() -> Figure:
+            with seeded(0):  # the same draws in every report, whatever ran before
+                return _show_rows([(f"row {i}", model.sample(N_SHOW).cpu().numpy()) for i in range(3)], shape,
+                                  "samples from the prior, decoded")
+
+        out["samples"] = samples
         out["interpolations"] = lambda: _show_rows(
             [(f"{i}→{i + 1}", model.interpolate(torch.from_numpy(show[i]), torch.from_numpy(show[i + 1]), N_SHOW).cpu().numpy())
              for i in range(3)], shape, "interpolations between posterior means")
@@ -296,8 +299,8 @@ def compare(split: Split, presets: list[str], code_sizes: list[int], out_dir: st
         err, pca = pca_error(xtr, xte, k)
         add("PCA", k, err, (pca.transform(xtr), pca.transform(xte)), time.perf_counter() - t, pca.components_.size)
         for p in presets:
-            torch.manual_seed(0)
-            model = create(p, split.train.shape, code_size=k)
+            with seeded(0):
+                model = create(p, split.train.shape, code_size=k)
             t = time.perf_counter()
             fit(model, xtr, progress=progress, val_fraction=0.0, **({"epochs": epochs} if epochs else {}))
             add(p, k, squared_error(xte, reconstruct(model, xte)), (encode(model, xtr), encode(model, xte)),

@@ -71,13 +71,15 @@ class KLSparsity(Penalty):
         self.register_buffer("running", torch.empty(0))
 
     def check(self, model: Autoencoder) -> None:
-        self.running = torch.full((model.code_size,), math.nan)  # NaN: no batch seen yet
         lo, hi = code_range(model)
         if lo < 0 or hi > 1:
             raise ValueError(
                 f"KL sparsity compares mean activations with rho as probabilities, so it needs a code in (0, 1) "
                 f"(a sigmoid code); this encoder's code ranges over ({lo}, {hi})"
             )
+
+    def setup(self, model: Autoencoder) -> None:
+        self.running = torch.full((model.code_size,), math.nan)  # NaN: no batch seen yet
 
     def forward(self, b: Batch) -> Tensor:
         rho_hat = fp32(b.h).mean(0)  # (K,)
@@ -155,7 +157,10 @@ class TopK(CodeConstraint):
         return self.k
 
     def forward(self, a: Tensor) -> Tensor:
-        k = min(self.current_k(), a.shape[1])
+        k = self.current_k()
+        if k > a.shape[1] and not self.features:  # (features keep αk: at most all of them)
+            raise ValueError(f"TopK keeps k={k} units per sample, but the code has {a.shape[1]}")
+        k = min(k, a.shape[1])
         vals, idx = a.topk(k, dim=1, sorted=False)
         h = torch.zeros_like(a).scatter_(1, idx, vals.relu() if self.positive else vals)  # in place: no copy
         if self.training and not self.features and self.track:

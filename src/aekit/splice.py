@@ -19,16 +19,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .activations import submodule
-from .model import Autoencoder
+from .model import Autoencoder, evaluating
 
 ALIVE = 1e-3  # a latent fires above this (as in training)
 
 
 def _reconstructor(sae: Autoencoder | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
-    """(N, d) -> (N, d): an aekit model's reconstruction (in eval mode, on its device), or the callable itself."""
+    """(N, d) -> (N, d): an aekit model's reconstruction (on its device), or the callable itself."""
     if not isinstance(sae, Autoencoder):
         return sae
-    sae.eval()
     p = next(sae.parameters())
     return lambda h: sae.reconstruct(h.to(p.device, p.dtype)).to(h.device, h.dtype)
 
@@ -70,12 +69,10 @@ def ce_loss_recovered(model: nn.Module, layer: str, sae: Autoencoder | Callable[
     >>> ce_loss_recovered(lm, "transformer.h.0", lambda h: h, [torch.randint(0, 50, (2, 8))])["ce_recovered"]
     1.0
     """
-    was = model.training
-    model.eval()
     recon = _reconstructor(sae)
     sums = {"ce_clean": 0.0, "ce_sae": 0.0, "ce_zero": 0.0, "kl_sae": 0.0, "kl_zero": 0.0}
     n = 0
-    try:
+    with evaluating(model, *([sae] if isinstance(sae, Autoencoder) else [])):
         for ids in batches:
             dev = next(model.parameters()).device
             ids = ids.to(dev)
@@ -93,8 +90,6 @@ def ce_loss_recovered(model: nn.Module, layer: str, sae: Autoencoder | Callable[
             for name in ("sae", "zero"):
                 sums[f"kl_{name}"] += float((p * (logp["clean"] - logp[name])).sum())
             n += len(target)
-    finally:
-        model.train(was)
     if n == 0:
         raise ValueError("ce_loss_recovered got no tokens (each context needs at least 2)")
     out = {k: v / n for k, v in sums.items()}
@@ -123,7 +118,6 @@ def sae_metrics(sae: Autoencoder, rows: Any, max_rows: int = 10_000_000, dense: 
     from .rows import open_rows
 
     data = open_rows(rows)
-    sae.eval()
     p = next(sae.parameters())
     k = sae.code_size
     fires = torch.zeros(k, dtype=torch.float64)
@@ -131,21 +125,22 @@ def sae_metrics(sae: Autoencoder, rows: Any, max_rows: int = 10_000_000, dense: 
     s = torch.zeros(sae.input_size, dtype=torch.float64)
     sq = l0 = 0.0
     n = 0
-    for _, chunk in data.chunks():
-        chunk = chunk[: max_rows - n]
-        for i in range(0, len(chunk), batch_size):
-            x = torch.from_numpy(chunk[i : i + batch_size]).to(p.device, p.dtype)
-            h = sae.code(x)
-            r = sae.decode(h)
-            on = h > ALIVE
-            err += float((x - r).double().square().sum())
-            s += x.double().sum(0).cpu()
-            sq += float(x.double().square().sum())
-            l0 += float(on.sum())
-            fires += on.sum(0).double().cpu()
-            n += len(x)
-        if n >= max_rows:
-            break
+    with evaluating(sae):
+        for _, chunk in data.chunks():
+            chunk = chunk[: max_rows - n]
+            for i in range(0, len(chunk), batch_size):
+                x = torch.from_numpy(chunk[i : i + batch_size]).to(p.device, p.dtype)
+                h = sae.code(x)
+                r = sae.decode(h)
+                on = h > ALIVE
+                err += float((x - r).double().square().sum())
+                s += x.double().sum(0).cpu()
+                sq += float(x.double().square().sum())
+                l0 += float(on.sum())
+                fires += on.sum(0).double().cpu()
+                n += len(x)
+            if n >= max_rows:
+                break
     if n == 0:
         raise ValueError(f"{data.name} holds no rows")
     sx = sq - float(s.square().sum()) / n  # Σ‖x − x̄‖²

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .checkpoint import save_model, write_json
 from .trainstate import Position, TrainerState, restore_trainer, save_trainer
-from .model import Autoencoder
+from .model import Autoencoder, evaluating
 from .optim import DEVICE, TrainConfig, config_for, lr_factor, make_optimizer
 from .dist import Context, context
 from .run import Stop, lock, stop_on_signals
@@ -86,16 +86,14 @@ def evaluate(model: Autoencoder, x: Any, batch_size: int = 1024, corrupt: bool =
     else:
         x = x if isinstance(x, Tensor) else as_tensor(x, model)
         batches, n = (x[i : i + batch_size] for i in range(0, len(x), batch_size)), len(x)
-    was = model.training
-    model.eval()
-    w = next(model.parameters())
-    sums: dict[str, float] = {}
-    for xb in batches:
-        xb = xb.to(w.device, w.dtype, non_blocking=True)
-        out = model(xb, corrupt=corrupt)
-        for k, v in {"loss": out.loss, **out.terms, **out.stats}.items():
-            sums[k] = sums.get(k, 0.0) + float(v) * len(xb)
-    model.train(was)
+    with evaluating(model):
+        w = next(model.parameters())
+        sums: dict[str, float] = {}
+        for xb in batches:
+            xb = xb.to(w.device, w.dtype, non_blocking=True)
+            out = model(xb, corrupt=corrupt)
+            for k, v in {"loss": out.loss, **out.terms, **out.stats}.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(xb)
     return {k: v / n for k, v in sums.items()}
 
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ._checks import integer, number
 from .likelihoods import Bernoulli
-from .model import Autoencoder, Batch, Penalty, fp32
+from .model import Autoencoder, Batch, Penalty, evaluating, fp32
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -179,20 +179,18 @@ def elbo(model: Autoencoder, x: Tensor, batch_size: int = 1000, allow_nonbinary:
     ``allow_nonbinary``: see :func:`log_likelihood`.
     """
     model.need_stochastic("elbo")
-    was = model.training
-    model.eval()
-    parts: dict[str, list[Tensor]] = {"reconstruction": [], "kl": []}
-    for i, xb in _batches(model, torch.as_tensor(x), batch_size, "elbo"):
-        _check_support(model, xb, i, allow_nonbinary)
-        q = model.encoder(xb)
-        if eps is None:
-            nll = model.likelihood.nll(fp32(model.decoder(q.rsample())), xb)
-        else:
-            h = q.mu + (0.5 * q.logvar).exp() * eps.to(q.mu)[:, None]  # (S, b, K)
-            nll = _nll_of_draws(model, h, xb).mean(0)
-        parts["reconstruction"].append(nll.cpu())
-        parts["kl"].append(q.kl().sum(1).cpu())
-    model.train(was)
+    with evaluating(model):
+        parts: dict[str, list[Tensor]] = {"reconstruction": [], "kl": []}
+        for i, xb in _batches(model, torch.as_tensor(x), batch_size, "elbo"):
+            _check_support(model, xb, i, allow_nonbinary)
+            q = model.encoder(xb)
+            if eps is None:
+                nll = model.likelihood.nll(fp32(model.decoder(q.rsample())), xb)
+            else:
+                h = q.mu + (0.5 * q.logvar).exp() * eps.to(q.mu)[:, None]  # (S, b, K)
+                nll = _nll_of_draws(model, h, xb).mean(0)
+            parts["reconstruction"].append(nll.cpu())
+            parts["kl"].append(q.kl().sum(1).cpu())
     out = {k: torch.cat(v) for k, v in parts.items()}
     out["elbo"] = -(out["reconstruction"] + out["kl"])
     return out
@@ -223,21 +221,19 @@ def log_likelihood(
     """
     model.need_stochastic("log_likelihood")
     k = integer(k, "number of importance samples k")
-    was = model.training
-    model.eval()
-    d = model.input_size
-    ks = max(1, min(k, max_elements // d))  # samples per chunk
-    rows = max(1, max_elements // (ks * d))  # rows per chunk
-    out = []
-    for i, xb in _batches(model, torch.as_tensor(x), rows, "log_likelihood"):
-        _check_support(model, xb, i, allow_nonbinary)
-        q = model.encoder(xb)
-        logw = []
-        for j in range(0, k, ks):
-            h = q.rsample(min(ks, k - j))  # (s, b, K)
-            logw.append(-_nll_of_draws(model, h, xb) + prior_log_prob(h) - q.log_prob(h))
-        out.append((torch.logsumexp(torch.cat(logw), 0) - math.log(k)).cpu())
-    model.train(was)
+    with evaluating(model):
+        d = model.input_size
+        ks = max(1, min(k, max_elements // d))  # samples per chunk
+        rows = max(1, max_elements // (ks * d))  # rows per chunk
+        out = []
+        for i, xb in _batches(model, torch.as_tensor(x), rows, "log_likelihood"):
+            _check_support(model, xb, i, allow_nonbinary)
+            q = model.encoder(xb)
+            logw = []
+            for j in range(0, k, ks):
+                h = q.rsample(min(ks, k - j))  # (s, b, K)
+                logw.append(-_nll_of_draws(model, h, xb) + prior_log_prob(h) - q.log_prob(h))
+            out.append((torch.logsumexp(torch.cat(logw), 0) - math.log(k)).cpu())
     return torch.cat(out)
 
 

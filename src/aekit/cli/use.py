@@ -64,14 +64,15 @@ def _stochastic_metrics(model, x: np.ndarray, k: int, table: Table) -> dict[str,
     import torch
 
     from ..metrics import likelihood_bounds
+    from ..model import seeded
     from ..variational import nonbinary_bernoulli
 
     grey = nonbinary_bernoulli(model, torch.from_numpy(x))
     if grey:
         warnings.warn("the test data is not binary, so the Bernoulli ELBO and NLL below are cross-entropies, not "
                       "log-likelihoods, and not comparable with published numbers; train with --binarize for those")
-    torch.manual_seed(0)  # the same estimate at every evaluation
-    res = {**likelihood_bounds(model, x, k, allow_nonbinary=grey), "iw_samples": k}
+    with seeded(0, next(model.parameters()).device):  # the same estimate at every evaluation
+        res = {**likelihood_bounds(model, x, k, allow_nonbinary=grey), "iw_samples": k}
     table.add_row("test ELBO (nats per sample; a lower bound on log p(x))", f"{res['elbo']:.2f}")
     table.add_row("  of which KL(q(h|x) ‖ p(h))", f"{res['kl']:.2f}")
     table.add_row(f"test NLL, −log p(x) estimated with k={k} importance samples (nats)", f"{res['nll']:.2f}")

@@ -18,7 +18,7 @@ from .._checks import integer
 from ..checkpoint import load_model, save_model, write_json
 from ..metrics import BATCH, batched
 from ..autosize import adapt, auto_code_size
-from ..model import Autoencoder, fp32
+from ..model import Autoencoder, fp32, seeded
 from .robust import trimmed_fit
 from ..presets import create, get_preset
 from ..rows import Rows, open_rows
@@ -94,8 +94,7 @@ class _AutoencoderEstimator(BaseEstimator):
         (:func:`aekit.estimators.robust.trimmed_fit`)."""
         opts, train = self._options(len(data), self.n_features_in_)
         histories: list[History] = []
-        with torch.random.fork_rng(devices=[]):  # leave the caller's global torch RNG as it was
-            torch.manual_seed(seed)
+        with seeded(seed):  # the caller's global torch RNG is left as it was
             model = create(self.preset, (self.n_features_in_,), **opts)
             # the default "gaussian" is met by a preset's fixed Gaussian variant (e.g. an SAE's "gaussian_scaled")
             name = model.likelihood.name
