@@ -203,6 +203,30 @@ def test_config_object_and_keywords(digits):
     assert len(h.rows) == 1
 
 
+@pytest.mark.parametrize("decay_all", [False, True])
+def test_weight_decay_pulls_weights_and_leaves_biases_unless_decay_all(decay_all):
+    from aekit.optim import make_optimizer
+
+    model = _model()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = make_optimizer(model, TrainConfig(optimizer="sgd", lr=0.1, weight_decay=0.5, decay_all=decay_all))
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)  # only the decay moves a parameter
+    opt.step()
+    for n, p in model.named_parameters():
+        shrunk = p.dim() >= 2 or decay_all
+        torch.testing.assert_close(p.detach(), before[n] * (1 - 0.1 * 0.5 if shrunk else 1.0), msg=n)
+    assert any(p.dim() < 2 for p in model.parameters())
+
+
+def test_a_run_from_before_decay_all_resumes_as_it_trained():
+    from aekit.optim import as_saved
+
+    assert as_saved({"weight_decay": 0.1}) == {"weight_decay": 0.1, "decay_all": True}
+    assert as_saved({"weight_decay": 0.0}) == {"weight_decay": 0.0}
+    assert as_saved({"weight_decay": 0.1, "decay_all": False})["decay_all"] is False
+
+
 def test_evaluate_takes_arrays(digits):
     model = _model().eval()
     res = evaluate(model, digits.test.x[:100])
@@ -213,7 +237,7 @@ def test_evaluate_takes_arrays(digits):
 # (threads: tests/test_threads.py)
 TRAIN_ALTERNATIVES = {
     "epochs": (3, {}), "batch_size": (8, {}), "lr": (0.02, {}), "optimizer": ("sgd", {}),
-    "weight_decay": (0.1, {}), "momentum": (0.5, {"optimizer": "sgd"}), "schedule": ("cosine", {}),
+    "weight_decay": (0.1, {}), "decay_all": (True, {"weight_decay": 0.1}), "momentum": (0.5, {"optimizer": "sgd"}), "schedule": ("cosine", {}),
     "warmup_epochs": (1, {}), "val_fraction": (0.2, {}), "patience": (1, {}),
     "min_delta": (1e9, {"patience": 5}), "grad_clip": (0.01, {}), "seed": (1, {}), "precision": ("bf16", {}),
     "checkpoint_every": (0, {}), "max_time": (1e-9, {}), "kl_warmup_epochs": (1, {}),

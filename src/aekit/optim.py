@@ -32,6 +32,10 @@ class TrainConfig:
     optimizer
         ``"adam"``, ``"adamw"`` or ``"sgd"`` (with ``momentum``, an error with the others);
         ``weight_decay`` applies to all.
+    weight_decay, decay_all
+        Weight decay (L2 for adam and sgd, decoupled for adamw) of the weights: parameters with at least two
+        dimensions, as nanoGPT does; biases, gains, thresholds and scales are not pulled to zero.
+        ``decay_all=True`` decays every parameter.
     schedule
         ``"constant"``, ``"cosine"`` (to 0) or ``"onecycle"`` (warm up from lr/25, cosine to lr/10⁴),
         each after ``warmup_epochs`` of linear warm-up (one-cycle warms up for 30 % if it is 0).
@@ -75,6 +79,7 @@ class TrainConfig:
     lr: float = 1e-3
     optimizer: str = "adam"
     weight_decay: float = 0.0
+    decay_all: bool = False
     momentum: float = 0.9
     schedule: str = "constant"
     warmup_epochs: float = 0.0
@@ -107,6 +112,7 @@ class TrainConfig:
         need(is_number(self.lr) and self.lr > 0, "lr", "a number > 0")
         need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
         need(is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
+        need(isinstance(self.decay_all, bool), "decay_all", "True or False")
         need(is_number(self.momentum) and 0 <= self.momentum < 1, "momentum", "in [0, 1)")
         need(self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}")
         need(is_number(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "in [0, epochs)")
@@ -148,6 +154,13 @@ class TrainConfig:
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
+def as_saved(train: dict[str, Any]) -> dict[str, Any]:
+    """A saved run's training options with the value that reproduces how it trained for each option added
+    since (a run with weight decay from before ``decay_all`` decayed every parameter)."""
+    legacy = {"decay_all": True} if train.get("weight_decay") and "decay_all" not in train else {}
+    return {**legacy, **train}
+
+
 def config_for(model: Autoencoder, **options: Any) -> TrainConfig:
     """The training config for ``model``: ``options``, else its preset's defaults, else :class:`TrainConfig`'s.
 
@@ -168,7 +181,10 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     ~8× faster per step than the default loop, which is a fifth of the step time
     of a 3 M-parameter MLP. Same algorithm, same hyperparameters.
     """
-    params = [p for p in model.parameters() if p.requires_grad]
+    params: list = [p for p in model.parameters() if p.requires_grad]
+    if cfg.weight_decay and not cfg.decay_all and any(p.dim() < 2 for p in params):
+        params = [{"params": [p for p in params if p.dim() >= 2]},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         cls, kw = torch.optim.SGD, dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     else:

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .checkpoint import check_finite, load_state, load_tensors, save_tensors
 from .model import Autoencoder
+from .optim import as_saved
 
 @dataclass
 class Position:
@@ -115,7 +116,7 @@ def restore_trainer(path: Path, s: TrainerState, cfg: dict, defaults: dict, rank
 
 def _restore(tensors: dict[str, Tensor], meta: dict, s: TrainerState, cfg: dict, defaults: dict, path: Path,
              rank: int) -> int:
-    saved = {**defaults, **meta["train"]}
+    saved = {**defaults, **as_saved(meta["train"])}
     diff = [k for k, v in cfg.items() if k not in RESUME_FREE and saved.get(k) != v]
     if diff:
         raise ValueError(

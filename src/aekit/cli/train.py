@@ -251,7 +251,7 @@ def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool, trackers: 
     """Continue ``run`` from its trainer state; a run killed before its first checkpoint starts again
     from the beginning with its recorded options (the same result, as every run is seeded)."""
     from ..checkpoint import build_for
-    from ..optim import TrainConfig
+    from ..optim import TrainConfig, as_saved
     from ..presets import from_config
     from ..train import TRAINER_STATE
 
@@ -263,7 +263,7 @@ def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool, trackers: 
               "same architecture (or resume from Python: fit(model, x, run_dir=..., resume=True))")
     given = {k: v for k, v in run_opts.items() if v is not None or k == "max_time"}
     # max_time limits this invocation only: a run stopped by it continues to its last epoch
-    cfg = TrainConfig.from_dict({**meta["train"], **given}).validate()
+    cfg = TrainConfig.from_dict({**as_saved(meta["train"]), **given}).validate()
     if not (run / "data.json").is_file():
         _fail(f"{run} was trained from Python on in-memory data (no data.json): resume it from Python, "
               "fit(..., run_dir=..., resume=True)")
