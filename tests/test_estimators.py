@@ -199,3 +199,23 @@ def test_streamed_estimator_input_errors(X, tmp_path):
         AutoencoderTransformer(n_components=3, **FAST).fit(tmp_path / "nan.npy")
     with pytest.raises(ValueError, match="rows 0–99: contains NaN or inf"):
         det.score_samples(tmp_path / "nan.npy")
+
+
+def test_preset_options_reach_every_option_of_the_preset(tmp_path):
+    X = np.random.default_rng(0).normal(size=(120, 8)).astype(np.float32)
+    t = AutoencoderTransformer("undercomplete", n_components=3, epochs=1, preset_options={"tied": True},
+                               random_state=0).fit(X)
+    assert t.options_["model"]["tied"] is True and t.model_.config["options"]["tied"] is True
+    det = AutoencoderOutlierDetector("ksparse", n_components=16, k=4, epochs=1, n_estimators=1,
+                                     preset_options={"aux_k": 8, "k_start": 8, "anneal_steps": 10},
+                                     random_state=0).fit(X)
+    assert [p.name for p in det.model_.penalties] == ["auxk"] and det.model_.encoder.final.k_start == 8
+    loaded = AutoencoderOutlierDetector.load(det.save(tmp_path / "det"))
+    assert loaded.preset_options == {"aux_k": 8, "k_start": 8, "anneal_steps": 10}
+    np.testing.assert_array_equal(loaded.score_samples(X), det.score_samples(X))
+    for bad, match in [({"depth": 3}, r"preset_options\['depth'\] does not apply to preset 'undercomplete'"),
+                       ({"hidden": [4]}, r"preset_options\['hidden'\]: set it with the parameter hidden="),
+                       ({"code_size": 4}, r"set it with the parameter n_components="),
+                       ([("tied", True)], "preset_options must be a dict")]:
+        with pytest.raises(ValueError, match=match):
+            AutoencoderTransformer(n_components=3, epochs=1, preset_options=bad).fit(X)

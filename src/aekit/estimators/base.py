@@ -70,6 +70,17 @@ class _AutoencoderEstimator(BaseEstimator):
                 raise ValueError(f"{name}={v!r} does not apply to preset {self.preset!r}; "
                                  f"its options are {', '.join(accepted)}")
             opts[name] = list(v) if name == "hidden" else v
+        extra = {} if self.preset_options is None else self.preset_options
+        if not isinstance(extra, dict):
+            raise ValueError(f"preset_options must be a dict of the preset's options by name, got {extra!r}")
+        for name, v in extra.items():
+            if name in MODEL_PARAMS or name == "code_size":
+                raise ValueError(f"preset_options[{name!r}]: set it with the parameter "
+                                 f"{'n_components' if name == 'code_size' else name}=")
+            if name not in accepted:
+                raise ValueError(f"preset_options[{name!r}] does not apply to preset {self.preset!r}; "
+                                 f"its options are {', '.join(accepted)}")
+            opts[name] = v
         train = {k: getattr(self, k) for k in TRAIN_PARAMS if getattr(self, k) is not None}
         return adapt(self.preset, n, n_features, opts, train)
 

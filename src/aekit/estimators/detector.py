@@ -93,6 +93,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         level: float | None = None,
         beta: float | None = None,
         free_bits: float | None = None,
+        preset_options: dict[str, Any] | None = None,
         epochs: int | None = None,
         batch_size: int | None = None,
         lr: float | None = None,
@@ -119,6 +120,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self.hidden, self.activation, self.likelihood, self.sigma = hidden, activation, likelihood, sigma
         self.penalty, self.lam, self.rho, self.k, self.alpha = penalty, lam, rho, k, alpha
         self.noise, self.level, self.beta, self.free_bits = noise, level, beta, free_bits
+        self.preset_options = preset_options
         self.epochs, self.batch_size, self.lr, self.optimizer = epochs, batch_size, lr, optimizer
         self.weight_decay, self.schedule, self.kl_warmup_epochs = weight_decay, schedule, kl_warmup_epochs
         self.precision, self.device, self.random_state, self.verbose = precision, device, random_state, verbose

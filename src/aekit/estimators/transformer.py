@@ -25,6 +25,10 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     hidden, activation, likelihood, sigma, penalty, lam, rho, k, alpha, noise, level, beta, free_bits
         The preset's options (``None``: its default; an option the preset lacks is an error).
         ``likelihood`` defaults to ``"gaussian"`` for real-valued data.
+    preset_options
+        Any other option of the preset, by name (``aekit presets`` lists them), e.g. ``{"tied": True}``,
+        ``{"aux_k": 32}`` or ``{"channels": [16, 32]}``; one the preset lacks, or one that has a parameter
+        above, is an error.
     epochs, batch_size, lr, optimizer, weight_decay, schedule, kl_warmup_epochs, precision, device
         Training options (``None``: the preset's defaults).
     shuffle_buffer
@@ -76,6 +80,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         level: float | None = None,
         beta: float | None = None,
         free_bits: float | None = None,
+        preset_options: dict[str, Any] | None = None,
         epochs: int | None = None,
         batch_size: int | None = None,
         lr: float | None = None,
@@ -94,6 +99,7 @@ class AutoencoderTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.hidden, self.activation, self.likelihood, self.sigma = hidden, activation, likelihood, sigma
         self.penalty, self.lam, self.rho, self.k, self.alpha = penalty, lam, rho, k, alpha
         self.noise, self.level, self.beta, self.free_bits = noise, level, beta, free_bits
+        self.preset_options = preset_options
         self.epochs, self.batch_size, self.lr, self.optimizer = epochs, batch_size, lr, optimizer
         self.weight_decay, self.schedule, self.kl_warmup_epochs = weight_decay, schedule, kl_warmup_epochs
         self.precision, self.device, self.random_state, self.verbose = precision, device, random_state, verbose
