@@ -221,8 +221,8 @@ def test_every_preset_works_in_float64(name, digits):
     assert all(p.dtype == torch.float64 for p in model.parameters())
     assert math.isfinite(evaluate(model, x)["loss"])
     if model.stochastic:
-        from aekit.variational import elbo, log_likelihood
+        from aekit.variational import elbo, interpolate, log_likelihood, sample
 
         xb = (x > 0.5).double()
         assert elbo(model, xb)["elbo"].dtype == log_likelihood(model, xb, k=4).dtype == torch.float64
-        assert model.sample(2).dtype == model.interpolate(x[0], x[1]).dtype == torch.float64
+        assert sample(model, 2).dtype == interpolate(model, x[0], x[1]).dtype == torch.float64

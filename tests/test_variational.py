@@ -10,7 +10,7 @@ from aekit import create, evaluate, fit
 from aekit.data import binarize, load
 from aekit.likelihoods import Gaussian, LearnedGaussian
 from aekit.model import Batch
-from aekit.variational import GaussianKL, Posterior, elbo, log_likelihood, prior_log_prob
+from aekit.variational import GaussianKL, Posterior, elbo, interpolate, log_likelihood, prior_log_prob, sample
 
 
 @pytest.fixture(scope="module")
@@ -187,11 +187,11 @@ def test_encode_sample_interpolate(trained_vae, binary_digits):
     torch.testing.assert_close(trained_vae.encode(x), trained_vae.encode(x))  # the posterior mean: no noise
     torch.testing.assert_close(trained_vae.encode(x), trained_vae.posterior(x).mean)
     assert (trained_vae.posterior(x).var > 0).all()
-    s = trained_vae.sample(9)
+    s = sample(trained_vae, 9)
     assert s.shape == (9, 64) and ((s >= 0) & (s <= 1)).all()
-    draws = trained_vae.sample(9, mean=False)
+    draws = sample(trained_vae, 9, mean=False)
     assert set(draws.unique().tolist()) <= {0.0, 1.0}
-    line = trained_vae.interpolate(x[0], x[1], steps=5)
+    line = interpolate(trained_vae, x[0], x[1], steps=5)
     assert line.shape == (5, 64)
     torch.testing.assert_close(line[0], trained_vae.reconstruct(x[:1])[0])
     torch.testing.assert_close(line[-1], trained_vae.reconstruct(x[1:2])[0])
@@ -213,7 +213,7 @@ def test_bad_input(trained_vae, binary_digits):
     with pytest.raises(ValueError, match="features per sample"):
         log_likelihood(trained_vae, torch.zeros(2, 10), 5)
     with pytest.raises(ValueError, match="needs a stochastic encoder"):
-        create("undercomplete", (64,)).sample(3)
+        sample(create("undercomplete", (64,)), 3)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -27,9 +27,6 @@ class Corruption(nn.Module, ABC):
     def prepare(self, x: Tensor) -> None:
         """Take data-dependent defaults from the training data ``x`` (N, D); nothing by default."""
 
-    def config(self) -> dict:
-        return {"name": self.name}
-
 
 class Identity(Corruption):
     """No corruption: x̃ = x.

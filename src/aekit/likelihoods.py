@@ -33,9 +33,6 @@ class Likelihood(nn.Module, ABC):
     def validate(self, x: Tensor) -> None:
         """Raise ``ValueError`` if ``x`` is outside this likelihood's support."""
 
-    def config(self) -> dict:
-        return {"name": self.name}
-
 
 class Bernoulli(Likelihood):
     """Bernoulli on logits: binary cross-entropy for x in [0, 1].
@@ -91,9 +88,6 @@ class Gaussian(Likelihood):
     def std(self, r: Tensor) -> Tensor:
         """Standard deviation of p(x | r), broadcastable to x."""
         return torch.full_like(r, self.sigma)
-
-    def config(self) -> dict:
-        return {"name": self.name, "sigma": self.sigma}
 
 
 class LearnedGaussian(Likelihood):

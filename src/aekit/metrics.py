@@ -9,7 +9,7 @@ import torch
 from sklearn.decomposition import PCA
 
 from ._checks import is_number
-from .model import Autoencoder, evaluating, seeded
+from .model import Autoencoder, batches_on, evaluating, seeded
 
 
 BATCH = 2048  # rows per step when encoding, reconstructing or scoring
@@ -22,7 +22,7 @@ def batched(fn, model: Autoencoder, x: np.ndarray | torch.Tensor, batch_size: in
     xt = x if isinstance(x, torch.Tensor) else torch.as_tensor(
         np.asarray(x, dtype=np.float64 if w.dtype == torch.float64 else np.float32))
     with evaluating(model):
-        out = [fn(xt[i : i + batch_size].to(w.device, w.dtype)).cpu() for i in range(0, len(xt), batch_size)]
+        out = [fn(xb).cpu() for _, xb in batches_on(model, xt, batch_size)]
     return torch.cat(out).numpy()
 
 

@@ -74,6 +74,20 @@ def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None
         yield
 
 
+def batches_on(model: nn.Module, x: Tensor, batch_size: int) -> Iterator[tuple[int, Tensor]]:
+    """(first row, ``x[i : i + batch_size]`` on ``model``'s device and in its dtype) over the rows of ``x``:
+    the one loop of every function that scores, encodes or evaluates data in batches.
+
+    Example
+    -------
+    >>> [(i, tuple(b.shape)) for i, b in batches_on(nn.Linear(3, 1), torch.zeros(5, 3), 2)]
+    [(0, (2, 3)), (2, (2, 3)), (4, (1, 3))]
+    """
+    w = next(model.parameters())
+    for i in range(0, len(x), batch_size):
+        yield i, x[i : i + batch_size].to(w.device, w.dtype, non_blocking=True)
+
+
 def fp32(t: Tensor) -> Tensor:
     """``t`` in at least single precision: bf16/fp16 (autocast) becomes fp32, fp64 stays fp64."""
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
@@ -308,25 +322,6 @@ class Autoencoder(nn.Module):
         """Raise ``ValueError`` saying that ``what`` needs a stochastic encoder, unless this model has one."""
         if not self.stochastic:
             raise ValueError(f"{what} needs a stochastic encoder (preset 'vae'); this model's code is deterministic")
-
-    # Generative use of a stochastic model; the mathematics lives in aekit.variational.
-    def sample(self, n: int, mean: bool = True) -> Tensor:
-        """``n`` samples decoded from the prior: see :func:`aekit.variational.sample`."""
-        from .variational import sample
-
-        return sample(self, n, mean)
-
-    def interpolate(self, x_a: Tensor, x_b: Tensor, steps: int = 8) -> Tensor:
-        """Decoded line between two posterior means: see :func:`aekit.variational.interpolate`."""
-        from .variational import interpolate
-
-        return interpolate(self, x_a, x_b, steps)
-
-    def log_likelihood(self, x: Tensor, k: int = 1000, allow_nonbinary: bool = False) -> Tensor:
-        """Importance-weighted log p(x) per sample: see :func:`aekit.variational.log_likelihood`."""
-        from .variational import log_likelihood
-
-        return log_likelihood(self, x, k, allow_nonbinary=allow_nonbinary)
 
     def decode(self, h: Tensor) -> Tensor:
         """The mean of p(x | h), shape (B, D)."""

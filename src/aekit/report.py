@@ -27,6 +27,7 @@ from .data import Split  # noqa: E402
 from .metrics import encode, reconstruct  # noqa: E402
 from .model import Autoencoder, CodeConstraint, seeded  # noqa: E402
 from .sae import SAEEncoder  # noqa: E402
+from .variational import interpolate, sample  # noqa: E402
 
 N_SHOW = 10  # images per row in the grids
 
@@ -197,12 +198,12 @@ def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dic
     if model.stochastic:
         def samples() -> Figure:
             with seeded(0):  # the same draws in every report, whatever ran before
-                return _show_rows([(f"row {i}", model.sample(N_SHOW).cpu().numpy()) for i in range(3)], shape,
+                return _show_rows([(f"row {i}", sample(model, N_SHOW).cpu().numpy()) for i in range(3)], shape,
                                   "samples from the prior, decoded")
 
         out["samples"] = samples
         out["interpolations"] = lambda: _show_rows(
-            [(f"{i}→{i + 1}", model.interpolate(torch.from_numpy(show[i]), torch.from_numpy(show[i + 1]), N_SHOW).cpu().numpy())
+            [(f"{i}→{i + 1}", interpolate(model, torch.from_numpy(show[i]), torch.from_numpy(show[i + 1]), N_SHOW).cpu().numpy())
              for i in range(3)], shape, "interpolations between posterior means")
     return out
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .activations import submodule
-from .model import Autoencoder, evaluating
+from .model import Autoencoder, batches_on, evaluating
 
 ALIVE = 1e-3  # a latent fires above this (as in training)
 
@@ -118,7 +118,6 @@ def sae_metrics(sae: Autoencoder, rows: Any, max_rows: int = 10_000_000, dense: 
     from .rows import open_rows
 
     data = open_rows(rows)
-    p = next(sae.parameters())
     k = sae.code_size
     fires = torch.zeros(k, dtype=torch.float64)
     err = 0.0
@@ -128,8 +127,7 @@ def sae_metrics(sae: Autoencoder, rows: Any, max_rows: int = 10_000_000, dense: 
     with evaluating(sae):
         for _, chunk in data.chunks():
             chunk = chunk[: max_rows - n]
-            for i in range(0, len(chunk), batch_size):
-                x = torch.from_numpy(chunk[i : i + batch_size]).to(p.device, p.dtype)
+            for _, x in batches_on(sae, torch.from_numpy(chunk), batch_size):
                 h = sae.code(x)
                 r = sae.decode(h)
                 on = h > ALIVE

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .checkpoint import save_model, write_json
 from .trainstate import Position, TrainerState, restore_trainer, save_trainer
-from .model import Autoencoder, evaluating
+from .model import Autoencoder, batches_on, evaluating
 from .optim import DEVICE, TrainConfig, config_for, lr_factor, make_optimizer
 from .dist import Context, context
 from .run import Stop, lock, stop_on_signals
@@ -85,7 +85,7 @@ def evaluate(model: Autoencoder, x: Any, batch_size: int = 1024, corrupt: bool =
         batches, n = x.in_order(batch_size), x.n
     else:
         x = x if isinstance(x, Tensor) else as_tensor(x, model)
-        batches, n = (x[i : i + batch_size] for i in range(0, len(x), batch_size)), len(x)
+        batches, n = (xb for _, xb in batches_on(model, x, batch_size)), len(x)
     with evaluating(model):
         w = next(model.parameters())
         sums: dict[str, float] = {}

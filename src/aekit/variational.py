@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ._checks import integer, number
 from .likelihoods import Bernoulli
-from .model import Autoencoder, Batch, Penalty, evaluating, fp32
+from .model import Autoencoder, Batch, Penalty, batches_on, evaluating, fp32
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -134,12 +134,10 @@ class GaussianKL(Penalty):
 
 def _batches(model: Autoencoder, x: Tensor, batch_size: int, what: str) -> Iterator[tuple[int, Tensor]]:
     """Yield (first row, batch on the model's device), refusing a batch with NaN/inf by its index and rows."""
-    w = next(model.parameters())
     x = x.reshape(len(x), -1)
     if x.shape[1] != model.input_size:
         raise ValueError(f"{what}: data has {x.shape[1]} features per sample but the model expects {model.input_size}")
-    for b, i in enumerate(range(0, len(x), batch_size)):
-        xb = x[i : i + batch_size].to(w.device, w.dtype)
+    for b, (i, xb) in enumerate(batches_on(model, x, batch_size)):
         if not torch.isfinite(xb).all():
             raise ValueError(f"{what}: batch {b} (rows {i}–{i + len(xb) - 1}) contains NaN or inf")
         yield i, xb
