@@ -398,3 +398,24 @@ def test_non_finite_weights_are_never_saved(digits, tmp_path):
         model.encoder.linears[0].weight[0, 0] = math.inf
     with pytest.raises(FloatingPointError, match=r"non-finite \(NaN or inf\) values in encoder.linears.0.weight"):
         save_model(model, tmp_path)
+
+
+def test_step_hooks_weight_terms_see_every_step_and_log():
+    from aekit.optim import StepHook, Warmup
+
+    class Record(StepHook):
+        def __init__(self):
+            self.steps = []
+
+        def after_step(self, step, model):
+            self.steps.append(step)
+
+    x = np.random.default_rng(0).random((64, 6)).astype(np.float32)
+    rec = Record()
+    model = create("sparse", (6,), code_size=4, penalty="l1", lam=0.5)
+    hist = fit(model, x, epochs=2, batch_size=16, val_fraction=0.0, progress=False, hooks=[Warmup("l1", 6), rec])
+    assert rec.steps == list(range(1, 9))
+    assert [r["l1_weight"] for r in hist.rows] == [4 / 6, 1.0]
+    torch.manual_seed(0)
+    out = model(torch.from_numpy(x[:16]), weights=Warmup("l1", 6).weights(3))
+    torch.testing.assert_close(out.loss, out.terms["reconstruction"] + 0.5 * out.terms["l1"])

@@ -1,10 +1,11 @@
-"""What the trainer does, as plain values (:class:`TrainConfig`), and the optimiser and learning-rate
-schedule they name."""
+"""What the trainer does, as plain values (:class:`TrainConfig`), and the optimiser, learning-rate
+schedule and step hooks they name."""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -12,7 +13,7 @@ import torch
 
 from ._checks import is_int, is_number
 from .model import Autoencoder
-from .presets import get_preset
+from .registry import get_preset
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -194,6 +195,54 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
         return cls(params, fused=True, **kw)
     except (RuntimeError, ValueError, TypeError):  # no fused kernel for this device or dtype
         return cls(params, **kw)
+
+
+class StepHook:
+    """Interface for a per-step schedule the trainer applies: weights of the loss's named terms before a step,
+    work on the model after it, and values for the epoch's metrics row. A hook is a function of the global
+    step (1 at the first) and keeps no state, so a resumed run continues it exactly."""
+
+    def weights(self, step: int) -> Mapping[str, float]:
+        """Weights of named loss terms at ``step`` (:meth:`~aekit.model.Autoencoder.forward`'s ``weights``)."""
+        return {}
+
+    def after_step(self, step: int, model: torch.nn.Module) -> None:
+        """Called after the optimiser's step ``step`` (e.g. to project parameters back onto a constraint)."""
+
+    def logged(self, step: int) -> dict[str, float]:
+        """Values for the metrics row of the epoch that ends at ``step``."""
+        return {}
+
+
+@dataclass(frozen=True)
+class Warmup(StepHook):
+    """The loss term ``term``'s weight raised linearly from 0 to 1 over the first ``steps`` steps, logged as
+    ``{term}_weight`` (``kl_warmup_epochs``: a VAE's KL).
+
+    Example
+    -------
+    >>> Warmup("kl", 4).weights(1), Warmup("kl", 4).logged(8)
+    ({'kl': 0.25}, {'kl_weight': 1.0})
+    """
+
+    term: str
+    steps: int
+
+    def weights(self, step: int) -> dict[str, float]:
+        return {self.term: min(1.0, step / self.steps)}
+
+    def logged(self, step: int) -> dict[str, float]:
+        return {f"{self.term}_weight": min(1.0, step / self.steps)}
+
+
+def step_hooks(model: Autoencoder, cfg: TrainConfig, steps_per_epoch: int) -> list[StepHook]:
+    """The step hooks ``cfg`` asks for, checked against ``model``."""
+    hooks: list[StepHook] = []
+    if cfg.kl_warmup_epochs:
+        if "kl" not in {p.name for p in model.penalties}:
+            raise ValueError("kl_warmup_epochs needs a model with a KL term (preset 'vae'); this one has none")
+        hooks.append(Warmup("kl", math.ceil(cfg.kl_warmup_epochs * steps_per_epoch)))
+    return hooks
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:

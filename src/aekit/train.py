@@ -29,7 +29,7 @@ from torch import Tensor
 from .checkpoint import save_model, write_json
 from .trainstate import Position, TrainerState, restore_trainer, save_trainer
 from .model import Autoencoder, batches_on, evaluating
-from .optim import DEVICE, TrainConfig, config_for, lr_factor, make_optimizer
+from .optim import DEVICE, StepHook, TrainConfig, config_for, lr_factor, make_optimizer, step_hooks
 from .dist import Context, context
 from .run import Stop, lock, stop_on_signals
 from .files import as_tensor, param_dtype
@@ -123,6 +123,7 @@ def fit(
     run_dir: str | Path | None = None,
     resume: bool = False,
     callbacks: Sequence[Callback] = (),
+    hooks: Sequence[StepHook] = (),
     **options: Any,
 ) -> History:
     """Train ``model`` on samples ``x`` (N, D) and return its per-epoch history.
@@ -147,6 +148,8 @@ def fit(
         epoch); the run then ends with the same weights as the uninterrupted run, bit for bit on CPU.
     callbacks
         Called as ``cb(epoch, row, model)`` after each epoch (and its checkpoint).
+    hooks
+        Per-step schedules (:class:`~aekit.optim.StepHook`), after those the options ask for (``kl_warmup_epochs``).
 
     Example
     -------
@@ -174,16 +177,17 @@ def fit(
         if resume:
             raise ValueError("cannot resume without run_dir")
         with using_threads(n_threads):
-            return _fit(model, data, cfg, dev, ctx, None, False, callbacks)
+            return _fit(model, data, cfg, dev, ctx, None, False, callbacks, hooks)
     with lock(run_dir) if ctx.main else nullcontext(Path(run_dir)) as run:  # one writer: rank 0
         if resume and not (run / TRAINER_STATE).is_file():
             raise ValueError(f"cannot resume: no {TRAINER_STATE} in {run}")
         with stop_on_signals() as stop, using_threads(n_threads):
-            return _fit(model, data, cfg, dev, ctx, run, resume, callbacks, stop)
+            return _fit(model, data, cfg, dev, ctx, run, resume, callbacks, hooks, stop)
 
 
 def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.device, ctx: Context,
-         run: Path | None, resume: bool, callbacks: Sequence[Callback], stop: Stop | None = None) -> History:
+         run: Path | None, resume: bool, callbacks: Sequence[Callback], hooks: Sequence[StepHook],
+         stop: Stop | None = None) -> History:
     torch.manual_seed(cfg.seed + ctx.rank)  # corruption and VAE noise: each rank its own stream
     source, val, n_val = split(data, model, cfg.seed, cfg.val_fraction, dev, cfg.shuffle_buffer, ctx.rank, ctx.world)
     model.to(dev).train()
@@ -194,9 +198,7 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
     steps_per_epoch = math.ceil(n / bs)
     total = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
-    kl_warmup = math.ceil(cfg.kl_warmup_epochs * steps_per_epoch)
-    if kl_warmup and "kl" not in {p.name for p in model.penalties}:
-        raise ValueError("kl_warmup_epochs needs a model with a KL term (preset 'vae'); this one has none")
+    hooks = [*step_hooks(model, cfg, steps_per_epoch), *hooks]
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total, warmup, cfg.schedule))
     shuffle = torch.Generator().manual_seed(cfg.seed)
@@ -243,7 +245,7 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
             batches = source.batches(epoch, shuffle, bs, pos.batch, ctx.rank, ctx.world)
             for b, (xb, n_global) in enumerate(batches, start=pos.batch):
                 step = (epoch - 1) * steps_per_epoch + b + 1
-                weights = {"kl": min(1.0, step / kl_warmup)} if kl_warmup else None
+                weights = {k: v for h in hooks for k, v in h.weights(step).items()} or None
                 with autocast:
                     out = net(xb, weights=weights)
                 finite = _finite(out.loss, bad, step, check_every)
@@ -266,6 +268,8 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
                         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     opt.step()
                     sched.step()
+                    for h in hooks:
+                        h.after_step(step, model)
                     for k, v in out.terms.items():  # the loss is their sum: derived at the end, not summed here
                         pos.sums[k] = pos.sums.get(k, 0) + v.detach() * len(xb)
                     for k, v in out.stats.items():
@@ -284,8 +288,8 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
                         raise Interrupted(stop.signum or signal.SIGTERM, run, epoch, b + 1, steps_per_epoch)
             if check_every > 1 and ctx.flags(bool(bad), device=dev)[0]:
                 raise _non_finite(torch.tensor(math.nan), epoch, steps_per_epoch, steps_per_epoch, run)
-            kl_weight = min(1.0, epoch * steps_per_epoch / kl_warmup) if kl_warmup else None  # at the last step
-            row = _epoch_row(epoch, opt, _global_position(pos, ctx, dev), kl_weight, cfg, time.perf_counter() - te)
+            logged = {k: v for h in hooks for k, v in h.logged(epoch * steps_per_epoch).items()}  # at the last step
+            row = _epoch_row(epoch, opt, _global_position(pos, ctx, dev), logged, cfg, time.perf_counter() - te)
             state.pos = None
             if val is not None:
                 row.update({f"val_{k}": v for k, v in _shared_eval(model, val, n_val, ctx).items()})
@@ -359,14 +363,12 @@ def _non_finite(loss: Tensor, epoch: int, batch: int, steps: int, run: Path | No
         "grad_clip, or pass nan_policy='skip' (--nan-policy skip) to drop such batches")
 
 
-def _epoch_row(epoch: int, opt: torch.optim.Optimizer, pos: Position, kl_weight: float | None, cfg: TrainConfig,
+def _epoch_row(epoch: int, opt: torch.optim.Optimizer, pos: Position, logged: dict[str, float], cfg: TrainConfig,
                seconds: float) -> dict[str, Any]:
     """The epoch's metrics row: learning rate, mean train loss and terms over the batches trained on."""
     if pos.samples == 0:
         raise FloatingPointError(f"every batch of epoch {epoch} had a non-finite loss; nothing was trained")
-    row: dict[str, Any] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"]}
-    if kl_weight is not None:
-        row["kl_weight"] = kl_weight
+    row: dict[str, Any] = {"epoch": epoch, "lr": opt.param_groups[0]["lr"], **logged}
     row["train_loss"] = float(sum(pos.sums.values())) / pos.samples
     row.update({f"train_{k}": float(v) / pos.samples for k, v in {**pos.sums, **pos.stat_sums}.items()})
     if cfg.nan_policy == "skip":
