@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .model import Autoencoder
 from .presets import from_config
+from .run import Run
 
 FORMAT = "aekit-1"
 
@@ -183,7 +184,7 @@ def _model_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     p = Path(path)
     if p.suffix in (".safetensors", ".json"):
         p = p.parent
-    return p / "model.safetensors", p / "model.json"
+    return p / Run.MODEL, p / Run.MODEL_CONFIG
 
 
 def save_model(model: Autoencoder, directory: str | os.PathLike) -> Path:

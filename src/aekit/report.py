@@ -26,6 +26,7 @@ from .corruption import Identity  # noqa: E402
 from .data import Split  # noqa: E402
 from .metrics import encode, reconstruct  # noqa: E402
 from .model import Autoencoder, CodeConstraint, seeded  # noqa: E402
+from .run import Run  # noqa: E402
 from .sae import SAEEncoder  # noqa: E402
 from .variational import interpolate, sample  # noqa: E402
 
@@ -222,21 +223,20 @@ def write_report(run_dir: str | Path, split: Split, model: Autoencoder | None = 
     """
     from .checkpoint import load_model
 
-    run = Path(run_dir)
-    model = model if model is not None else load_model(run)
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] \
-        if (run / "metrics.jsonl").is_file() else []
-    images = {name: _png(build(), run / f"{name}.png") for name, build in figures(model, split, rows).items()}
+    run = Run(run_dir)
+    model = model if model is not None else load_model(run.path)
+    rows = run.metrics()
+    images = {name: _png(build(), run.file(f"{name}.png")) for name, build in figures(model, split, rows).items()}
     sae_measures, contexts = {}, ""
     if isinstance(model.encoder, SAEEncoder):  # a sparse autoencoder on activations: its own page
         from .report_sae import sae_sections
 
         sae_measures, figs, contexts = sae_sections(model, split.test.x)
-        images.update({name: _png(fig, run / f"{name}.png") for name, fig in figs.items()})
+        images.update({name: _png(fig, run.file(f"{name}.png")) for name, fig in figs.items()})
     config = {"model": model.config}
-    if (run / "train.json").is_file():
-        config["train"] = json.loads((run / "train.json").read_text()).get("train")
-    metrics = json.loads((run / "evaluation.json").read_text()) if (run / "evaluation.json").is_file() else {}
+    if run.file(Run.TRAIN).is_file():
+        config["train"] = run.train_meta()["train"]
+    metrics = run.evaluation()
     metrics.update(sae_measures)
     if rows:
         metrics.update({f"last epoch: {k}": v for k, v in rows[-1].items() if k.startswith(("train_", "val_"))})
@@ -252,9 +252,8 @@ def write_report(run_dir: str | Path, split: Split, model: Autoencoder | None = 
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}"
             "td,th{padding:2px 10px;text-align:left}tr:nth-child(even){background:#f3f3f3}</style></head><body>"
             + "\n".join(body) + "</body></html>")
-    out = run / "report.html"
-    out.write_text(page)
-    return out
+    run.write_text(Run.REPORT, page)
+    return run.file(Run.REPORT)
 
 
 def _table(d: dict[str, Any]) -> str:

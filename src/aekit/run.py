@@ -1,5 +1,5 @@
-"""The run directory's single-writer rule (one process writes a run at a time), and the signals that
-ask a run to save and stop.
+"""The run directory: its files (:class:`Run`), its single-writer rule (one process writes a run at a time),
+and the signals that ask a run to save and stop.
 
 A writer (``fit`` with ``run_dir``, ``aekit train``, ``aekit report``, ``aekit compare``) holds an
 OS lock on ``RUN/.aekit.lock`` (``filelock``: ``flock`` on POSIX), so the kernel releases it when
@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock, Timeout
 
@@ -124,3 +125,112 @@ def stop_on_signals() -> Iterator[Stop]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+class Run:
+    """A run directory: the one place that names its files, reads them and writes them.
+
+    Only the process that writes the run changes its files (``writes=True``: the holder of :func:`lock`, rank 0
+    of a distributed run); on the other ranks every write is a no-op, so no caller asks which rank it is.
+
+    Example
+    -------
+    >>> run = Run("/tmp/aekit-doc-run2")
+    >>> run.write_json(Run.DATA, {"data": "digits"})
+    >>> run.data_spec()["data"], run.file(Run.DATA).name
+    ('digits', 'data.json')
+    """
+
+    MODEL, MODEL_CONFIG, TRAINER = "model.safetensors", "model.json", "trainer.safetensors"
+    TRAIN, DATA, CONFIG = "train.json", "data.json", "run.toml"
+    METRICS, EVALUATION, REPORT = "metrics.jsonl", "evaluation.json", "report.html"
+    # what a run leaves (--overwrite removes it all): its files, the report's figures, tracker logs
+    FILES = (MODEL, MODEL_CONFIG, TRAINER, TRAIN, DATA, CONFIG, METRICS, EVALUATION, REPORT, "*.png", "tensorboard")
+
+    def __init__(self, path: str | os.PathLike, writes: bool = True) -> None:
+        self.path, self.writes = Path(path), writes
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    @contextmanager
+    def writing(self) -> Iterator["Run"]:
+        """Hold the run's :func:`lock` while the block writes it (on the writing process; the others take none)."""
+        if not self.writes:
+            yield self
+            return
+        with lock(self.path):
+            yield self
+
+    def started(self) -> bool:
+        """Whether a run was written here (a model, a trainer state or a training config)."""
+        return any(self.file(f).exists() for f in (self.MODEL_CONFIG, self.TRAINER, self.TRAIN))
+
+    def clear(self) -> None:
+        """Remove what an earlier run left (--overwrite): no old file survives beside the new run's."""
+        import shutil
+
+        if self.writes:
+            for pattern in self.FILES:
+                for f in self.path.glob(pattern):
+                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+
+    def read(self, name: str) -> Any:
+        """The JSON file ``name``; ``ValueError`` naming it when it is missing or damaged."""
+        path = self.file(name)
+        if not path.is_file():
+            raise ValueError(f"file not found: {path}")
+        try:
+            return json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise ValueError(f"corrupted file {path}: {type(e).__name__}: {str(e)[:200]}") from None
+
+    def write_json(self, name: str, obj: Any) -> None:
+        from .checkpoint import write_json  # atomic; imported here so that the CLI starts without torch
+
+        if self.writes:
+            write_json(self.file(name), obj)
+
+    def write_text(self, name: str, text: str) -> None:
+        from .checkpoint import atomic_write
+
+        if self.writes:
+            atomic_write(self.file(name), lambda tmp: Path(tmp).write_text(text))
+
+    def train_meta(self) -> dict[str, Any]:
+        """``train.json``: the training options (``"train"``) and the model's config (``"model"``)."""
+        meta = self.read(self.TRAIN)
+        if not isinstance(meta, dict) or not isinstance(meta.get("train"), dict) or "model" not in meta:
+            raise ValueError(f"corrupted file {self.file(self.TRAIN)}: expected the keys 'train' and 'model'")
+        return meta
+
+    def data_spec(self) -> dict[str, Any]:
+        """``data.json``: what the run was trained on (data, data_dir, seed, binarize, stream), checked."""
+        meta = self.read(self.DATA)
+        ok = isinstance(meta, dict) and isinstance(meta.get("data"), str)
+        if ok:
+            seed = meta.get("seed", 0)
+            ok = (isinstance(meta.get("data_dir"), (str, type(None))) and type(seed) is int and 0 <= seed < 2**63
+                  and isinstance(meta.get("binarize", False), bool) and isinstance(meta.get("stream", False), bool))
+        if not ok:
+            raise ValueError(f"corrupted file {self.file(self.DATA)}: expected 'data' (a string), and data_dir, "
+                             "seed, binarize and stream of the right types")
+        return {"data_dir": None, "seed": 0, "binarize": False, "stream": False, **meta}
+
+    def evaluation(self) -> dict[str, Any]:
+        """``evaluation.json``, or nothing before a run is evaluated."""
+        return self.read(self.EVALUATION) if self.file(self.EVALUATION).is_file() else {}
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The per-epoch rows of ``metrics.jsonl`` (none before the first epoch ends)."""
+        path = self.file(self.METRICS)
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+    def write_metrics(self, rows: list[dict[str, Any]], append: bool = False) -> None:
+        """Write ``rows`` as ``metrics.jsonl`` (``append``: after those there)."""
+        if self.writes:
+            with open(self.file(self.METRICS), "a" if append else "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in rows)

@@ -9,13 +9,11 @@ the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -26,12 +24,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
-from .checkpoint import save_model, write_json
+from .checkpoint import save_model
 from .trainstate import Position, TrainerState, restore_trainer, save_trainer
 from .model import Autoencoder, batches_on, evaluating
 from .optim import DEVICE, StepHook, TrainConfig, config_for, lr_factor, make_optimizer, step_hooks
 from .dist import Context, context
-from .run import Stop, lock, stop_on_signals
+from .run import Run, Stop, stop_on_signals
 from .files import as_tensor, param_dtype
 from .sources import Rows, Stream, open_rows, prepare_sample, split, stored_check, streamable, training_data
 from .threads import threads_for, using_threads
@@ -39,8 +37,6 @@ from .threads import threads_for, using_threads
 __all__ = ["History", "Interrupted", "TrainConfig", "as_tensor", "config_for", "evaluate", "fit", "lr_factor",
            "make_optimizer", "param_dtype", "resolve_device"]
 
-TRAINER_STATE = "trainer.safetensors"
-METRICS = "metrics.jsonl"
 
 
 @dataclass
@@ -178,22 +174,21 @@ def fit(
             raise ValueError("cannot resume without run_dir")
         with using_threads(n_threads):
             return _fit(model, data, cfg, dev, ctx, None, False, callbacks, hooks)
-    with lock(run_dir) if ctx.main else nullcontext(Path(run_dir)) as run:  # one writer: rank 0
-        if resume and not (run / TRAINER_STATE).is_file():
-            raise ValueError(f"cannot resume: no {TRAINER_STATE} in {run}")
+    with Run(run_dir, writes=ctx.main).writing() as run:  # one writer: rank 0
+        if resume and not run.file(Run.TRAINER).is_file():
+            raise ValueError(f"cannot resume: no {Run.TRAINER} in {run.path}")
         with stop_on_signals() as stop, using_threads(n_threads):
             return _fit(model, data, cfg, dev, ctx, run, resume, callbacks, hooks, stop)
 
 
 def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.device, ctx: Context,
-         run: Path | None, resume: bool, callbacks: Sequence[Callback], hooks: Sequence[StepHook],
+         run: Run | None, resume: bool, callbacks: Sequence[Callback], hooks: Sequence[StepHook],
          stop: Stop | None = None) -> History:
     torch.manual_seed(cfg.seed + ctx.rank)  # corruption and VAE noise: each rank its own stream
     source, val, n_val = split(data, model, cfg.seed, cfg.val_fraction, dev, cfg.shuffle_buffer, ctx.rank, ctx.world)
     model.to(dev).train()
     model.prepare(prepare_sample(source))
     net = ctx.wrap(model, dev)  # DDP across ranks; the model itself in one process
-    writer = run if ctx.main else None  # only rank 0 writes
     n, bs = source.n, min(cfg.batch_size, source.n)
     steps_per_epoch = math.ceil(n / bs)
     total = cfg.epochs * steps_per_epoch
@@ -207,14 +202,13 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
     state = TrainerState(model, opt, sched, shuffle, hist, best)
     start = 0
     if resume:
-        start = restore_trainer(run / TRAINER_STATE, state, asdict(cfg), asdict(TrainConfig()), ctx.rank)
+        start = restore_trainer(run.file(Run.TRAINER), state, asdict(cfg), asdict(TrainConfig()), ctx.rank)
         if state.pos is not None and not 0 < state.pos.batch <= steps_per_epoch:
-            raise ValueError(f"corrupted checkpoint {run / TRAINER_STATE}: position {state.pos.batch} is not a step "
+            raise ValueError(f"corrupted checkpoint {run.file(Run.TRAINER)}: position {state.pos.batch} is not a step "
                              f"of an epoch of {steps_per_epoch} steps")
-    if writer is not None:
-        with open(writer / METRICS, "w") as f:  # consistent with the (restored) history
-            f.writelines(json.dumps(r) + "\n" for r in hist.rows)
-        write_json(writer / "train.json", {"train": asdict(cfg), "model": model.config})
+    if run is not None:
+        run.write_metrics(hist.rows)  # consistent with the (restored) history
+        run.write_json(Run.TRAIN, {"train": asdict(cfg), "model": model.config})
 
     stop = stop or Stop()
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
@@ -229,8 +223,8 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
             state.pos.seconds = time.perf_counter() - te
         rngs = ctx.gather(torch.get_rng_state().to(dev)) if ctx.distributed else None
         saved = _global_position(state.pos, ctx, dev)
-        if writer is not None:
-            save_trainer(writer / TRAINER_STATE, epoch, replace(state, pos=saved), asdict(cfg),
+        if run.writes:
+            save_trainer(run.file(Run.TRAINER), epoch, replace(state, pos=saved), asdict(cfg),
                          rngs=None if rngs is None else [r.cpu() for r in rngs])
         ctx.barrier()  # no rank leaves (or is stopped) before the checkpoint is on disk
         last_save = time.perf_counter()
@@ -285,7 +279,7 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
                     else:
                         pending = True
                     if stopping:
-                        raise Interrupted(stop.signum or signal.SIGTERM, run, epoch, b + 1, steps_per_epoch)
+                        raise Interrupted(stop.signum or signal.SIGTERM, run.path, epoch, b + 1, steps_per_epoch)
             if check_every > 1 and ctx.flags(bool(bad), device=dev)[0]:
                 raise _non_finite(torch.tensor(math.nan), epoch, steps_per_epoch, steps_per_epoch, run)
             logged = {k: v for h in hooks for k, v in h.logged(epoch * steps_per_epoch).items()}  # at the last step
@@ -302,10 +296,8 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
             timed = bool(cfg.checkpoint_minutes and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes)
             out_of_time, timed, stopping = ctx.flags(out_of_time, timed, stop.signum is not None, device=dev)
             last = early or out_of_time or epoch == cfg.epochs
-            if writer is not None:
-                with open(writer / METRICS, "a") as f:
-                    f.write(json.dumps(row) + "\n")
             if run is not None:
+                run.write_metrics([row], append=True)
                 every = cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0
                 if last or pending or every or timed or stopping:
                     save(epoch)
@@ -313,14 +305,14 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
                 cb(epoch, row, model)
             hist.stopped_early = early
             if stopping and not last:
-                raise Interrupted(stop.signum or signal.SIGTERM, run, epoch, steps_per_epoch, steps_per_epoch)
+                raise Interrupted(stop.signum or signal.SIGTERM, run.path, epoch, steps_per_epoch, steps_per_epoch)
             if last:
                 break
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
-    if writer is not None:
-        save_model(model, writer)
+    if run is not None and run.writes:
+        save_model(model, run.path)
     ctx.barrier()
     return hist
 
@@ -356,8 +348,8 @@ def _finite(loss: Tensor, bad: Tensor, step: int, every: int) -> bool | None:
     return not bool(bad) if step % every == 0 else None
 
 
-def _non_finite(loss: Tensor, epoch: int, batch: int, steps: int, run: Path | None) -> FloatingPointError:
-    kept = f"; the last checkpoint in {run} is kept as it was" if run is not None else ""
+def _non_finite(loss: Tensor, epoch: int, batch: int, steps: int, run: Run | None) -> FloatingPointError:
+    kept = f"; the last checkpoint in {run.path} is kept as it was" if run is not None else ""
     return FloatingPointError(
         f"training loss became {float(loss.detach())} in epoch {epoch} at step {batch} of {steps}{kept}; lower lr, set "
         "grad_clip, or pass nan_policy='skip' (--nan-policy skip) to drop such batches")

@@ -7,7 +7,6 @@ Bad input ends with one line ``error: …`` on stderr and exit status 2. ``train
 from __future__ import annotations
 
 import functools
-import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -116,15 +115,6 @@ def _load_split(data: str, data_dir: Optional[Path], seed: int = 0, binarize: bo
     return load(data, data_dir=data_dir, seed=seed, binarize=binarize)
 
 
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        _fail(f"file not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        _fail(f"corrupted file {path}: {type(e).__name__}: {str(e)[:200]}")
-
-
 def _opt_path(p: str | None) -> Path | None:
     return Path(p) if p else None
 
@@ -137,21 +127,17 @@ def _run_data(run_dir: Path, data: str | None, data_dir: Path | None, binarize: 
 
 def _run_data_path(run_dir: Path) -> str:
     """What a run was trained on, as its data.json names it (a data set name or a path)."""
-    return str(_read_json(run_dir / "data.json")["data"])
+    from ..run import Run
+
+    return Run(run_dir).data_spec()["data"]
 
 
 def _split_of_run(run_dir: Path):
     """The data a run was trained on, as its data.json records it."""
-    path = run_dir / "data.json"
-    meta = _read_json(path)
-    if not (isinstance(meta, dict) and isinstance(meta.get("data"), str)):
-        _fail(f"corrupted file {path}: expected an object with the key 'data'")
-    data_dir, seed, binarize = meta.get("data_dir"), meta.get("seed", 0), meta.get("binarize", False)
-    stream = meta.get("stream", False)
-    if not (isinstance(data_dir, (str, type(None))) and type(seed) is int and 0 <= seed < 2**63
-            and isinstance(binarize, bool) and isinstance(stream, bool)):
-        _fail(f"corrupted file {path}: data_dir, seed, binarize or stream has the wrong type")
-    return _load_split(meta["data"], _opt_path(data_dir), seed, binarize, stream)
+    from ..run import Run
+
+    meta = Run(run_dir).data_spec()
+    return _load_split(meta["data"], _opt_path(meta["data_dir"]), meta["seed"], meta["binarize"], meta["stream"])
 
 
 from . import interp, train, use  # noqa: E402, F401  (registers the commands)

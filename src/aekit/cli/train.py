@@ -8,19 +8,17 @@ number, with a line that says how to resume.
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from . import MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _read_json, _split_of_run, app, err, friendly, out
+from . import MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _split_of_run, app, err, friendly, out
 from ..dist import context
+from ..run import Run
 from .options import Spec, data_spec, resolve
 
 # What a run directory holds; --overwrite removes these first, so no file of the old run survives
-RUN_FILES = ("model.safetensors", "model.json", "trainer.safetensors", "train.json", "data.json", "run.toml",
-             "metrics.jsonl", "evaluation.json", "report.html", "*.png", "tensorboard")
 RESUME_OPTIONS = ("max_time", "checkpoint_every", "checkpoint_steps", "checkpoint_minutes", "nan_policy", "threads")
 
 
@@ -96,7 +94,6 @@ def train(
     Options of a preset that have no flag of their own (a plugin's, say) are given as --name value.
     """
     from .._checks import integer
-    from ..run import lock
     from ..train import resolve_device
 
     _plugins(plugin)
@@ -120,12 +117,11 @@ def train(
         if given or ctx.args or print_config:
             dropped = [f"--{k.replace('_', '-')}" for k in given] + ctx.args + (["--print-config"] * print_config)
             _fail(f"--resume continues a run with its own options; drop {', '.join(dropped)}")
-        if not (resume / "train.json").is_file():
-            _fail(f"no run to resume in {resume}: it has no train.json")
-        main = context(resolve_device(device or "auto")).main
+        if not Run(resume).file(Run.TRAIN).is_file():
+            _fail(f"no run to resume in {resume}: it has no {Run.TRAIN}")
         run_opts = {"progress": not quiet, **{k: train_flags[k] for k in RESUME_OPTIONS}}
-        with lock(resume) if main else nullcontext():
-            _resume(resume, run_opts, iw_samples or 1000, report, trackers, model_fn)
+        with Run(resume, writes=context(resolve_device(device or "auto")).main).writing() as run:
+            _resume(run, run_opts, iw_samples or 1000, report, trackers, model_fn)
         return
     if model_fn is not None and (preset or ctx.args or any(v is not None for v in model_flags.values())):
         _fail("--model builds the whole model: drop --preset and the preset's options")
@@ -154,25 +150,23 @@ def train(
         typer.echo(text, nl=False)
         return
     label = spec.preset if model.config else f"model of {model_fn}"
-    run = out_dir or Path("runs") / f"{spec.preset if model.config else 'custom'}-{split.train.name}-" \
-                                    f"{time.strftime('%Y%m%d-%H%M%S')}"
-    with lock(run) if main else nullcontext():  # rank 0 writes the run; the others only train
-        if main and any((run / f).exists() for f in ("model.json", "trainer.safetensors", "train.json")):
+    path = out_dir or Path("runs") / f"{spec.preset if model.config else 'custom'}-{split.train.name}-" \
+                                     f"{time.strftime('%Y%m%d-%H%M%S')}"
+    with Run(path, writes=main).writing() as run:  # rank 0 writes the run; the others only train
+        if main and run.started():
             if not overwrite:
-                _fail(f"{run} already holds a run; pass --overwrite to replace it or --resume {run} to continue it")
-            _clear(run)
+                _fail(f"{path} already holds a run; pass --overwrite to replace it or --resume {path} to continue it")
+            run.clear()
+        from dataclasses import asdict
+
+        run.write_json(Run.DATA, {"data": resolved["data"], "data_dir": resolved.get("data_dir"), "seed": spec.seed,
+                                  "binarize": spec.binarize, "stream": spec.stream})
+        run.write_json(Run.TRAIN, {"train": asdict(cfg), "model": model.config})
+        run.write_text(Run.CONFIG, text)
         if main:
-            from dataclasses import asdict
-
-            from ..checkpoint import atomic_write, write_json
-
-            write_json(run / "data.json", {"data": resolved["data"], "data_dir": resolved.get("data_dir"),
-                                           "seed": spec.seed, "binarize": spec.binarize, "stream": spec.stream})
-            write_json(run / "train.json", {"train": asdict(cfg), "model": model.config})
-            atomic_write(run / "run.toml", lambda tmp: Path(tmp).write_text(text))
             n_params = sum(p.numel() for p in model.parameters())
             err.print(f"{label} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
-                      f"input {model.input_size}, code {model.code_size}, {n_params:,} parameters → {run}")
+                      f"input {model.input_size}, code {model.code_size}, {n_params:,} parameters → {path}")
         _fit_and_report(model, split, cfg, run, iw_samples=spec.iw_samples, html=report, trackers=trackers)
 
 
@@ -212,15 +206,6 @@ def _resolved(spec: Spec, model, cfg) -> dict:
             "train": {k: v for k, v in asdict(cfg).items() if k not in ("progress", "seed")}}
 
 
-def _clear(run: Path) -> None:
-    """Remove what an earlier run left in ``run`` (--overwrite): no old file survives beside the new run's."""
-    import shutil
-
-    for pattern in RUN_FILES:
-        for f in run.glob(pattern):
-            shutil.rmtree(f) if f.is_dir() else f.unlink()
-
-
 def _tracker_names(track: str | None) -> list[str]:
     names = [t.strip() for t in (track or "").split(",") if t.strip()]
     bad = sorted(set(names) - {"tensorboard", "mlflow"})
@@ -246,29 +231,26 @@ def _trackers(names: list[str], run: Path, cfg) -> list:
         raise ValueError(f"--track: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
 
 
-def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool, trackers: list[str],
+def _resume(run: Run, run_opts: dict, iw_samples: int, report: bool, trackers: list[str],
             model_fn: str | None = None) -> None:
     """Continue ``run`` from its trainer state; a run killed before its first checkpoint starts again
     from the beginning with its recorded options (the same result, as every run is seeded)."""
     from ..checkpoint import build_for
     from ..optim import TrainConfig, as_saved
     from ..presets import from_config
-    from ..train import TRAINER_STATE
 
-    meta = _read_json(run / "train.json")
-    if not isinstance(meta, dict) or not isinstance(meta.get("train"), dict) or "model" not in meta:
-        _fail(f"corrupted file {run / 'train.json'}: expected the keys 'train' and 'model'")
+    meta = run.train_meta()
     if meta["model"] is None and model_fn is None:
-        _fail(f"{run} trained a model composed by hand: pass --model MODULE:FUNCTION, a function that builds the "
+        _fail(f"{run.path} trained a model composed by hand: pass --model MODULE:FUNCTION, a function that builds the "
               "same architecture (or resume from Python: fit(model, x, run_dir=..., resume=True))")
     given = {k: v for k, v in run_opts.items() if v is not None or k == "max_time"}
     # max_time limits this invocation only: a run stopped by it continues to its last epoch
     cfg = TrainConfig.from_dict({**as_saved(meta["train"]), **given}).validate()
-    if not (run / "data.json").is_file():
-        _fail(f"{run} was trained from Python on in-memory data (no data.json): resume it from Python, "
+    if not run.file(Run.DATA).is_file():
+        _fail(f"{run.path} was trained from Python on in-memory data (no {Run.DATA}): resume it from Python, "
               "fit(..., run_dir=..., resume=True)")
-    split = _split_of_run(run)
-    state = run / TRAINER_STATE
+    split = _split_of_run(run.path)
+    state = run.file(Run.TRAINER)
     if model_fn is not None:
         import torch
 
@@ -282,7 +264,7 @@ def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool, trackers: 
     else:
         import torch
 
-        err.print(f"{run} has no checkpoint yet: starting it again from the beginning", markup=False)
+        err.print(f"{run.path} has no checkpoint yet: starting it again from the beginning", markup=False)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             model = from_config(meta["model"])
@@ -290,22 +272,21 @@ def _resume(run: Path, run_opts: dict, iw_samples: int, report: bool, trackers: 
                     trackers=trackers)
 
 
-def _fit_and_report(model, split, cfg, run: Path, resume: bool = False, iw_samples: int = 1000,
+def _fit_and_report(model, split, cfg, run: Run, resume: bool = False, iw_samples: int = 1000,
                     html: bool = False, trackers: list[str] = ()) -> None:
-    from ..checkpoint import write_json
     from ..train import Interrupted, fit
     from .use import _report
 
     t0 = time.perf_counter()
     main = context().main
-    loggers = _trackers(list(trackers), run, cfg) if main else []
+    loggers = _trackers(list(trackers), run.path, cfg) if main else []
     try:
-        fit(model, split.train.x, cfg, run_dir=run, resume=resume, callbacks=loggers)
+        fit(model, split.train.x, cfg, run_dir=run.path, resume=resume, callbacks=loggers)
     except Interrupted as e:
         err.print(f"{e}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(e.exit_status) from None
     except KeyboardInterrupt:  # a second Ctrl-C: no time to save
-        err.print(f"interrupted: continue with `aekit train --resume {run}` (from its last checkpoint)", markup=False)
+        err.print(f"interrupted: continue with `aekit train --resume {run.path}` (from its last checkpoint)", markup=False)
         raise typer.Exit(130) from None
     finally:
         for logger in loggers:
@@ -313,9 +294,9 @@ def _fit_and_report(model, split, cfg, run: Path, resume: bool = False, iw_sampl
     if not main:
         return  # rank 0 evaluates and reports
     res = _report(model, split, [("train time", f"{time.perf_counter() - t0:.1f} s")], iw_samples)
-    write_json(run / "evaluation.json", res)
+    run.write_json(Run.EVALUATION, res)
     if html:
         from ..report import write_report
 
-        out.print(f"report: {write_report(run, split, model)}")
-    out.print(f"saved to {run}")
+        out.print(f"report: {write_report(run.path, split, model)}")
+    out.print(f"saved to {run.path}")

@@ -208,14 +208,14 @@ def report_cmd(
 ) -> None:
     """Write RUN_DIR/report.html (images embedded) and one PNG per figure."""
     from ..report import write_report
-    from ..run import lock
+    from ..run import Run
 
     _plugins(plugin)
     model = _run_model(run_dir, "cpu", model_fn)
-    if data is None and not (run_dir / "data.json").is_file():
-        _fail(f"{run_dir} has no data.json (trained from Python): pass its data with --data")
+    if data is None and not Run(run_dir).file(Run.DATA).is_file():
+        _fail(f"{run_dir} has no {Run.DATA} (trained from Python): pass its data with --data")
     split = _run_data(run_dir, data, data_dir, binarize)
-    with lock(run_dir):  # it writes into the run: not while a training process does
+    with Run(run_dir).writing():  # it writes into the run: not while a training process does
         out.print(f"wrote {write_report(run_dir, split, model)}")
 
 
