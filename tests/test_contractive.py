@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from aekit import create, fit
-from aekit.contractive import frobenius_closed, frobenius_exact, frobenius_stochastic
+from aekit.contractive import frobenius_exact, frobenius_stochastic
+from aekit.networks import frobenius_closed
 from aekit.networks import MLP
 
 ACTS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus, "linear": nn.Identity}
@@ -94,7 +95,7 @@ def test_auto_method_choice_and_override():
     assert create("contractive", (64,), code_size=20, hidden=[32]).penalties[0].method == "stochastic"
     assert create("contractive", (64,), code_size=4, hidden=[32]).penalties[0].method == "exact"
     assert create("contractive", (64,), code_size=100, method="stochastic").penalties[0].method == "stochastic"
-    with pytest.raises(ValueError, match="closed-form contractive penalty needs an encoder of one affine layer"):
+    with pytest.raises(ValueError, match="closed-form contractive penalty needs an encoder that has one"):
         create("contractive", (64,), code_size=20, hidden=[32], method="closed")
 
 

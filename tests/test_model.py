@@ -5,7 +5,7 @@ import torch
 from aekit import MLP, Autoencoder, Bernoulli, Gaussian, create, fit
 from aekit.manifold import latent_traversal, tangent_directions, vector_field
 from aekit.metrics import encode, reconstruct, regularised_metrics
-from aekit.model import evaluating, seeded
+from aekit.model import Encoder, evaluating, seeded
 from aekit.sparse import L1, AuxK, KLSparsity, TopK
 from aekit.train import evaluate
 from aekit.variational import elbo, log_likelihood
@@ -108,3 +108,51 @@ def test_seeded_repeats_draws_and_restores_the_callers_stream():
     with seeded(0):
         assert torch.equal(torch.rand(2), a)
     assert torch.equal(torch.rand(3), expected)
+
+
+class _Doubling(Encoder):
+    """A user's encoder h = 2 W x that states its Jacobian norm: ‖2W‖²_F for every sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(6, 3, bias=False)
+
+    def forward(self, x):
+        return 2 * self.lin(x)
+
+    def jacobian_norm(self, h):
+        return (4 * self.lin.weight.square().sum()).expand(len(h))
+
+
+def test_a_users_encoder_declares_its_closed_form_jacobian_and_stochasticity():
+    from aekit.contractive import Contractive, frobenius_exact
+    from aekit.variational import GaussianEncoder
+
+    ae = Autoencoder(_Doubling(), MLP([3, 6]), Gaussian(), input_shape=(6,), code_size=3, penalties=[Contractive(1.0)])
+    assert ae.penalties[0].method == "closed" and not ae.stochastic
+    x = torch.randn(4, 6)
+    torch.testing.assert_close(ae(x).terms["contractive"], frobenius_exact(ae.encoder, x).mean())
+    vae = Autoencoder(GaussianEncoder(MLP([6, 8]), 8, 2), MLP([2, 6]), Gaussian(), input_shape=(6,), code_size=2)
+    assert vae.stochastic and isinstance(vae.encoder, Encoder)
+
+
+def test_dead_unit_state_travels_in_the_batch_in_training_only():
+    seen = []
+
+    class Look(L1):
+        name = "look"
+
+        def forward(self, b):
+            seen.append((None if b.pre is None else tuple(b.pre.shape), None if b.dead is None else b.dead.clone()))
+            return b.h.new_zeros(())
+
+    topk = TopK(2, dead_after=1)
+    ae = Autoencoder(MLP([6, 5], final=topk), MLP([5, 6]), Gaussian(), input_shape=(6,), code_size=5,
+                     penalties=[Look(0.0)])
+    assert ae.tracks_dead_units and not _ae().tracks_dead_units
+    ae(torch.randn(4, 6))
+    ae.eval()
+    ae(torch.randn(4, 6))
+    assert seen[0][0] == (4, 5) and torch.equal(seen[0][1], topk.dead()) and seen[1] == (None, None)
+    with pytest.raises(ValueError, match="AuxK needs a code that tracks dead units"):
+        _ae(penalties=[AuxK(2)])

@@ -1,8 +1,8 @@
 """The contractive penalty λ‖∂f(x)/∂x‖²_F (Rifai et al. 2011), three ways.
 
-- ``closed``: f is one affine map W x + b and an elementwise σ, so
-  ‖J‖²_F = Σⱼ σ'(aⱼ)² ‖Wⱼ‖². σ' is read off h = σ(a) itself, so there is no extra
-  forward or backward pass.
+- ``closed``: the encoder says it in closed form (:meth:`~aekit.model.Encoder.jacobian_norm`); for
+  one affine map W x + b and an elementwise σ (:class:`~aekit.networks.MLP`),
+  ‖J‖²_F = Σⱼ σ'(aⱼ)² ‖Wⱼ‖², σ' read off h = σ(a) itself: no extra forward or backward pass.
 - ``stochastic``: for any f, E_u ‖Jᵀu‖² = ‖J‖²_F for u with E[uuᵀ] = I
   (Rademacher). Each of ``projections`` vector-Jacobian products is one backward
   pass through the encoder on the graph already built: the cost does not grow
@@ -21,44 +21,9 @@ from torch import Tensor, nn
 from torch.func import jacrev, vmap
 
 from ._checks import integer, number
-from .model import Autoencoder, Batch, Penalty
-from .networks import MLP
+from .model import Autoencoder, Batch, Encoder, Penalty
 
 METHODS = ("auto", "closed", "stochastic", "exact")
-
-# σ'(a) written in terms of h = σ(a), for the closed form.
-_DERIVATIVE_FROM_OUTPUT = {
-    nn.Sigmoid: lambda h: h * (1 - h),
-    nn.Tanh: lambda h: 1 - h * h,
-    nn.ReLU: lambda h: (h > 0).to(h.dtype),
-    nn.Softplus: lambda h: -torch.expm1(-h),  # σ'(a) = sigmoid(a) = 1 − e^{−softplus(a)}
-    nn.Identity: lambda h: torch.ones_like(h),
-}
-
-
-def closed_form_layer(encoder: nn.Module) -> tuple[nn.Linear, type] | None:
-    """The (affine layer, activation type) if ``encoder`` is aekit's one-layer :class:`~aekit.networks.MLP`
-    with a supported σ, else ``None``.
-
-    The type is checked exactly: a subclass may change ``forward`` (normalise x first, say), and
-    the closed form would then be silently wrong.
-    """
-    if type(encoder) is not MLP or len(encoder.linears) != 1:
-        return None
-    linears, final = encoder.linears, encoder.final
-    if type(final) not in _DERIVATIVE_FROM_OUTPUT:
-        return None
-    if isinstance(final, nn.Softplus) and (final.beta != 1 or final.threshold < 20):
-        return None
-    return linears[0], type(final)
-
-
-def frobenius_closed(h: Tensor, layer: nn.Linear, act: type) -> Tensor:
-    """Per-sample ‖J‖²_F, shape (B,), for h = act(W x + b)."""
-    d = _DERIVATIVE_FROM_OUTPUT[act](h)  # (B, K)
-    w2 = layer.weight.square().sum(1)  # (K,) = ‖Wⱼ‖²
-    return (d.square() * w2).sum(1)
-
 
 def frobenius_stochastic(h: Tensor, x: Tensor, projections: int) -> Tensor:
     """Per-sample unbiased estimate of ‖∂h/∂x‖²_F, shape (B,); ``h`` must be computed from ``x``."""
@@ -109,24 +74,31 @@ class Contractive(Penalty):
     def needs_input_grad(self) -> bool:  # type: ignore[override]
         return self.method == "stochastic"
 
+    def _method(self, model: Autoencoder) -> str:
+        """The method this penalty uses on ``model``: ``method``, with "auto" resolved."""
+        if self.method != "auto":
+            return self.method
+        return "closed" if _has_closed_form(model) else ("exact" if model.code_size <= 8 else "stochastic")
+
     def check(self, model: Autoencoder) -> None:
-        closed = closed_form_layer(model.encoder)
-        if self.method == "closed" and closed is None:
+        if self.method == "closed" and not _has_closed_form(model):
             raise ValueError(
-                "the closed-form contractive penalty needs an encoder of one affine layer and a "
-                "sigmoid, tanh, relu, softplus or linear activation; use method='stochastic' or 'exact'"
+                "the closed-form contractive penalty needs an encoder that has one (aekit's MLP of one affine layer "
+                "and a sigmoid, tanh, relu, softplus or linear activation); use method='stochastic' or 'exact'"
             )
-        if self.method == "auto":
-            self.method = "closed" if closed else ("exact" if model.code_size <= 8 else "stochastic")
-        if self.method != "stochastic" and self.projections != 1:
+        method = self._method(model)
+        if method != "stochastic" and self.projections != 1:
             raise ValueError(f"option projections={self.projections} has no effect here: the contractive penalty "
-                             f"is computed by method {self.method!r}; projections applies to method='stochastic'")
+                             f"is computed by method {method!r}; projections applies to method='stochastic'")
+
+    def setup(self, model: Autoencoder) -> None:
+        self.method = self._method(model)
 
     def frobenius(self, b: Batch) -> Tensor:
         """Per-sample ‖J‖²_F, shape (B,), by this penalty's method."""
         encoder = b.model.encoder
         if self.method == "closed":
-            return frobenius_closed(b.h, *closed_form_layer(encoder))
+            return encoder.jacobian_norm(b.h)
         if self.method == "exact":
             return frobenius_exact(encoder, b.x_tilde)
         if not b.x_tilde.requires_grad:  # no graph (evaluation under no_grad): build one
@@ -137,3 +109,12 @@ class Contractive(Penalty):
 
     def forward(self, b: Batch) -> Tensor:
         return self.lam * self.frobenius(b).mean()
+
+
+def _has_closed_form(model: Autoencoder) -> bool:
+    """Whether ``model``'s encoder gives its Jacobian norm in closed form (:class:`~aekit.model.Encoder`)."""
+    enc = model.encoder
+    if not isinstance(enc, Encoder):
+        return False
+    w = next(enc.parameters(), None)
+    return enc.jacobian_norm(torch.zeros(1, model.code_size, device=w.device if w is not None else None)) is not None

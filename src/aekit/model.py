@@ -104,6 +104,36 @@ class Batch:
     model: "Autoencoder"
     q: "Posterior | None" = None  # q(h | x̃) when the encoder is stochastic (h is a draw from it)
     nll: Tensor | None = None  # (B,) per-sample −log p(x | r)
+    pre: Tensor | None = None  # (B, K) pre-activations of a code that tracks dead units, in training
+    dead: Tensor | None = None  # (K,) its units that have not fired for long (with ``pre``)
+
+
+class Encoder(nn.Module):
+    """Interface for what an encoder declares beyond its forward pass; any ``nn.Module`` mapping (B, D) → (B, K)
+    encodes, declaring nothing (deterministic, no closed-form Jacobian).
+
+    ``stochastic = True``: the forward pass returns q(h | x) (:class:`~aekit.variational.Posterior`) and the
+    model draws h from it.
+    """
+
+    stochastic: bool = False
+
+    def jacobian_norm(self, h: Tensor) -> Tensor | None:
+        """‖∂h/∂x‖²_F per sample, shape (B,), in closed form from the code ``h`` (B, K) this encoder made, or
+        ``None`` where there is no closed form (the contractive penalty then estimates it)."""
+        return None
+
+
+class TracksDeadUnits(ABC):
+    """Interface for a part of an encoder that records, in training, its pre-activations ``pre`` (B, K) and
+    which units have not fired for long (:meth:`dead`); the model hands both to the penalties in
+    :class:`Batch` (AuxK models the residual with the dead units)."""
+
+    pre: Tensor | None
+
+    @abstractmethod
+    def dead(self) -> Tensor:
+        """Boolean mask (K,) of the units that count as dead."""
 
 
 class Penalty(nn.Module, ABC):
@@ -173,9 +203,9 @@ class Autoencoder(nn.Module):
     Parameters
     ----------
     encoder, decoder
-        Modules mapping flat batches ``(B, D) → (B, K)`` and ``(B, K) → (B, D)``. An encoder
-        with ``stochastic = True`` returns a distribution q(h | x) instead
-        (:class:`~aekit.variational.GaussianEncoder`); the model then draws h from it.
+        Modules mapping flat batches ``(B, D) → (B, K)`` and ``(B, K) → (B, D)``. An :class:`Encoder`
+        may declare more: ``stochastic`` (it returns q(h | x), :class:`~aekit.variational.GaussianEncoder`;
+        the model then draws h from it) and a closed-form Jacobian norm.
     likelihood
         The decoder's likelihood; reconstruction is scored against the clean ``x``.
     input_shape
@@ -217,7 +247,9 @@ class Autoencoder(nn.Module):
         self.input_shape = tuple(int(s) for s in input_shape)
         self.input_size = math.prod(self.input_shape)
         self.code_size = int(code_size)
-        self.stochastic = bool(getattr(encoder, "stochastic", False))
+        self.stochastic = isinstance(encoder, Encoder) and encoder.stochastic
+        # a tuple, not an attribute nn.Module would register (the tracker is already the encoder's)
+        self._trackers = tuple(m for m in encoder.modules() if isinstance(m, TracksDeadUnits))[:1]
         # Set by presets.create: the JSON config that rebuilds this model exactly.
         self.config: dict | None = None
         names = [p.name for p in self.penalties]
@@ -254,6 +286,11 @@ class Autoencoder(nn.Module):
                              f"{self.input_size} values per sample (input_shape {self.input_shape})")
 
     @property
+    def tracks_dead_units(self) -> bool:
+        """Whether a part of the encoder tracks dead units (:class:`TracksDeadUnits`, e.g. TopK, an SAE encoder)."""
+        return bool(self._trackers)
+
+    @property
     def is_regularised(self) -> bool:
         """Whether anything (corruption, penalty or a constrained code such as TopK) stops a code copying x."""
         constrained = any(isinstance(m, CodeConstraint) for m in self.encoder.modules())  # e.g. TopK
@@ -275,6 +312,8 @@ class Autoencoder(nn.Module):
         nll = self.likelihood.nll(fp32(r), x)  # (B,) against the clean x; fp32 even under autocast
         terms = {"reconstruction": nll.mean()}
         batch = Batch(x=x, x_tilde=x_tilde, h=h, r=r, model=self, q=q, nll=nll)
+        if self._trackers and self.training and self._trackers[0].pre is not None:
+            batch.pre, batch.dead = self._trackers[0].pre, self._trackers[0].dead()
         stats: dict[str, Tensor] = {}
         for p in self.penalties:
             terms[p.name] = p(batch)

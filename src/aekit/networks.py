@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import is_int
+from .model import Encoder
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -47,8 +48,28 @@ def _check_sizes(sizes: Sequence[int]) -> list[int]:
     return [int(s) for s in sizes]
 
 
-class MLP(nn.Module):
+# σ'(a) written in terms of h = σ(a), for the closed-form Jacobian of one layer
+DERIVATIVE_FROM_OUTPUT = {
+    nn.Sigmoid: lambda h: h * (1 - h),
+    nn.Tanh: lambda h: 1 - h * h,
+    nn.ReLU: lambda h: (h > 0).to(h.dtype),
+    nn.Softplus: lambda h: -torch.expm1(-h),  # σ'(a) = sigmoid(a) = 1 − e^{−softplus(a)}
+    nn.Identity: lambda h: torch.ones_like(h),
+}
+
+
+def frobenius_closed(h: Tensor, layer: nn.Linear, act: type) -> Tensor:
+    """Per-sample ‖J‖²_F, shape (B,), for h = act(W x + b): Σⱼ σ'(aⱼ)² ‖Wⱼ‖², σ' read off h itself."""
+    d = DERIVATIVE_FROM_OUTPUT[act](h)  # (B, K)
+    w2 = layer.weight.square().sum(1)  # (K,) = ‖Wⱼ‖²
+    return (d.square() * w2).sum(1)
+
+
+class MLP(Encoder):
     """Affine layers ``sizes[0] → … → sizes[-1]``, ``act`` between, ``final`` after the last.
+
+    As an encoder of one layer with a sigmoid, tanh, relu, softplus or no final activation, it has a
+    closed-form Jacobian norm (:meth:`jacobian_norm`, the contractive penalty's ``closed`` method).
 
     Example
     -------
@@ -68,6 +89,16 @@ class MLP(nn.Module):
             x = lin(x)
             x = self.act(x) if i < len(self.linears) - 1 else self.final(x)
         return x
+
+    def jacobian_norm(self, h: Tensor) -> Tensor | None:
+        final = self.final
+        if type(self).forward is not MLP.forward:  # a subclass computes something else: the formula is not its
+            return None
+        if len(self.linears) != 1 or type(final) not in DERIVATIVE_FROM_OUTPUT:
+            return None
+        if isinstance(final, nn.Softplus) and (final.beta != 1 or final.threshold < 20):
+            return None
+        return frobenius_closed(h, self.linears[0], type(final))
 
 
 class TiedMLP(nn.Module):

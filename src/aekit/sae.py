@@ -24,7 +24,7 @@ from torch.nn.utils import parametrize
 
 from ._checks import integer, number
 from .likelihoods import Likelihood
-from .model import Batch, CodeConstraint, Penalty
+from .model import Batch, CodeConstraint, Encoder, Penalty, TracksDeadUnits
 
 ALIVE = 1e-3  # a latent fires when its activation exceeds this (Gao et al.)
 # AuxK revives latents silent for this many training tokens: SAELens's 1000 steps of 4096. Gao et al. use 10 M in
@@ -113,7 +113,7 @@ class SAEDecoder(nn.Module):
         return F.linear(h, self.weight.to(h.dtype), self.bias.to(h.dtype)) / self.scale
 
 
-class SAEEncoder(nn.Module):
+class SAEEncoder(Encoder, TracksDeadUnits):
     """h = σ(g ⊙ (W_e (s·x − b_d) + b_e)), reading s, b_d and g from ``decoder``; W_e starts as W_dᵀ.
 
     g is 1, or with the decoder's ``gain`` the norms ‖V_i‖ of its free parameter (:meth:`SAEDecoder.gains`).

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import integer, is_number, number
-from .model import Autoencoder, Batch, CodeConstraint, Penalty, fp32
+from .model import Autoencoder, Batch, CodeConstraint, Penalty, TracksDeadUnits, fp32
 
 
 class L1(Penalty):
@@ -96,7 +96,7 @@ def kl_bernoulli(rho: float, rho_hat: Tensor, eps: float = 1e-6) -> Tensor:
     return rho * torch.log(rho / q) + (1 - rho) * torch.log((1 - rho) / (1 - q))
 
 
-class TopK(CodeConstraint):
+class TopK(CodeConstraint, TracksDeadUnits):
     """k-sparse code (Makhzani & Frey 2013): keep the k largest units of each sample, zero the rest.
 
     Parameters
@@ -204,16 +204,14 @@ class AuxK(Penalty):
         self.k_aux, self.coef = integer(k_aux, "k_aux"), number(coef, "AuxK coef", 0)
 
     def check(self, model: Autoencoder) -> None:
-        if _tracker(model) is None:
+        if not model.tracks_dead_units:
             raise ValueError("AuxK needs a code that tracks dead units: TopK (the ksparse preset) or an SAE encoder")
 
     def forward(self, b: Batch) -> Tensor:
-        topk = _tracker(b.model)  # TopK, or an SAE encoder: the pre-activations and the dead units
-        dead = topk.dead()
-        if not b.model.training or topk.pre is None or not dead.any():
+        if b.pre is None or not b.dead.any():  # evaluation, or no dead unit
             return b.h.new_zeros(())
-        cols = dead.nonzero().squeeze(1)
-        pre = topk.pre[:, cols]  # (B, n_dead): only dead units take part, so work on those columns alone
+        cols = b.dead.nonzero().squeeze(1)
+        pre = b.pre[:, cols]  # (B, n_dead): only dead units take part, so work on those columns alone
         if self.k_aux < len(cols):
             vals, idx = pre.topk(self.k_aux, dim=1)
             z = torch.zeros_like(pre).scatter(1, idx, vals.relu())
@@ -224,7 +222,7 @@ class AuxK(Penalty):
         if callable(getattr(dec, "columns", None)):  # an affine decoder: g(z) − g(0) = W[:, cols] z
             shift = fp32(z @ dec.columns(cols).to(z.dtype).t())
         else:
-            z_aux = torch.zeros_like(topk.pre).index_copy(1, cols, z)
+            z_aux = torch.zeros_like(b.pre).index_copy(1, cols, z)
             shift = fp32(dec(z_aux) - dec(torch.zeros_like(z_aux[:1])))  # (B, D)
         e_hat = mean(r + shift) - mean(r)
         e = b.x - mean(r)
@@ -233,10 +231,3 @@ class AuxK(Penalty):
             return b.h.new_zeros(())
         return self.coef * (e - e_hat).square().sum() / total
 
-
-def _tracker(model: Autoencoder):
-    """The part that records pre-activations (``pre``) and dead units (``dead()``): the encoder, or its final TopK."""
-    for part in (model.encoder, getattr(model.encoder, "final", None)):
-        if callable(getattr(part, "dead", None)) and hasattr(part, "pre"):
-            return part
-    return None

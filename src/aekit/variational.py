@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ._checks import integer, number
 from .likelihoods import Bernoulli
-from .model import Autoencoder, Batch, Penalty, batches_on, evaluating, fp32
+from .model import Autoencoder, Batch, Encoder, Penalty, batches_on, evaluating, fp32
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -69,7 +69,7 @@ def prior_log_prob(h: Tensor) -> Tensor:
     return -0.5 * (h.square() + LOG_2PI).sum(-1)
 
 
-class GaussianEncoder(nn.Module):
+class GaussianEncoder(Encoder):
     """q(h | x) = N(mu(x), diag σ²(x)): a body (B, D) → (B, F), then affine heads for mu and log σ².
 
     Example
