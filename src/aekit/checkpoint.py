@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .model import Autoencoder
 from .presets import from_config
-from .run import Run
+from .run import Run, read_json
 
 FORMAT = "aekit-1"
 
@@ -223,12 +223,7 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], where: st
 
 def read_config(path: Path) -> Any:
     """A JSON file that must exist, as a ``ValueError`` naming the file when it is missing or broken."""
-    if not path.is_file():
-        raise ValueError(f"checkpoint not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise ValueError(f"corrupted checkpoint config {path}: {type(e).__name__}: {str(e)[:200]}") from None
+    return read_json(path, "checkpoint not found", "corrupted checkpoint config")
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", *,

@@ -127,6 +127,17 @@ def stop_on_signals() -> Iterator[Stop]:
             signal.signal(s, h)
 
 
+def read_json(path: Path, missing: str = "file not found", damaged: str = "corrupted file") -> Any:
+    """The JSON file ``path``; a ``ValueError`` that names it ("{missing}: path", "{damaged} path: why") when it is
+    missing or cannot be read as JSON."""
+    if not path.is_file():
+        raise ValueError(f"{missing}: {path}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ValueError(f"{damaged} {path}: {type(e).__name__}: {str(e)[:200]}") from None
+
+
 class Run:
     """A run directory: the one place that names its files, reads them and writes them.
 
@@ -180,13 +191,7 @@ class Run:
 
     def read(self, name: str) -> Any:
         """The JSON file ``name``; ``ValueError`` naming it when it is missing or damaged."""
-        path = self.file(name)
-        if not path.is_file():
-            raise ValueError(f"file not found: {path}")
-        try:
-            return json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            raise ValueError(f"corrupted file {path}: {type(e).__name__}: {str(e)[:200]}") from None
+        return read_json(self.file(name))
 
     def write_json(self, name: str, obj: Any) -> None:
         from .checkpoint import write_json  # atomic; imported here so that the CLI starts without torch
