@@ -1,4 +1,4 @@
-"""The run directory's lock: one writer at a time, never blocked by a dead one; atomic writes."""
+"""The run directory: its files (Run), and its lock: one writer at a time, never blocked by a dead one; atomic writes."""
 
 import json
 import os
@@ -100,3 +100,44 @@ def test_an_unwritable_run_directory_is_one_clear_error(tmp_path):
     with pytest.raises(ValueError, match="cannot create the run directory"):
         with lock(f / "run"):
             pass
+
+
+def test_run_names_reads_and_writes_its_files_and_only_the_writer_writes(tmp_path):
+    from aekit.run import Run
+
+    run = Run(tmp_path / "r")
+    run.path.mkdir()
+    assert not run.started() and run.metrics() == [] and run.evaluation() == {}
+    run.write_json(Run.TRAIN, {"train": {"epochs": 1}, "model": None})
+    run.write_json(Run.DATA, {"data": "digits"})
+    run.write_metrics([{"epoch": 1}])
+    run.write_metrics([{"epoch": 2}], append=True)
+    run.write_text(Run.CONFIG, "seed = 0\n")
+    assert run.started() and run.metrics() == [{"epoch": 1}, {"epoch": 2}]
+    assert run.data_spec() == {"data": "digits", "data_dir": None, "seed": 0, "binarize": False, "stream": False}
+    assert run.train_meta()["train"] == {"epochs": 1}
+    other = Run(run.path, writes=False)  # another rank of a distributed run: writes nothing
+    other.write_json(Run.EVALUATION, {"x": 1})
+    other.write_metrics([])
+    other.clear()
+    assert not run.file(Run.EVALUATION).exists() and len(run.metrics()) == 2
+    (run.path / "loss.png").write_text("")
+    (run.path / "mine.txt").write_text("kept")
+    run.clear()
+    assert sorted(p.name for p in run.path.iterdir()) == ["mine.txt"]
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("data.json", '{"data": 3}', "corrupted file .*data.json: expected 'data'"),
+    ("data.json", '{"data": "x", "seed": -1}', "corrupted file .*data.json"),
+    ("train.json", '{"train": {}}', "corrupted file .*train.json: expected the keys 'train' and 'model'"),
+    ("train.json", "{not json", "corrupted file .*train.json: JSONDecodeError"),
+])
+def test_run_files_that_are_damaged_are_named(tmp_path, name, content, match):
+    from aekit.run import Run
+
+    (tmp_path / name).write_text(content)
+    with pytest.raises(ValueError, match=match):
+        Run(tmp_path).data_spec() if name == "data.json" else Run(tmp_path).train_meta()
+    with pytest.raises(ValueError, match="file not found: .*evaluation.json"):
+        Run(tmp_path).read("evaluation.json")
