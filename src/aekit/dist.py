@@ -9,6 +9,7 @@ reads these environment variables or calls ``torch.distributed``.
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -103,4 +104,13 @@ def context(requested: torch.device | None = None) -> Context:
         if cuda:
             torch.cuda.set_device(local)
         dist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT)
+        atexit.register(_destroy)
     return Context(world, rank, local)
+
+
+def _destroy() -> None:
+    """Destroy the process group aekit created while the interpreter is still whole: left to interpreter
+    teardown, gloo's worker threads can abort the process (SIGABRT, "terminate called without an active
+    exception"; pytorch/pytorch#190489), failing a run that had finished."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
