@@ -67,7 +67,7 @@ class MaskingNoise(Corruption):
 
     Example
     -------
-    >>> (MaskingNoise(0.3)(torch.ones(100, 100)) == 0).float().mean().item() // 0.1 / 10
+    >>> round((MaskingNoise(0.3)(torch.ones(100, 100)) == 0).float().mean().item(), 1)
     0.3
     """
 

@@ -160,8 +160,8 @@ def sparsity(codes: np.ndarray, tol: float = 0.0) -> dict[str, float]:
 
     Example
     -------
-    >>> sparsity(np.array([[0, 2.0, 0], [0, 1.0, 3.0]]))
-    {'l0': 1.5, 'dead_fraction': 0.3333333333333333}
+    >>> sparsity(np.array([[0, 2.0, 0], [0, 1.0, 3.0]]))  # one unit of three never fires
+    {'l0': 1.5, 'dead_fraction': 0.333...}
     """
     active = np.abs(np.asarray(codes)) > tol
     return {"l0": float(active.sum(1).mean()), "dead_fraction": float(1.0 - active.any(0).mean())}
