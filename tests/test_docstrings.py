@@ -9,6 +9,7 @@ import pkgutil
 import pytest
 
 import aekit
+from aekit.registry import PRESETS
 
 MODULES = sorted(m.name for m in pkgutil.walk_packages(aekit.__path__, "aekit.") if not m.name.endswith("__main__"))
 
@@ -17,5 +18,10 @@ MODULES = sorted(m.name for m in pkgutil.walk_packages(aekit.__path__, "aekit.")
 def test_docstring_examples_run(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # examples that write a run write it here
     module = importlib.import_module(name)
-    res = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    registered = dict(PRESETS)
+    try:
+        res = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    finally:  # a preset an example registers is not left for the other tests
+        PRESETS.clear()
+        PRESETS.update(registered)
     assert res.failed == 0, f"{res.failed} of {res.attempted} docstring examples of {name} failed (run it with -s)"
