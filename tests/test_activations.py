@@ -147,7 +147,7 @@ def test_capture_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match=r"GPT2LMHeadModel has no submodule 'transformer.h.9'; its submodules: "
                                          r"transformer, transformer.wte"):
         capture(m, "transformer.h.9", [ids], tmp_path / "a")
-    with pytest.raises(ValueError, match="dtype must be one of float32, fp32, bfloat16, bf16, got 'int8'"):
+    with pytest.raises(ValueError, match="dtype must be 'float32', 'fp32', 'bfloat16' or 'bf16', got 'int8'"):
         capture(m, "transformer.h.0", [ids], tmp_path / "a", dtype="int8")
     capture(m, "transformer.h.0", [ids], tmp_path / "a")
     with pytest.raises(ValueError, match=r"holds a capture with other settings \(layers: \['transformer.h.0'\] "

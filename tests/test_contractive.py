@@ -101,7 +101,7 @@ def test_auto_method_choice_and_override():
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"lam": -0.1}, "lam must be a finite number >= 0"),
-    ({"method": "loop"}, "method must be one of"),
+    ({"method": "loop"}, "method must be 'auto', 'closed', 'stochastic' or 'exact', got 'loop'"),
     ({"projections": 0}, "projections must be an integer >= 1"),
 ])
 def test_bad_contractive_parameters(kwargs, message):

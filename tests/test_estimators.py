@@ -216,6 +216,34 @@ def test_preset_options_reach_every_option_of_the_preset(tmp_path):
     for bad, match in [({"depth": 3}, r"preset_options\['depth'\] does not apply to preset 'undercomplete'"),
                        ({"hidden": [4]}, r"preset_options\['hidden'\]: set it with the parameter hidden="),
                        ({"code_size": 4}, r"set it with the parameter n_components="),
-                       ([("tied", True)], "preset_options must be a dict")]:
+                       ([("tied", True)], "preset_options must be None or a dict")]:
         with pytest.raises(ValueError, match=match):
             AutoencoderTransformer(n_components=3, epochs=1, preset_options=bad).fit(X)
+
+
+def test_the_estimators_share_one_init_contract():
+    """Every parameter has one home for what it accepts: a preset option's (aekit.options), a training
+    field's (TrainConfig) or the class's own declaration; the parameters both estimators have agree."""
+    import inspect
+
+    from aekit.optim import TrainConfig
+    from aekit.options import OPTIONS
+
+    sigs = [inspect.signature(cls.__init__).parameters for cls in (AutoencoderTransformer, AutoencoderOutlierDetector)]
+    for cls in (AutoencoderTransformer, AutoencoderOutlierDetector):
+        constraints = cls._constraints()  # a parameter with no home is a KeyError here
+        assert set(constraints) == set(cls._get_param_names())
+        est = cls()
+        est._validate_params()  # the defaults are accepted
+        for name in cls._get_param_names():
+            kind = "option" if name in OPTIONS else "train" if name in TrainConfig.__dataclass_fields__ else "own"
+            if kind != "own":
+                assert name not in cls._own_constraints, f"{name} is declared twice"
+            bad = est.set_params(**{name: object()})
+            with pytest.raises(ValueError, match=f"^{name} must be "):
+                bad._validate_params()
+            est = cls()
+    common = set(sigs[0]) & set(sigs[1])
+    for name in common - {"n_components"}:  # the detector chooses a code size; the transformer keeps 2 like PCA
+        assert sigs[0][name].default == sigs[1][name].default, name
+    assert set(AutoencoderTransformer._model_params()) <= common

@@ -153,6 +153,56 @@ def test_register_refuses_what_cannot_work():
         aekit.register("needs-width")(lambda input_shape: None)
 
 
+def test_an_option_group_is_declared_once_and_offered_flat():
+    """A builder's OptionGroup parameter offers its fields as flat options, with the group's defaults;
+    create hands the builder the group rebuilt from them; the config stays flat (old checkpoints load)."""
+    from dataclasses import dataclass
+
+    from aekit.registry import OptionGroup
+
+    @dataclass(frozen=True)
+    class Width(OptionGroup):
+        width: int = 8
+        depth: int = 1
+
+    seen = []
+
+    @aekit.register("grouped-doc")
+    def grouped(input_shape, code_size: int = 2, shape: Width = Width(depth=2)):
+        seen.append(shape)
+        return aekit.create("undercomplete", input_shape, code_size=code_size, hidden=[shape.width] * shape.depth)
+
+    try:
+        assert aekit.get_preset("grouped-doc").options() == {"code_size": 2, "width": 8, "depth": 2}
+        model = create("grouped-doc", (10,), width=5)
+        assert seen[-1] == Width(width=5, depth=2) and [m.out_features for m in model.encoder.linears] == [5, 5, 2]
+        assert model.config["options"] == {"code_size": 2, "width": 5, "depth": 2}
+        with pytest.raises(ValueError, match="unknown option\\(s\\) shape"):
+            create("grouped-doc", (10,), shape=Width())
+        with pytest.raises(ValueError, match="declared twice"):
+            aekit.register("grouped-twice")(lambda input_shape, width=3, shape=Width(): None)
+    finally:
+        aekit.presets.PRESETS.pop("grouped-doc", None)
+
+
+def test_create_checks_options_against_the_option_table():
+    """An option named like one of aekit's is checked by its constraint, before the builder runs,
+    with the one wording; the classic presets forward the shared body options (no restated defaults)."""
+    with pytest.raises(ValueError, match="^lam must be a finite number >= 0, got -1$"):
+        create("sparse", (8,), lam=-1)
+    with pytest.raises(ValueError, match="^tied must be True or False, got 'yes'$"):
+        create("denoising", (8,), tied="yes")
+    with pytest.raises(ValueError, match="^hidden must be a list of integers >= 1, got 64$"):
+        create("undercomplete", (8,), code_size=2, hidden=64)
+    with pytest.raises(ValueError, match="^penalty must be 'l1' or 'kl', got 'l2'$"):
+        create("sparse", (8,), penalty="l2")
+    shared = {"hidden", "activation", "tied", "likelihood", "sigma"}
+    for name in ("undercomplete", "overcomplete", "hinton2006", "sparse", "ksparse", "denoising", "contractive"):
+        assert shared <= set(aekit.get_preset(name).options()), name
+    tied = create("ksparse", (8,), code_size=16, k=2)
+    assert type(tied.decoder).__name__ == "TiedMLP"  # ksparse's own default for the shared option
+
+
 # ---------------------------------------------------------------------------- command line
 
 
@@ -167,7 +217,7 @@ def test_cli_plugin_presets_take_their_options_as_flags(tmp_path, monkeypatch):
     opts = json.loads((rd / "model.json").read_text())["options"]
     assert opts == {"code_size": 3, "width": 12, "bias": False, "scales": [0.5, 2.0]}
     res = run("train", "--plugin", module, "--preset", "mine-cli", "--widht", "12", "--quiet")
-    assert res.exit_code == 2 and "no such option --widht" in res.stderr and "--width" in res.stderr
+    assert res.exit_code == 2 and "unknown option --widht" in res.stderr and "--width" in res.stderr
     res = run("train", "--plugin", module, "--preset", "mine-cli", "--width", "wide", "--quiet")
     assert res.exit_code == 2 and "--width must be a int, got 'wide'" in res.stderr
     # the run continues from its checkpoint (stopped by --max-time after epoch 1) and is reported

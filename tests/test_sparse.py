@@ -64,7 +64,7 @@ def test_kl_needs_a_sigmoid_code():
     ({"lam": -1.0}, "lam must be a finite number >= 0"),
     ({"penalty": "kl", "rho": 0.0}, r"rho must be in \(0, 1\)"),
     ({"penalty": "kl", "rho": 1.5}, r"rho must be in \(0, 1\)"),
-    ({"penalty": "l2"}, "sparse penalty must be 'l1' or 'kl'"),
+    ({"penalty": "l2"}, "penalty must be 'l1' or 'kl', got 'l2'"),
     ({"rho": 0.2}, "rho=0.2 has no effect here"),
 ])
 def test_bad_sparse_parameters(kwargs, message):
@@ -120,9 +120,9 @@ def test_topk_annealing():
 @pytest.mark.parametrize("kwargs, message", [
     ({"k": 0}, "k must be an integer >= 1"),
     ({"k": 200, "code_size": 100}, "k=200 is larger than the code size 100"),
-    ({"alpha": 0.5}, "alpha must be >= 1"),
+    ({"alpha": 0.5}, "alpha must be a finite number >= 1, got 0.5"),
     ({"k_start": 10}, "k_start=10 has no effect here"),
-    ({"aux_k": -1}, "k_aux must be an integer >= 1"),
+    ({"aux_k": -1}, "aux_k must be an integer >= 0, got -1"),
 ])
 def test_bad_ksparse_parameters(kwargs, message):
     with pytest.raises(ValueError, match=message):

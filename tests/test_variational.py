@@ -217,10 +217,10 @@ def test_bad_input(trained_vae, binary_digits):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"beta": -1.0}, "KL beta must be a finite number >= 0"),
+    ({"beta": -1.0}, "beta must be a finite number >= 0"),
     ({"free_bits": -0.1}, "free_bits must be a finite number >= 0"),
     ({"hidden": []}, "vae needs at least one hidden layer"),
-    ({"code_size": 0}, "code_size must be a positive integer"),
+    ({"code_size": 0}, "code_size must be an integer >= 1, got 0"),
     ({"likelihood": "poisson"}, "unknown likelihood 'poisson'"),
 ])
 def test_bad_vae_parameters(kwargs, message):

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._checks import OneOf, check
 from .model import evaluating
 from .rows import BF16, ShardRows, ShardWriter
 
@@ -119,8 +120,7 @@ def capture(model: nn.Module, layers: str | Sequence[str], inputs: Iterable[Tens
     layers = [layers] if isinstance(layers, str) else list(layers)
     if not layers or len(set(layers)) != len(layers) or TOKENS in layers:
         raise ValueError(f"layers must be distinct submodule names (not {TOKENS!r}), got {layers}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    check(dtype, "dtype", OneOf(*DTYPES))
     if rows_per_shard < 1 or (max_rows is not None and max_rows < 1):
         raise ValueError(f"rows_per_shard and max_rows must be positive, got {rows_per_shard}, {max_rows}")
     modules = {name: submodule(model, name) for name in layers}

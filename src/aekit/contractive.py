@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import jacrev, vmap
 
-from ._checks import integer, number
+from ._checks import OneOf, check, integer, number
 from .model import Autoencoder, Batch, Encoder, Penalty
 
 METHODS = ("auto", "closed", "stochastic", "exact")
@@ -65,8 +65,7 @@ class Contractive(Penalty):
 
     def __init__(self, lam: float, method: str = "auto", projections: int = 1) -> None:
         super().__init__()
-        if method not in METHODS:
-            raise ValueError(f"contractive method must be one of {METHODS}, got {method!r}")
+        check(method, "contractive method", OneOf(*METHODS))
         self.lam, self.method = number(lam, "contractive lam", 0), method
         self.projections = integer(projections, "projections")
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from ._checks import is_int, is_number
+from ._checks import BOOL, Interval, OneOf, check, validate
 from .model import Autoencoder
 from .registry import get_preset
 
@@ -20,6 +20,31 @@ SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("fp32", "bf16")
 NAN_POLICIES = ("raise", "skip")
 DEVICE = re.compile(r"auto|cpu|cuda(:\d{1,4})?")
+
+
+class _Device(OneOf):
+    """'auto', 'cpu', 'cuda' or 'cuda:N'."""
+
+    def accepts(self, v: Any) -> bool:
+        return isinstance(v, str) and DEVICE.fullmatch(v) is not None
+
+    def __str__(self) -> str:
+        return "'auto', 'cpu', 'cuda' or 'cuda:N'"
+
+
+_NONE, _COUNT, _POSITIVE = OneOf(None), Interval(int, 0), Interval(float, 0, None, "neither")
+# what each training option accepts (cross-field rules are in TrainConfig.validate)
+CONSTRAINTS = {
+    "epochs": [Interval(int, 1)], "batch_size": [Interval(int, 1)], "lr": [_POSITIVE],
+    "optimizer": [OneOf(*OPTIMIZERS)], "weight_decay": [Interval(float, 0)], "decay_all": [BOOL],
+    "momentum": [Interval(float, 0, 1, "left")], "schedule": [OneOf(*SCHEDULES)],
+    "val_fraction": [Interval(float, 0, 1, "left")], "patience": [_NONE, Interval(int, 1)],
+    "min_delta": [Interval(float, 0)], "grad_clip": [_NONE, _POSITIVE], "seed": [Interval(int, 0, 2**63, "left")],
+    "device": [_Device()], "precision": [OneOf(*PRECISIONS)], "checkpoint_every": [_COUNT],
+    "checkpoint_steps": [_COUNT], "checkpoint_minutes": [Interval(float, 0)], "nan_policy": [OneOf(*NAN_POLICIES)],
+    "shuffle_buffer": [_COUNT], "max_time": [_NONE, _POSITIVE], "kl_warmup_epochs": [Interval(float, 0)],
+    "threads": [Interval(int, -1)], "progress": [BOOL],
+}
 
 
 @dataclass
@@ -103,37 +128,11 @@ class TrainConfig:
 
     def validate(self) -> "TrainConfig":
         """Raise ``ValueError`` naming the first bad value and the accepted range."""
-
-        def need(ok: bool, name: str, accepted: str) -> None:
-            if not ok:
-                raise ValueError(f"{name} must be {accepted}, got {getattr(self, name)!r}")
-
-        need(is_int(self.epochs) and self.epochs >= 1, "epochs", "an integer >= 1")
-        need(is_int(self.batch_size) and self.batch_size >= 1, "batch_size", "an integer >= 1")
-        need(is_number(self.lr) and self.lr > 0, "lr", "a number > 0")
-        need(self.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}")
-        need(is_number(self.weight_decay) and self.weight_decay >= 0, "weight_decay", "a number >= 0")
-        need(isinstance(self.decay_all, bool), "decay_all", "True or False")
-        need(is_number(self.momentum) and 0 <= self.momentum < 1, "momentum", "in [0, 1)")
-        need(self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}")
-        need(is_number(self.warmup_epochs) and 0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "in [0, epochs)")
-        need(is_number(self.val_fraction) and 0 <= self.val_fraction < 1, "val_fraction", "in [0, 1)")
-        need(self.patience is None or (is_int(self.patience) and self.patience >= 1), "patience", "None or an integer >= 1")
-        need(self.patience is None or self.val_fraction > 0, "patience", "None when val_fraction is 0 (early stopping needs validation data)")
-        need(is_number(self.min_delta) and self.min_delta >= 0, "min_delta", "a number >= 0")
-        need(self.grad_clip is None or (is_number(self.grad_clip) and self.grad_clip > 0), "grad_clip", "None or a number > 0")
-        need(is_int(self.seed) and 0 <= self.seed < 2**63, "seed", "an integer in [0, 2**63)")
-        need(isinstance(self.device, str) and DEVICE.fullmatch(self.device) is not None, "device",
-             "'auto', 'cpu', 'cuda' or 'cuda:N'")
-        need(self.precision in PRECISIONS, "precision", f"one of {PRECISIONS}")
-        need(is_int(self.checkpoint_every) and self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0")
-        need(is_int(self.checkpoint_steps) and self.checkpoint_steps >= 0, "checkpoint_steps", "an integer >= 0")
-        need(is_number(self.checkpoint_minutes) and self.checkpoint_minutes >= 0, "checkpoint_minutes", "a number >= 0")
-        need(self.nan_policy in NAN_POLICIES, "nan_policy", f"one of {NAN_POLICIES}")
-        need(is_int(self.shuffle_buffer) and self.shuffle_buffer >= 0, "shuffle_buffer", "an integer >= 0")
-        need(self.max_time is None or (is_number(self.max_time) and self.max_time > 0), "max_time", "None or a number > 0")
-        need(is_number(self.kl_warmup_epochs) and self.kl_warmup_epochs >= 0, "kl_warmup_epochs", "a number >= 0")
-        need(is_int(self.threads) and self.threads >= -1, "threads", "an integer >= -1 (0: automatic, -1: every core)")
+        validate(vars(self), CONSTRAINTS)
+        check(self.warmup_epochs, "warmup_epochs", Interval(float, 0, self.epochs, "left"))
+        if self.patience is not None and self.val_fraction == 0:
+            raise ValueError("patience needs val_fraction > 0 (early stopping needs validation data), got "
+                             f"patience={self.patience!r} with val_fraction=0")
         # an option this configuration would ignore is an error, never silently dropped
         unused = {"momentum": (self.optimizer != "sgd", "applies to optimizer='sgd' only"),
                   "min_delta": (self.patience is None, "needs patience (early stopping)")}

@@ -8,60 +8,65 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
+from ._checks import integer
 from .contractive import Contractive
 from .corruption import Corruption, make_corruption, parse_noise
-from .likelihoods import make_likelihood
+from .likelihoods import Likelihood, make_likelihood
 from .model import Autoencoder, Penalty
 from .networks import MLP, ConvDecoder, ConvEncoder, TiedMLP
-from .registry import PRESETS, Preset, create, from_config, get_preset, register
-
-__all__ = ["PRESETS", "Preset", "create", "from_config", "get_preset", "register"]
+from .registry import PRESETS, OptionGroup, Preset, create, from_config, get_preset, register
 from .sparse import L1, AuxK, KLSparsity, TopK
 from .variational import GaussianEncoder, GaussianKL
 
+__all__ = ["PRESETS", "MLPBody", "Output", "Preset", "create", "from_config", "get_preset", "register"]
 
-def _mlp_autoencoder(
-    input_shape: tuple[int, ...],
-    hidden: Sequence[int],
-    code_size: int,
-    activation: str,
-    code_activation: str | nn.Module | None,
-    likelihood: str,
-    sigma: float,
-    tied: bool,
-    corruption: Corruption | None = None,
-    penalties: Sequence[Penalty] = (),
-) -> Autoencoder:
-    d = math.prod(input_shape)
-    sizes = [d, *hidden, code_size]
-    encoder = MLP(sizes, activation, final=code_activation)
-    decoder = TiedMLP(encoder, activation) if tied else MLP(sizes[::-1], activation)
-    return Autoencoder(
-        encoder, decoder, make_likelihood(likelihood, sigma, math.prod(input_shape)), input_shape=input_shape, code_size=code_size,
-        corruption=corruption, penalties=penalties,
-    )
+
+@dataclass(frozen=True)
+class Output(OptionGroup):
+    """p(x | h): the likelihood by name, and the σ of a Gaussian one."""
+
+    likelihood: str = "bernoulli"
+    sigma: float = 1.0
+
+    def make(self, input_shape: Sequence[int]) -> Likelihood:
+        return make_likelihood(self.likelihood, self.sigma, math.prod(input_shape))
+
+
+@dataclass(frozen=True)
+class MLPBody(OptionGroup):
+    """An MLP encoder ``D → hidden → K`` and its mirror, or its transpose (``tied``)."""
+
+    hidden: Sequence[int] = ()
+    activation: str = "sigmoid"
+    tied: bool = False
+
+    def autoencoder(self, input_shape: tuple[int, ...], code_size: int, out: Output,
+                    code_activation: str | nn.Module | None, corruption: Corruption | None = None,
+                    penalties: Sequence[Penalty] = ()) -> Autoencoder:
+        """The autoencoder of this body with ``code_activation`` on the code, ``out``'s likelihood and the parts."""
+        sizes = [math.prod(input_shape), *self.hidden, code_size]
+        encoder = MLP(sizes, self.activation, final=code_activation)
+        decoder = TiedMLP(encoder, self.activation) if self.tied else MLP(sizes[::-1], self.activation)
+        return Autoencoder(encoder, decoder, out.make(input_shape), input_shape=input_shape, code_size=code_size,
+                           corruption=corruption, penalties=penalties)
 
 
 def _need_code_size(code_size: Any) -> int:
-    if not isinstance(code_size, int) or isinstance(code_size, bool) or code_size < 1:
-        raise ValueError(f"code_size must be a positive integer, got {code_size!r}")
-    return code_size
+    return integer(code_size, "code_size")
 
 
 @register("undercomplete", "MLP autoencoder with a code smaller than the input", epochs=60, lr=3e-3)
 def undercomplete(
     input_shape: tuple[int, ...],
     code_size: int = 16,
-    hidden: Sequence[int] = (256,),
-    activation: str = "relu",
     code_activation: str | None = None,
-    likelihood: str = "bernoulli",
-    sigma: float = 1.0,
-    tied: bool = False,
+    body: MLPBody = MLPBody(hidden=(256,), activation="relu"),
+    out: Output = Output(),
 ) -> Autoencoder:
     """MLP ``D → hidden → K → hidden → D`` with K < D."""
     d = math.prod(input_shape)
@@ -69,7 +74,7 @@ def undercomplete(
         raise ValueError(
             f"undercomplete needs code_size < input size {d}, got {code_size}; use the 'overcomplete' preset"
         )
-    return _mlp_autoencoder(input_shape, hidden, code_size, activation, code_activation, likelihood, sigma, tied)
+    return body.autoencoder(input_shape, code_size, out, code_activation)
 
 
 @register(
@@ -85,24 +90,22 @@ def linear(input_shape: tuple[int, ...], code_size: int = 16, sigma: float = 1.0
     d = math.prod(input_shape)
     if _need_code_size(code_size) >= d:
         raise ValueError(f"linear needs code_size < input size {d}, got {code_size}")
-    return _mlp_autoencoder(input_shape, (), code_size, "linear", None, "gaussian", sigma, False)
+    return MLPBody(activation="linear").autoencoder(input_shape, code_size, Output("gaussian", sigma), None)
 
 
 @register("overcomplete", "one-hidden-layer autoencoder with a code at least as large as the input", epochs=30)
 def overcomplete(
     input_shape: tuple[int, ...],
     code_size: int = 0,
-    activation: str = "sigmoid",
-    likelihood: str = "bernoulli",
-    sigma: float = 1.0,
-    tied: bool = False,
+    body: MLPBody = MLPBody(),
+    out: Output = Output(),
 ) -> Autoencoder:
     """``D → K → D`` with K ≥ D (``code_size=0`` means 2·D). Needs a regulariser to learn anything but a copy."""
     d = math.prod(input_shape)
     code_size = code_size or 2 * d
     if _need_code_size(code_size) < d:
         raise ValueError(f"overcomplete needs code_size >= input size {d}, got {code_size}")
-    return _mlp_autoencoder(input_shape, (), code_size, activation, activation, likelihood, sigma, tied)
+    return body.autoencoder(input_shape, code_size, out, body.activation)
 
 
 @register(
@@ -119,14 +122,11 @@ def overcomplete(
 def hinton2006(
     input_shape: tuple[int, ...],
     code_size: int = 30,
-    hidden: Sequence[int] = (1000, 500, 250),
-    activation: str = "gelu",
-    likelihood: str = "bernoulli",
-    sigma: float = 1.0,
+    body: MLPBody = MLPBody(hidden=(1000, 500, 250), activation="gelu"),
+    out: Output = Output(),
 ) -> Autoencoder:
     """The deep autoencoder of Hinton & Salakhutdinov (2006), trained end to end (no RBM pre-training)."""
-    _need_code_size(code_size)
-    return _mlp_autoencoder(input_shape, hidden, code_size, activation, None, likelihood, sigma, False)
+    return body.autoencoder(input_shape, _need_code_size(code_size), out, None)
 
 
 @register("conv", "convolutional autoencoder for (C, H, W) images; shapes inferred", epochs=30, lr=2e-3)
@@ -135,15 +135,12 @@ def conv(
     code_size: int = 16,
     channels: Sequence[int] = (32, 64),
     activation: str = "relu",
-    likelihood: str = "bernoulli",
-    sigma: float = 1.0,
+    out: Output = Output(),
 ) -> Autoencoder:
     """Strided 3×3 convolutions to a linear code and transposed convolutions back."""
     encoder = ConvEncoder(input_shape, channels, _need_code_size(code_size), activation)
-    decoder = ConvDecoder(encoder, activation)
-    return Autoencoder(
-        encoder, decoder, make_likelihood(likelihood, sigma, math.prod(input_shape)), input_shape=input_shape, code_size=code_size
-    )
+    return Autoencoder(encoder, ConvDecoder(encoder, activation), out.make(input_shape), input_shape=input_shape,
+                       code_size=code_size)
 
 
 # ---------------------------------------------------------------------------- the regularised family
@@ -178,30 +175,21 @@ _WHEN = {
 def sparse(
     input_shape: tuple[int, ...],
     code_size: int = 0,
-    hidden: Sequence[int] = (),
     penalty: str = "l1",
     lam: float = 1e-3,
     rho: float = 0.05,
     rho_momentum: float = 0.0,
-    activation: str = "sigmoid",
-    likelihood: str = "bernoulli",
-    sigma: float = 1.0,
-    tied: bool = False,
+    body: MLPBody = MLPBody(),
+    out: Output = Output(),
 ) -> Autoencoder:
     """Sigmoid code with λ‖h‖₁ (``penalty="l1"``) or λ·Σⱼ KL(ρ ‖ ρ̂ⱼ) (``penalty="kl"``).
 
     With ``rho_momentum`` m > 0, ρ̂ is a running mean over batches (see :class:`~aekit.sparse.KLSparsity`).
     """
     code_size = _code_size_or_double(input_shape, code_size)
-    if penalty == "l1":
-        omega: Penalty = L1(lam)
-    elif penalty == "kl":
-        omega = KLSparsity(rho, lam, rho_momentum)
-    else:
-        raise ValueError(f"sparse penalty must be 'l1' or 'kl', got {penalty!r}")
+    omega: Penalty = L1(lam) if penalty == "l1" else KLSparsity(rho, lam, rho_momentum)  # create checked it
     _unused(penalty == "kl", rho=(rho, 0.05), rho_momentum=(rho_momentum, 0.0))
-    return _mlp_autoencoder(input_shape, hidden, code_size, activation, activation, likelihood, sigma, tied,
-                            penalties=[omega])
+    return body.autoencoder(input_shape, code_size, out, body.activation, penalties=[omega])
 
 
 @register("ksparse", "k-sparse code: the k largest units per sample (Makhzani & Frey), AuxK optional",
@@ -209,7 +197,6 @@ def sparse(
 def ksparse(
     input_shape: tuple[int, ...],
     code_size: int = 0,
-    hidden: Sequence[int] = (),
     k: int = 25,
     alpha: float = 1.0,
     k_start: int = 0,
@@ -217,10 +204,8 @@ def ksparse(
     aux_k: int = 0,
     aux_coef: float = 1 / 32,
     dead_after: int = 10_000,
-    activation: str = "relu",
-    likelihood: str = "bernoulli",
-    sigma: float = 1.0,
-    tied: bool = True,
+    body: MLPBody = MLPBody(activation="relu", tied=True),
+    out: Output = Output(),
 ) -> Autoencoder:
     """Linear code units of which only the top k per sample survive (αk at encode time, for features only).
 
@@ -228,15 +213,14 @@ def ksparse(
     than ``dead_after`` training samples (see :class:`~aekit.sparse.AuxK`).
     """
     code_size = _code_size_or_double(input_shape, code_size)
-    _unused(bool(hidden), activation=(activation, "relu"))
+    _unused(bool(body.hidden), activation=(body.activation, "relu"))
     _unused(anneal_steps > 0, k_start=(k_start, 0))
     _unused(k_start > k, anneal_steps=(anneal_steps, 0))
     _unused(aux_k > 0, aux_coef=(aux_coef, 1 / 32), dead_after=(dead_after, 10_000))
     topk = TopK(k, alpha, k_start or None, anneal_steps, dead_after)
     topk.check_size(code_size)
     penalties = [AuxK(aux_k, aux_coef)] if aux_k else []
-    return _mlp_autoencoder(input_shape, hidden, code_size, activation, topk, likelihood, sigma, tied,
-                            penalties=penalties)
+    return body.autoencoder(input_shape, code_size, out, topk, penalties=penalties)
 
 
 @register("denoising", "reconstructs the clean x from a corrupted copy (masking, Gaussian, salt-and-pepper)",
@@ -244,21 +228,17 @@ def ksparse(
 def denoising(
     input_shape: tuple[int, ...],
     code_size: int = 0,
-    hidden: Sequence[int] = (),
     noise: str = "masking",
     level: float = 0.25,
-    activation: str = "sigmoid",
-    likelihood: str = "bernoulli",
-    sigma: float = 1.0,
-    tied: bool = False,
+    body: MLPBody = MLPBody(),
+    out: Output = Output(),
 ) -> Autoencoder:
     """Corruption ``noise`` at ``level`` (ν or σ; ``"masking:0.3+gaussian:0.1"`` composes) on training batches."""
     code_size = _code_size_or_double(input_shape, code_size)
     uses_level = noise not in ("none", "identity") and any(own is None for _, own in parse_noise(noise))
     _unused(uses_level, level=(level, 0.25))
     corruption = make_corruption(noise, level if uses_level else None)
-    return _mlp_autoencoder(input_shape, hidden, code_size, activation, activation, likelihood, sigma, tied,
-                            corruption=corruption)
+    return body.autoencoder(input_shape, code_size, out, body.activation, corruption=corruption)
 
 
 @register("contractive", "penalises the encoder Jacobian: lam * ||df/dx||_F^2 (closed form or estimated)",
@@ -266,18 +246,15 @@ def denoising(
 def contractive(
     input_shape: tuple[int, ...],
     code_size: int = 0,
-    hidden: Sequence[int] = (),
     lam: float = 0.1,
     method: str = "auto",
     projections: int = 1,
-    activation: str = "sigmoid",
-    likelihood: str = "bernoulli",
-    sigma: float = 1.0,
-    tied: bool = False,
+    body: MLPBody = MLPBody(),
+    out: Output = Output(),
 ) -> Autoencoder:
     """λ‖∂f/∂x‖²_F: closed form for one sigmoid/tanh/relu/softplus layer, else a stochastic estimate."""
     code_size = _code_size_or_double(input_shape, code_size)
-    return _mlp_autoencoder(input_shape, hidden, code_size, activation, activation, likelihood, sigma, tied,
+    return body.autoencoder(input_shape, code_size, out, body.activation,
                             penalties=[Contractive(lam, method, projections)])
 
 
@@ -291,8 +268,7 @@ def vae(
     code_size: int = 50,
     hidden: Sequence[int] = (200, 200),
     activation: str = "tanh",
-    likelihood: str = "bernoulli",
-    sigma: float = 1.0,
+    out: Output = Output(),
     beta: float = 1.0,
     free_bits: float = 0.0,
 ) -> Autoencoder:
@@ -309,6 +285,6 @@ def vae(
     body = MLP([d, *hidden], activation, final=activation)
     encoder = GaussianEncoder(body, body.sizes[-1], code_size)
     decoder = MLP([code_size, *reversed(hidden), d], activation)
-    return Autoencoder(encoder, decoder, make_likelihood(likelihood, sigma, d), input_shape=input_shape,
+    return Autoencoder(encoder, decoder, out.make(input_shape), input_shape=input_shape,
                        code_size=code_size, penalties=[GaussianKL(beta, free_bits)])
 from . import sae  # noqa: E402, F401  (registers the SAE presets: sae-relu, sae-topk, sae-batchtopk, sae-jumprelu)

@@ -16,6 +16,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from ._checks import OneOf, check
+
 MANIFEST = "manifest.json"
 FORMAT = "aekit-shards-1"
 BF16 = np.dtype(ml_dtypes.bfloat16)  # activations are often stored in bfloat16 (safetensors "BF16")
@@ -241,8 +243,7 @@ class ShardWriter:
 
     def __init__(self, directory: str | os.PathLike, fmt: str = "npy", meta: dict[str, Any] | None = None,
                  keep: int = 0) -> None:
-        if fmt not in ("npy", "safetensors"):
-            raise ValueError(f"fmt must be 'npy' or 'safetensors', got {fmt!r}")
+        check(fmt, "fmt", OneOf("npy", "safetensors"))
         self.dir, self.fmt, self.meta = Path(directory), fmt, meta or {}
         self.dir.mkdir(parents=True, exist_ok=True)
         self.shards: list[dict] = []

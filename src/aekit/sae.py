@@ -16,15 +16,18 @@ Papers: Bricken et al. 2023 and Anthropic's April 2024 update (ReLU, decoder-nor
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from ._checks import integer, number
+from ._checks import OneOf, check, integer, number
 from .likelihoods import Likelihood
-from .model import Batch, CodeConstraint, Encoder, Penalty, TracksDeadUnits
+from .model import Autoencoder, Batch, CodeConstraint, Encoder, Penalty, TracksDeadUnits
+from .registry import OptionGroup, register
+from .sparse import AuxK, TopK
 
 ALIVE = 1e-3  # a latent fires when its activation exceeds this (Gao et al.)
 # AuxK revives latents silent for this many training tokens: SAELens's 1000 steps of 4096. Gao et al. use 10 M in
@@ -69,8 +72,7 @@ class SAEDecoder(nn.Module):
     def __init__(self, code_size: int, d: int, unit_norm: bool = True, b_init: str = "median",
                  gain: bool = False) -> None:
         super().__init__()
-        if b_init not in ("median", "mean", "zero"):
-            raise ValueError(f"b_init must be 'median', 'mean' or 'zero', got {b_init!r}")
+        check(b_init, "b_init", OneOf("median", "mean", "zero"))
         if gain and not unit_norm:
             raise ValueError("gain=True needs unit_norm=True (the gain is the norm of the free parameter behind "
                              "unit columns); with unit_norm=False pass gain=False")
@@ -298,23 +300,46 @@ class ScaledGaussian(Likelihood):
 
 # ----------------------------------------------------------------------------------------------- presets
 
-def _sae(input_shape: tuple[int, ...], code_size: int, expansion: int, final, penalties, unit_norm: bool,
-         b_init: str, dead_after: int, aux_k: int, aux_coef: float, gain: bool = False):
-    from .model import Autoencoder
-    from .sparse import AuxK
+@dataclass(frozen=True)
+class Dictionary(OptionGroup):
+    """An SAE's dictionary: ``code_size`` latents (0: ``expansion`` × d), unit-norm decoder columns, b_d's start."""
 
+    code_size: int = 0
+    expansion: int = 16
+    unit_norm: bool = True
+    b_init: str = "zero"
+
+    def size(self, d: int) -> int:
+        if self.code_size and self.expansion != 16:
+            raise ValueError(f"option expansion={self.expansion!r} has no effect here: code_size={self.code_size} "
+                             "sets the size")
+        return self.code_size or self.expansion * d
+
+
+@dataclass(frozen=True)
+class Revival(OptionGroup):
+    """Dead latents: AuxK on those silent for ``dead_after`` tokens; ``gain``, a learned gain per latent."""
+
+    aux_k: int = 256
+    aux_coef: float = 1.0
+    dead_after: int = DEAD_AFTER
+    gain: bool = True
+
+
+NO_REVIVAL = Revival(aux_k=0, gain=False)
+
+
+def _sae(input_shape: tuple[int, ...], dic: Dictionary, final, penalties, rev: Revival = NO_REVIVAL):
     d = math.prod(input_shape)
-    if code_size and expansion != 16:
-        raise ValueError(f"option expansion={expansion!r} has no effect here: code_size={code_size} sets the size")
-    if not aux_k and (dead_after != DEAD_AFTER or aux_coef != 1.0):
+    if not rev.aux_k and (rev.dead_after != DEAD_AFTER or rev.aux_coef != 1.0):
         raise ValueError("options dead_after and aux_coef have no effect here: they apply with aux_k > 0 (AuxK)")
-    k_size = integer(code_size or integer(expansion, "expansion") * d, "code_size")
+    k_size = integer(dic.size(d), "code_size")
     final = final(k_size) if callable(final) and not isinstance(final, nn.Module) else final
     if hasattr(final, "check_size"):
         final.check_size(k_size)  # TopK: k ≤ K, and its firing record
-    dec = SAEDecoder(k_size, d, unit_norm, b_init, gain)
-    enc = SAEEncoder(dec, final, dead_after)
-    aux = [AuxK(min(aux_k, k_size), aux_coef)] if aux_k else []
+    dec = SAEDecoder(k_size, d, dic.unit_norm, dic.b_init, rev.gain)
+    enc = SAEEncoder(dec, final, rev.dead_after)
+    aux = [AuxK(min(rev.aux_k, k_size), rev.aux_coef)] if rev.aux_k else []
     return Autoencoder(enc, dec, ScaledGaussian(), input_shape=input_shape, code_size=k_size,
                        penalties=[*penalties, *aux])
 
@@ -325,9 +350,6 @@ def _auto(value: float, paper: float, d: int) -> float:
 
 
 def _register() -> None:
-    from .registry import register
-    from .sparse import TopK
-
     # gradients clipped to norm 1 (as SAELens does): with gain, 3.22 % → 0.68 % dead latents (benchmarks/sae.py, k = 32)
     sae_train = dict(epochs=1, batch_size=4096, lr=4e-4, val_fraction=0.0, grad_clip=1.0)
     common = "code_size (0: expansion × d), activations scaled to E‖x̄‖² = d"
@@ -335,16 +357,14 @@ def _register() -> None:
     median = "b_d from the geometric median"
 
     @register("sae-relu", f"SAE: ReLU + decoder-norm-weighted L1 (Anthropic 2024); {common}, free decoder columns, {median}", **sae_train)
-    def sae_relu(input_shape: tuple[int, ...], code_size: int = 0, expansion: int = 16, lam: float = 5.0,
-                 unit_norm: bool = False, b_init: str = "median"):
+    def sae_relu(input_shape: tuple[int, ...], dic: Dictionary = Dictionary(unit_norm=False, b_init="median"),
+                 lam: float = 5.0):
         """ReLU latents with λ·Σ hᵢ‖W_d,i‖; decoder columns free by default (the norm is in the penalty)."""
-        return _sae(input_shape, code_size, expansion, nn.ReLU(), [DecoderNormL1(lam)], unit_norm, b_init,
-                    DEAD_AFTER, 0, 1.0)
+        return _sae(input_shape, dic, nn.ReLU(), [DecoderNormL1(lam)])
 
     @register("sae-topk", f"SAE: TopK latents + AuxK (Gao et al. 2024); {common}, {topk}", **sae_train)
-    def sae_topk(input_shape: tuple[int, ...], code_size: int = 0, expansion: int = 16, k: int = 32,
-                 aux_k: int = 256, aux_coef: float = 1.0, unit_norm: bool = True, b_init: str = "zero",
-                 dead_after: int = DEAD_AFTER, gain: bool = True):
+    def sae_topk(input_shape: tuple[int, ...], dic: Dictionary = Dictionary(), k: int = 32,
+                 rev: Revival = Revival()):
         """The k largest latents per token (ReLU after TopK); AuxK models the residual with dead latents.
 
         ``gain``: a learned gain per latent before the selection, the norm of the decoder's free parameter
@@ -354,30 +374,26 @@ def _register() -> None:
         tokens rather than 1 M. With the gain, AuxK's 1/32 of Gao et al. left 14.8 % of the latents dead at k = 16;
         ``aux_coef`` 1 (SAELens's weight) 1.8 % (3.9 % with the 4.1 M window; SAELens 4.4 %).
         """
-        return _sae(input_shape, code_size, expansion, TopK(k, positive=True, track=False), [],
-                    unit_norm, b_init, dead_after, aux_k, aux_coef, gain)
+        return _sae(input_shape, dic, TopK(k, positive=True, track=False), [], rev)
 
     @register("sae-batchtopk", f"SAE: BatchTopK latents + AuxK (Bussmann et al. 2024); {common}, {topk}", **sae_train)
-    def sae_batchtopk(input_shape: tuple[int, ...], code_size: int = 0, expansion: int = 16, k: int = 32,
-                      aux_k: int = 256, aux_coef: float = 1.0, unit_norm: bool = True, b_init: str = "zero",
-                      dead_after: int = DEAD_AFTER, gain: bool = True):
+    def sae_batchtopk(input_shape: tuple[int, ...], dic: Dictionary = Dictionary(), k: int = 32,
+                      rev: Revival = Revival()):
         """k·B latents over a batch of B tokens in training; a learned global threshold at inference; ``gain``
         and the defaults as ``sae-topk``."""
-        return _sae(input_shape, code_size, expansion, BatchTopK(k), [], unit_norm, b_init, dead_after, aux_k,
-                    aux_coef, gain)
+        return _sae(input_shape, dic, BatchTopK(k), [], rev)
 
     @register("sae-jumprelu", f"SAE: JumpReLU latents + L0 penalty (Rajamanoharan et al. 2024); {common}, "
               f"unit-norm decoder columns, {median}", **sae_train)
-    def sae_jumprelu(input_shape: tuple[int, ...], code_size: int = 0, expansion: int = 16, lam: float = 0.05,
-                     threshold: float = 0.0, bandwidth: float = 0.0, unit_norm: bool = True,
-                     b_init: str = "median"):
+    def sae_jumprelu(input_shape: tuple[int, ...], dic: Dictionary = Dictionary(b_init="median"),
+                     lam: float = 0.05, threshold: float = 0.0, bandwidth: float = 0.0):
         """Learned per-latent thresholds through straight-through estimates; λ·‖h‖₀.
 
         ``threshold`` and ``bandwidth`` 0: the paper's 0.001 in our units (activations scaled to E‖x̄‖² = d): 0.001·√d.
         """
         d = math.prod(input_shape)
         final = lambda k: JumpReLU(k, _auto(threshold, 0.001, d), _auto(bandwidth, 0.001, d))  # noqa: E731
-        return _sae(input_shape, code_size, expansion, final, [L0(lam)], unit_norm, b_init, DEAD_AFTER, 0, 1.0)
+        return _sae(input_shape, dic, final, [L0(lam)])
 
 
 _register()

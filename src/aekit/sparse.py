@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ._checks import integer, is_number, number
+from ._checks import integer, number
 from .model import Autoencoder, Batch, CodeConstraint, Penalty, TracksDeadUnits, fp32
 
 
@@ -131,9 +131,7 @@ class TopK(CodeConstraint, TracksDeadUnits):
                  dead_after: int = 10_000, positive: bool = False, track: bool = True) -> None:
         super().__init__()
         self.k, self.positive, self.track = integer(k, "k"), bool(positive), bool(track)
-        if not (is_number(alpha) and alpha >= 1):
-            raise ValueError(f"alpha must be >= 1, got {alpha!r}")
-        self.alpha = float(alpha)
+        self.alpha = number(alpha, "alpha", 1)
         self.k_start = k if k_start is None else integer(k_start, "k_start", low=k)
         self.anneal_steps = integer(anneal_steps, "anneal_steps", low=0)
         self.dead_after = integer(dead_after, "dead_after")

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import torch
 
-from ._checks import is_int
+from ._checks import Interval, check
 
 # One thread below this many multiply-adds per step (parameters × batch size): small tabular models. Measured
 # (benchmarks/threads.py, 2 cores): a 768×8 `vae` step (~1.3 M) is 10× faster on 1 thread; MNIST MLPs
@@ -33,8 +33,7 @@ def threads_for(threads: int, model: torch.nn.Module | None = None, batch_size: 
     >>> threads_for(3)
     3
     """
-    if not is_int(threads) or threads < -1:
-        raise ValueError(f"threads must be an integer >= -1 (0: automatic, -1: every core), got {threads!r}")
+    check(threads, "threads", Interval(int, -1))
     if threads > 0:
         return threads
     if threads == -1:

@@ -27,7 +27,8 @@ from torch import Tensor
 from .checkpoint import save_model
 from .trainstate import Position, TrainerState, restore_trainer, save_trainer
 from .model import Autoencoder, batches_on, evaluating
-from .optim import DEVICE, StepHook, TrainConfig, config_for, lr_factor, make_optimizer, step_hooks
+from ._checks import check
+from .optim import CONSTRAINTS, StepHook, TrainConfig, config_for, lr_factor, make_optimizer, step_hooks
 from .dist import Context, context
 from .run import Run, Stop, stop_on_signals
 from .files import as_tensor, param_dtype
@@ -54,8 +55,7 @@ class History:
 
 def resolve_device(name: str) -> torch.device:
     """``"auto"`` is CUDA when available, else CPU; an unavailable CUDA device is a ``ValueError``."""
-    if not (isinstance(name, str) and DEVICE.fullmatch(name)):
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
+    check(name, "device", *CONSTRAINTS["device"])
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -88,12 +88,13 @@ def activations(
 
     Train a sparse autoencoder on them with: aekit train --data OUT/LAYER --stream --preset ...
     """
+    from .._checks import integer
     from ..activations import capture
 
     if (text is None) == (tokens is None):
         _fail("give exactly one of --text FILE (tokenised by the model's tokenizer) and --tokens FILE.npy")
-    if context < 1 or batch_size < 1:
-        _fail(f"--context and --batch-size must be positive, got {context}, {batch_size}")
+    integer(context, "--context")
+    integer(batch_size, "--batch-size")
     model = load_lm(model_dir, device)
     if text is not None:
         if not text.is_file():

@@ -1,6 +1,6 @@
-"""Where the options of ``aekit train`` come from: a configuration file, overridden by flags — the
-fixed flags of aekit's own options, and ``--name value`` flags for any other option of the chosen
-preset (a plugin's preset takes its options as flags without aekit knowing them in advance)."""
+"""Where the options of ``aekit train`` come from: a configuration file, overridden by flags — fixed
+flags for the data and the trainer, and ``--name value`` flags for the options of the chosen preset,
+read from the registry (a plugin's preset takes its options as flags the same way as aekit's)."""
 
 from __future__ import annotations
 
@@ -29,18 +29,16 @@ class Spec:
     train: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve(file: dict[str, Any], top: dict[str, Any], model: dict[str, Any], train: dict[str, Any],
-            extra: list[str]) -> Spec:
+def resolve(file: dict[str, Any], top: dict[str, Any], train: dict[str, Any], extra: list[str]) -> Spec:
     """A :class:`Spec` from a configuration file's values, each overridden by a flag that was given
-    (``None``: not given), and the ``extra`` flags (preset options without a fixed flag)."""
+    (``None``: not given), and the ``extra`` flags: the preset's options, ``--name value``."""
     if "seed" in file.get("train", {}):
         _fail("seed goes at the top level of the configuration file, not in [train]")
     spec = Spec(**{k: v for k, v in file.items() if k not in ("model", "train")})
     for k, v in top.items():
         if v is not None:
             setattr(spec, k, v)
-    spec.model = {**file.get("model", {}), **{k: v for k, v in model.items() if v is not None}}
-    spec.model.update(extra_options(extra, spec.preset))
+    spec.model = {**file.get("model", {}), **extra_options(extra, spec.preset)}
     spec.train = {**file.get("train", {}), **{k: v for k, v in train.items() if v is not None}}
     return spec
 
@@ -63,7 +61,7 @@ def extra_options(args: list[str], preset: str) -> dict[str, Any]:
         key = name.replace("-", "_")
         negated = key.startswith("no_") and isinstance(accepted.get(key[3:]), bool)
         if key not in accepted and not negated:
-            _fail(f"no such option --{name} (preset {preset!r} takes {flags}; trainer options: aekit train --help)")
+            _fail(f"unknown option --{name} for preset {preset!r}; it takes {flags} (trainer options: aekit train --help)")
         if negated:
             out[key[3:]] = False
         elif isinstance(accepted[key], bool):
@@ -98,8 +96,10 @@ def parse_value(text: str, default: Any, flag: str) -> Any:
             kind = float if any(isinstance(v, float) for v in default) else int
             return [kind(t) for t in text.split(",") if t.strip()]
     except ValueError:
+        floats = isinstance(default, (list, tuple)) and any(isinstance(v, float) for v in default)
         kind = "true or false" if isinstance(default, bool) else (
-            "comma-separated numbers" if isinstance(default, (list, tuple)) else f"a {type(default).__name__}")
+            f"comma-separated {'numbers' if floats else 'integers'}" if isinstance(default, (list, tuple))
+            else f"a {type(default).__name__}")
         _fail(f"{flag} must be {kind}, got {text!r}")
     for kind in (int, float):
         try:

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _split_of_run, app, err, friendly, out
+from . import MAX_IW, ModelFn, Plugins, _fail, _load_split, _plugins, _split_of_run, app, err, friendly, out
 from ..dist import context
 from ..run import Run
 from .options import Spec, data_spec, resolve
@@ -22,7 +22,17 @@ from .options import Spec, data_spec, resolve
 RESUME_OPTIONS = ("max_time", "checkpoint_every", "checkpoint_steps", "checkpoint_minutes", "nan_policy", "threads")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def _preset_flags() -> str:
+    """The help of every preset option, from :data:`aekit.options.OPTIONS` (``\\b``: click keeps the lines)."""
+    from ..options import OPTIONS
+
+    width = max(len(k) for k in OPTIONS) + 4
+    lines = [f"  --{k.replace('_', '-'):<{width}}{o.help}" for k, o in OPTIONS.items()]
+    return ("\b\nPreset options, as --name value (`aekit presets` lists which preset takes which, with its "
+            "defaults;\na preset of your own takes its options the same way):\n" + "\n".join(lines))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True}, epilog=_preset_flags())
 @friendly
 def train(
     ctx: typer.Context,
@@ -34,31 +44,7 @@ def train(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/PRESET-DATA-TIME).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow --out to name a directory that already holds a run.")] = False,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped (other options but --device, --max-time, --nan-policy, --checkpoint-*, --threads and --quiet are taken from the run).")] = None,
-    code_size: Annotated[Optional[int], typer.Option(help="Code units K.")] = None,
-    hidden: Annotated[Optional[str], typer.Option(help="Hidden layer sizes, e.g. 512,256.")] = None,
-    channels: Annotated[Optional[str], typer.Option(help="Conv channels, e.g. 32,64 (conv preset).")] = None,
-    activation: Annotated[Optional[str], typer.Option(help="Hidden activation: relu, gelu, sigmoid, tanh, ...")] = None,
-    likelihood: Annotated[Optional[str], typer.Option(help="bernoulli (data in [0,1]) or gaussian.")] = None,
-    sigma: Annotated[Optional[float], typer.Option(help="Standard deviation of the Gaussian likelihood.")] = None,
-    tied: Annotated[Optional[bool], typer.Option("--tied/--untied", help="Tie decoder weights to the encoder's.")] = None,
-    penalty: Annotated[Optional[str], typer.Option(help="sparse: l1 or kl.")] = None,
-    lam: Annotated[Optional[float], typer.Option(help="sparse/contractive: penalty weight λ (β for KL).")] = None,
-    rho: Annotated[Optional[float], typer.Option(help="sparse kl: target mean activation ρ in (0, 1).")] = None,
-    rho_momentum: Annotated[Optional[float], typer.Option(help="sparse kl: running-mean momentum for ρ̂.")] = None,
-    k: Annotated[Optional[int], typer.Option(help="ksparse: units kept per sample.")] = None,
-    alpha: Annotated[Optional[float], typer.Option(help="ksparse: keep alpha·k units in encoded features (reconstruction keeps k).")] = None,
-    k_start: Annotated[Optional[int], typer.Option(help="ksparse: anneal k down from this value...")] = None,
-    anneal_steps: Annotated[Optional[int], typer.Option(help="ksparse: ...over this many batches.")] = None,
-    aux_k: Annotated[Optional[int], typer.Option(help="ksparse: AuxK dead-unit loss with this many units (0: off).")] = None,
-    aux_coef: Annotated[Optional[float], typer.Option(help="ksparse: AuxK weight.")] = None,
-    dead_after: Annotated[Optional[int], typer.Option(help="ksparse: a unit not firing for this many training samples is dead (AuxK revives it).")] = None,
-    noise: Annotated[Optional[str], typer.Option(help="denoising: masking, gaussian, salt_pepper, or e.g. masking:0.3+gaussian:0.1.")] = None,
-    level: Annotated[Optional[float], typer.Option(help="denoising: noise level (fraction ν or σ).")] = None,
-    method: Annotated[Optional[str], typer.Option(help="contractive: auto, closed, stochastic or exact.")] = None,
-    projections: Annotated[Optional[int], typer.Option(help="contractive: random projections of the stochastic estimate.")] = None,
-    beta: Annotated[Optional[float], typer.Option(help="vae: weight β of the KL term.")] = None,
-    free_bits: Annotated[Optional[float], typer.Option(help="vae: KL floor in nats per code unit (0: off).")] = None,
-    kl_warmup_epochs: Annotated[Optional[float], typer.Option(help="vae: raise the KL weight from 0 to 1 over this many epochs.")] = None,
+    kl_warmup_epochs: Annotated[Optional[float], typer.Option(help="Raise the KL weight from 0 to 1 over this many epochs.")] = None,
     iw_samples: Annotated[Optional[int], typer.Option(help="vae: importance samples k of the test NLL estimate.  [default: 1000]")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the training data.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Samples per step.")] = None,
@@ -91,17 +77,13 @@ def train(
 ) -> None:
     """Train an autoencoder; print its test reconstruction error next to PCA's.
 
-    Options of a preset that have no flag of their own (a plugin's, say) are given as --name value.
+    The chosen preset's options are flags too (--code-size 8 --hidden 512,256 --no-tied; listed below).
     """
-    from .._checks import integer
+    from .._checks import check, integer
+    from ..optim import CONSTRAINTS
     from ..train import resolve_device
 
     _plugins(plugin)
-    model_flags = dict(code_size=code_size, hidden=_ints(hidden, "--hidden"), channels=_ints(channels, "--channels"),
-                       activation=activation, likelihood=likelihood, sigma=sigma, tied=tied, penalty=penalty, lam=lam,
-                       rho=rho, rho_momentum=rho_momentum, k=k, alpha=alpha, k_start=k_start,
-                       anneal_steps=anneal_steps, aux_k=aux_k, aux_coef=aux_coef, dead_after=dead_after, noise=noise,
-                       level=level, method=method, projections=projections, beta=beta, free_bits=free_bits)
     train_flags = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
                        momentum=momentum, schedule=schedule, warmup_epochs=warmup_epochs, val_fraction=val_fraction,
                        patience=patience, min_delta=min_delta, grad_clip=grad_clip, precision=precision,
@@ -110,7 +92,7 @@ def train(
                        kl_warmup_epochs=kl_warmup_epochs, device=device, threads=threads)
     trackers = _tracker_names(track)
     if resume is not None:
-        given = [k for k, v in {**model_flags, **train_flags, "preset": preset, "data": data, "data_dir": data_dir,
+        given = [k for k, v in {**train_flags, "preset": preset, "data": data, "data_dir": data_dir,
                                 "binarize": binarize, "out": out_dir, "config": config, "seed": seed,
                                 "stream": stream}.items()
                  if v is not None and k not in RESUME_OPTIONS]
@@ -123,19 +105,17 @@ def train(
         with Run(resume, writes=context(resolve_device(device or "auto")).main).writing() as run:
             _resume(run, run_opts, iw_samples or 1000, report, trackers, model_fn)
         return
-    if model_fn is not None and (preset or ctx.args or any(v is not None for v in model_flags.values())):
+    if model_fn is not None and (preset or ctx.args):
         _fail("--model builds the whole model: drop --preset and the preset's options")
 
     from ..runconfig import dumps, read_run_config
 
     top = dict(preset=preset, data=data, data_dir=str(data_dir) if data_dir else None, binarize=binarize, seed=seed,
                iw_samples=iw_samples, stream=stream)
-    spec = resolve(read_run_config(config) if config else {}, top, model_flags, train_flags,
-                   [] if model_fn else ctx.args)
+    spec = resolve(read_run_config(config) if config else {}, top, train_flags, [] if model_fn else ctx.args)
     spec.plugins = sorted({*spec.plugins, *(plugin or [])})
     integer(spec.iw_samples, "--iw-samples", high=MAX_IW)  # checked before training, not after it
-    if not (isinstance(spec.seed, int) and 0 <= spec.seed < 2**63):
-        _fail(f"--seed must be an integer in [0, 2**63), got {spec.seed}")
+    check(spec.seed, "--seed", *CONSTRAINTS["seed"])
     # an unusable device is refused before a run directory exists; under torchrun, this is where the ranks meet
     main = context(resolve_device(spec.train.get("device", "auto"))).main
     if out_dir is None and context().distributed:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,11 +15,13 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._checks import integer
+from .._checks import Constraint, Instance, Interval, OneOf, Text, check, validate
 from ..checkpoint import load_model, save_model, write_json
 from ..metrics import BATCH, batched
 from ..autosize import adapt, auto_code_size
 from ..model import Autoencoder, fp32, seeded
+from ..optim import CONSTRAINTS, TrainConfig
+from ..options import OPTIONS
 from .robust import trimmed_fit
 from ..presets import create, get_preset
 from ..rows import Rows, open_rows
@@ -27,11 +30,8 @@ from ..threads import threads_for, using_threads
 from ..train import History, fit
 from ..variational import elbo
 
-# constructor parameters that go to the preset, and those that go to the trainer
-MODEL_PARAMS = ("hidden", "activation", "likelihood", "sigma", "penalty", "lam", "rho", "k", "alpha", "noise",
-                "level", "beta", "free_bits")
-TRAIN_PARAMS = ("epochs", "batch_size", "lr", "optimizer", "weight_decay", "schedule", "kl_warmup_epochs",
-                "precision", "device", "shuffle_buffer")
+_TRAIN = {f.name for f in fields(TrainConfig)}
+_NONE = OneOf(None)
 SCORE_DRAWS = 16  # common random draws of h per sample in a VAE's score_samples
 DTYPES = (np.float64, np.float32)
 
@@ -47,20 +47,58 @@ def _score(m: Autoencoder, X: np.ndarray, seed: int) -> np.ndarray:
 
 
 class _AutoencoderEstimator(BaseEstimator):
-    """Interface shared by the two estimators: fit an aekit preset, encode, decode, score."""
+    """Interface shared by the two estimators: fit an aekit preset, encode, decode, score.
+
+    The contract of a subclass's ``__init__``: it stores its arguments and nothing else (scikit-learn's
+    rule); a parameter named like a preset option (:data:`aekit.options.OPTIONS`) goes to the preset, one
+    named like a :class:`~aekit.optim.TrainConfig` field to the trainer — both ``None`` for the preset's
+    default and checked by those homes' constraints — and every other parameter is declared, with what it
+    accepts, in the class's ``_own_constraints`` (scikit-learn's ``_parameter_constraints`` idea,
+    under another name: scikit-learn's checks read that attribute as its own types).
+    """
+
+    _own_constraints: dict[str, list[Constraint]] = {
+        "preset": [Text()],
+        "n_components": [Interval(int, 1), OneOf("auto")],
+        "preset_options": [_NONE, Instance(dict, "a dict of the preset's options by name")],
+        "n_jobs": [_NONE, OneOf(-1), Interval(int, 1)],
+        "random_state": [_NONE, Interval(int, 0, 2**32, "left"), Instance(np.random.RandomState, "a RandomState")],
+        "verbose": [OneOf(True, False), Interval(int, 0)],
+    }
+
+    @classmethod
+    def _constraints(cls) -> dict[str, list[Constraint]]:
+        """What each ``__init__`` parameter accepts: its own declaration, else its option's or training field's."""
+        out = {}
+        for name in cls._get_param_names():
+            if name in OPTIONS:
+                out[name] = [_NONE, *OPTIONS[name].accepts]
+            elif name in _TRAIN:
+                out[name] = [_NONE, *CONSTRAINTS[name]]
+            else:
+                out[name] = cls._own_constraints[name]  # a KeyError here is a parameter nobody declared
+        return out
+
+    @classmethod
+    def _model_params(cls) -> list[str]:
+        """The ``__init__`` parameters that are options of the preset (``n_components`` is ``code_size``)."""
+        return [n for n in cls._get_param_names() if n in OPTIONS]
+
+    def _validate_params(self) -> None:
+        """``ValueError`` naming the first parameter that its constraint refuses."""
+        validate(self.get_params(deep=False), self._constraints())
 
     def _options(self, n: int, n_features: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """The preset's and the trainer's options: those set, the rest adapted to the data (:mod:`aekit.autosize`)."""
         accepted = get_preset(self.preset).options()
         k = self.n_components
         if k != "auto":
-            k = integer(k, "n_components")
             if self.preset in ("undercomplete", "linear") and k >= n_features:
                 raise ValueError(f"n_components={k} must be smaller than the number of features "
                                  f"(n_features={n_features}) for preset {self.preset!r}; "
                                  f"n_components='auto' chooses {auto_code_size(n_features)}")
         opts: dict[str, Any] = {"code_size": k}
-        for name in MODEL_PARAMS:
+        for name in self._model_params():
             v = getattr(self, name)
             if v is None:
                 continue
@@ -71,17 +109,15 @@ class _AutoencoderEstimator(BaseEstimator):
                                  f"its options are {', '.join(accepted)}")
             opts[name] = list(v) if name == "hidden" else v
         extra = {} if self.preset_options is None else self.preset_options
-        if not isinstance(extra, dict):
-            raise ValueError(f"preset_options must be a dict of the preset's options by name, got {extra!r}")
         for name, v in extra.items():
-            if name in MODEL_PARAMS or name == "code_size":
+            if name in self._model_params() or name == "code_size":
                 raise ValueError(f"preset_options[{name!r}]: set it with the parameter "
                                  f"{'n_components' if name == 'code_size' else name}=")
             if name not in accepted:
                 raise ValueError(f"preset_options[{name!r}] does not apply to preset {self.preset!r}; "
                                  f"its options are {', '.join(accepted)}")
             opts[name] = v
-        train = {k: getattr(self, k) for k in TRAIN_PARAMS if getattr(self, k) is not None}
+        train = {k: v for k, v in self.get_params(deep=False).items() if k in _TRAIN and v is not None}
         return adapt(self.preset, n, n_features, opts, train)
 
     def fit(self, X: Any, y: Any = None) -> "_AutoencoderEstimator":
@@ -95,7 +131,7 @@ class _AutoencoderEstimator(BaseEstimator):
         """``X`` validated (float32 in memory, or stored rows), ``n_features_in_`` set, parameters checked."""
         rows = self._stored(X, reset=True)
         data = validate_data(self, X, dtype=DTYPES).astype(np.float32) if rows is None else rows
-        self._validate_extra()
+        self._validate_params()
         return data
 
     def _train(self, data: np.ndarray | Rows, seed: int, trim: float = 0.0) -> tuple[Autoencoder, History]:
@@ -143,17 +179,10 @@ class _AutoencoderEstimator(BaseEstimator):
             return fn(data)  # an array: its result as it is, without concatenate's copy
         return np.concatenate([fn(x) for x in cls._chunks(data)])
 
-    def _validate_extra(self) -> None:
-        """Check the parameters a subclass adds."""
-
     def _threads(self) -> int:
-        """``n_jobs`` as the trainer's ``threads``: None is 0 (automatic), checked."""
-        n = self.n_jobs
-        if n is None:
-            return 0
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < -1 or n == 0:
-            raise ValueError(f"n_jobs must be None (automatic), -1 (every core) or an integer >= 1, got {n!r}")
-        return int(n)
+        """``n_jobs`` as the trainer's ``threads``: None is 0 (automatic); checked (set_params may change it)."""
+        n = check(self.n_jobs, "n_jobs", *self._constraints()["n_jobs"])
+        return 0 if n is None else int(n)
 
     def _scoring_threads(self):
         """The thread count for encoding and scoring with the fitted model: as ``n_jobs`` says, restored after."""

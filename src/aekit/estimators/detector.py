@@ -10,7 +10,7 @@ import torch
 from sklearn.base import OutlierMixin
 from sklearn.utils import check_random_state
 
-from .._checks import integer, number
+from .._checks import BOOL, Interval, OneOf
 from ..metrics import batched
 from ..model import fp32
 from ..rows import Rows
@@ -126,19 +126,16 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self.precision, self.device, self.random_state, self.verbose = precision, device, random_state, verbose
         self.shuffle_buffer, self.n_jobs = shuffle_buffer, n_jobs
 
-    def _validate_extra(self) -> None:
-        number(self.contamination, "contamination", 0, 0.5, low_open=True)
-        if self.n_estimators != "auto":
-            integer(self.n_estimators, "n_estimators", 1)
-        number(self.trim, "trim", 0, 0.5, high_open=True)
-        if not isinstance(self.early_stopping, (bool, np.bool_)):
-            raise ValueError(f"early_stopping must be True or False, got {self.early_stopping!r}")
-        for name in ("code_density", "tails"):
-            value = getattr(self, name)
-            if not (isinstance(value, (bool, np.bool_)) or value == "auto"):
-                raise ValueError(f"{name} must be True, False or 'auto', got {value!r}")
-        if self.max_samples != "auto" and not (isinstance(self.max_samples, float) and 0 < self.max_samples <= 1):
-            integer(self.max_samples, "max_samples", 1)
+    _own_constraints = {
+        **_AutoencoderEstimator._own_constraints,
+        "contamination": [Interval(float, 0, 0.5, "right")],
+        "n_estimators": [Interval(int, 1), OneOf("auto")],
+        "max_samples": [Interval(int, 1), Interval(float, 0, 1, "right"), OneOf("auto")],
+        "trim": [Interval(float, 0, 0.5, "left")],
+        "code_density": [OneOf(True, False, "auto")],
+        "tails": [OneOf(True, False, "auto")],
+        "early_stopping": [BOOL],
+    }
 
     def _validation(self) -> dict[str, Any]:
         return {"val_fraction": 0.1, "patience": 5} if self.early_stopping else {"val_fraction": 0.0}
