@@ -107,7 +107,7 @@ ALTERNATIVES = {
     "hidden": ([[32]], {}),
     "activation": (["tanh", "relu"], {"hidden": [32]}),
     "code_activation": (["sigmoid"], {}),
-    "likelihood": (["gaussian"], {}),
+    "likelihood": (["gaussian", "bernoulli"], {}),
     "sigma": ([0.5], {"likelihood": "gaussian"}),
     "tied": ([lambda default: not default], {}),
     "penalty": (["kl"], {}),
@@ -134,6 +134,12 @@ ALTERNATIVES = {
     "gain": ([lambda default: not default], {}),
     "threshold": ([0.5], {}),
     "bandwidth": ([0.5], {}),
+    "kernel": ([5], {}),
+    "hidden_size": ([16], {}),
+    "cell": (["gru"], {}),
+    "layers": ([2, 3], {}),
+    "d_model": ([16], {}),
+    "heads": ([2], {}),
 }
 
 

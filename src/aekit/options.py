@@ -66,6 +66,13 @@ OPTIONS: dict[str, Option] = {
     "level": _opt("denoising: noise level (fraction ν or σ) of parts without their own", _WEIGHT),
     "method": _opt("contractive: auto, closed, stochastic or exact", Text()),
     "projections": _opt("contractive: random projections of the stochastic estimate", Interval(int, 1)),
+    # sequence bodies (windows of a series)
+    "kernel": _opt("tcn: width of each temporal convolution (odd)", Interval(int, 1)),
+    "hidden_size": _opt("lstm: units of each recurrent layer", Interval(int, 1)),
+    "cell": _opt("lstm: the recurrent cell, lstm or gru", OneOf("lstm", "gru")),
+    "layers": _opt("lstm, transformer: stacked layers", Interval(int, 1)),
+    "d_model": _opt("transformer: width of each step's embedding (a multiple of heads)", Interval(int, 1)),
+    "heads": _opt("transformer: attention heads", Interval(int, 1)),
     # stochastic
     "beta": _opt("vae: weight β of the KL term", _WEIGHT),
     "free_bits": _opt("vae: KL floor in nats per code unit (0: off)", _WEIGHT),

@@ -18,7 +18,8 @@ from .contractive import Contractive
 from .corruption import Corruption, make_corruption, parse_noise
 from .likelihoods import Likelihood, make_likelihood
 from .model import Autoencoder, Penalty
-from .networks import MLP, ConvDecoder, ConvEncoder, TiedMLP
+from .networks import (MLP, AttentionDecoder, AttentionEncoder, ConvDecoder, ConvEncoder, RNNDecoder, RNNEncoder,
+                       TCNDecoder, TCNEncoder, TiedMLP)
 from .registry import PRESETS, OptionGroup, Preset, create, from_config, get_preset, register
 from .sparse import L1, AuxK, KLSparsity, TopK
 from .variational import GaussianEncoder, GaussianKL
@@ -256,6 +257,40 @@ def contractive(
     code_size = _code_size_or_double(input_shape, code_size)
     return body.autoencoder(input_shape, code_size, out, body.activation,
                             penalties=[Contractive(lam, method, projections)])
+
+
+# ---------------------------------------------------------------------------- sequences
+# Windows (T, C) of a series (time first; see aekit.networks.sequence); a Gaussian likelihood by default, since
+# a series is standardised per channel rather than scaled to [0, 1].
+SERIES = Output(likelihood="gaussian")
+
+
+@register("tcn", "dilated temporal convolutions for windows (T, C) of a series, linear code", epochs=30, lr=1e-3)
+def tcn(input_shape: tuple[int, ...], code_size: int = 8, channels: Sequence[int] = (32, 32, 32), kernel: int = 3,
+        activation: str = "relu", out: Output = SERIES) -> Autoencoder:
+    """Residual blocks of dilated 1-D convolutions (receptive field 1 + (kernel − 1)(2^blocks − 1) steps)."""
+    encoder = TCNEncoder(input_shape, channels, _need_code_size(code_size), activation, kernel)
+    return Autoencoder(encoder, TCNDecoder(encoder, activation), out.make(input_shape), input_shape=input_shape,
+                       code_size=code_size)
+
+
+@register("lstm", "GRU/LSTM encoder-decoder for windows (T, C) of a series (EncDec-AD)", epochs=30, lr=1e-3)
+def lstm(input_shape: tuple[int, ...], code_size: int = 8, hidden_size: int = 64, layers: int = 1,
+         cell: str = "lstm", out: Output = SERIES) -> Autoencoder:
+    """The code is an affine map of the final state; the decoder is unrolled from it (no teacher forcing)."""
+    encoder = RNNEncoder(input_shape, hidden_size, layers, _need_code_size(code_size), cell)
+    return Autoencoder(encoder, RNNDecoder(encoder), out.make(input_shape), input_shape=input_shape,
+                       code_size=code_size)
+
+
+@register("transformer", "small Transformer encoder for windows (T, C) of a series, mean-pooled code",
+          epochs=30, lr=1e-3)
+def transformer(input_shape: tuple[int, ...], code_size: int = 8, d_model: int = 32, heads: int = 4,
+                layers: int = 2, out: Output = SERIES) -> Autoencoder:
+    """Pre-norm Transformer layers with sinusoidal positions; the decoder attends over the code at every step."""
+    encoder = AttentionEncoder(input_shape, d_model, heads, layers, _need_code_size(code_size))
+    return Autoencoder(encoder, AttentionDecoder(encoder), out.make(input_shape), input_shape=input_shape,
+                       code_size=code_size)
 
 
 # ---------------------------------------------------------------------------- stochastic

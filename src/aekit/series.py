@@ -1,0 +1,93 @@
+"""Long series cut into windows, and window scores mapped back to time steps.
+
+A series is an array ``(T, C)`` (``(T,)`` is one channel). :func:`windows` cuts it into overlapping
+windows ``(N, length, C)`` that a sequence preset trains on; the last window is aligned to the series'
+end, so every step lies in at least one window. :func:`per_step` turns scores of windows — one per
+window, or one per step of each window, such as :func:`step_errors` — into one score per time step:
+the mean over the windows that contain the step, so a detector's output lines up with the series.
+
+Example
+-------
+>>> x = np.arange(10.0)
+>>> w, starts = windows(x, 4, 3)
+>>> w.shape, starts.tolist()
+((3, 4, 1), [0, 3, 6])
+>>> per_step(np.array([1.0, 2.0, 3.0]), starts, 10).tolist()
+[1.0, 1.0, 1.0, 1.5, 2.0, 2.0, 2.5, 3.0, 3.0, 3.0]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.preprocessing import StandardScaler
+
+from ._checks import integer
+from .metrics import batched
+from .model import Autoencoder
+
+
+def as_series(series: Any, what: str = "series") -> np.ndarray:
+    """``series`` as a float32 array ``(T, C)``: finite numbers, at least one step; ``(T,)`` becomes ``(T, 1)``."""
+    a = np.asarray(series, dtype=np.float32)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{what} must have shape (T,) or (T, C) with T, C >= 1, got {a.shape}")
+    bad = ~np.isfinite(a).all(1)
+    if bad.any():
+        raise ValueError(f"{what} has NaN or infinite values at {int(bad.sum())} step(s), the first at step "
+                         f"{int(np.argmax(bad))}; fill or drop them first")
+    return a
+
+
+def starts_of(T: int, length: int, stride: int) -> np.ndarray:
+    """First steps of the windows of ``length`` every ``stride`` steps over T, the last one ending at T."""
+    length, stride = integer(length, "window length"), integer(stride, "stride")
+    if length > T:
+        raise ValueError(f"window length {length} is longer than the series ({T} steps)")
+    starts = np.arange(0, T - length + 1, stride)
+    if starts[-1] != T - length:  # the tail the stride would skip gets a window of its own
+        starts = np.append(starts, T - length)
+    return starts
+
+
+def windows(series: Any, length: int, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Windows ``(N, length, C)`` of ``series`` (T, C) every ``stride`` steps, and their first steps ``(N,)``."""
+    x = as_series(series)
+    starts = starts_of(len(x), length, stride)
+    view = np.lib.stride_tricks.sliding_window_view(x, length, axis=0)  # (T − length + 1, C, length)
+    return np.ascontiguousarray(view[starts].transpose(0, 2, 1)), starts
+
+
+def per_step(scores: Any, starts: np.ndarray, T: int) -> np.ndarray:
+    """One score per time step ``(T,)`` from window scores: ``(N,)`` (one per window) or ``(N, length)``
+    (one per step of each window); each step gets the mean over the windows that contain it.
+
+    With one score per window, the windows' length is read off the last one, which ends at step T
+    (as :func:`windows` cuts them)."""
+    s, starts = np.asarray(scores, dtype=np.float64), np.asarray(starts)
+    if s.ndim not in (1, 2) or len(s) != len(starts) or len(s) == 0:
+        raise ValueError(f"scores must have shape (N,) or (N, length) for N = {len(starts)} windows, got {s.shape}")
+    if s.ndim == 1:
+        s = np.repeat(s[:, None], int(T - starts[-1]), 1)
+    steps = (starts[:, None] + np.arange(s.shape[1])).ravel()
+    if steps.min() < 0 or steps.max() >= T:
+        raise ValueError(f"the windows reach steps {steps.min()}..{steps.max()}, outside a series of {T} steps")
+    counts = np.bincount(steps, minlength=T)
+    if (counts == 0).any():
+        raise ValueError(f"step {int(np.argmin(counts))} lies in no window")
+    return np.bincount(steps, weights=s.ravel(), minlength=T) / counts
+
+
+def step_errors(model: Autoencoder, w: np.ndarray) -> np.ndarray:
+    """Squared reconstruction error of each step of each window, summed over channels: ``(N, length)``."""
+    x = np.asarray(w, dtype=np.float32).reshape(len(w), -1)
+    r = batched(model.reconstruct, model, x)
+    return ((x - r) ** 2).reshape(w.shape).sum(-1)
+
+
+def standardizer(train: Any) -> StandardScaler:
+    """Per-channel standardisation fitted on a training series ``(T, C)`` (a constant channel is only centred)."""
+    return StandardScaler().fit(as_series(train, "training series"))

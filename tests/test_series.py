@@ -1,0 +1,170 @@
+"""Sequence bodies, presets and windows (aekit.networks.sequence, aekit.series)."""
+
+import numpy as np
+import pytest
+import torch
+
+from aekit import Autoencoder, Gaussian, create, fit, load_model, save_model
+from aekit.contractive import Contractive
+from aekit.corruption import make_corruption
+from aekit.networks import (AttentionDecoder, AttentionEncoder, RNNDecoder, RNNEncoder, TCNDecoder, TCNEncoder,
+                            series_shape)
+from aekit.series import per_step, standardizer, step_errors, windows
+from aekit.sparse import L1
+from aekit.variational import GaussianEncoder, GaussianKL
+
+SEQUENCE = ("tcn", "lstm", "transformer")
+
+
+def _bodies(shape, k):
+    """(encoder, decoder) of each sequence body for windows of ``shape`` and codes of size ``k``."""
+    tcn = TCNEncoder(shape, (8, 8), k)
+    rnn, gru = RNNEncoder(shape, 8, 2, k, "lstm"), RNNEncoder(shape, 8, 1, k, "gru")
+    att = AttentionEncoder(shape, 8, 2, 1, k)
+    return {"tcn": (tcn, TCNDecoder(tcn)), "lstm": (rnn, RNNDecoder(rnn)), "gru": (gru, RNNDecoder(gru)),
+            "transformer": (att, AttentionDecoder(att))}
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (13, 1), (16, 3), (31, 2), (4, 2, 3)])
+def test_every_body_round_trips_shapes_at_any_window_length(shape):
+    T, C = series_shape(shape)
+    x = torch.randn(5, T * C)
+    for name, (enc, dec) in _bodies(shape, 3).items():
+        h = enc(x)
+        assert h.shape == (5, 3), name
+        assert dec(h).shape == (5, T * C), name
+
+
+def test_time_is_the_first_axis_and_the_bodies_see_order():
+    """A body reads (T, C) windows in time order: reversing time changes the code (it is not a bag of steps)."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 12, 2)
+    for name, (enc, _) in _bodies((12, 2), 3).items():
+        a, b = enc(x.flatten(1)), enc(x.flip(1).flatten(1))
+        assert not torch.allclose(a, b, atol=1e-4), name
+
+
+def test_bad_bodies_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match="kernel must be odd"):
+        TCNEncoder((10, 2), (4,), 2, kernel=4)
+    with pytest.raises(ValueError, match="cell must be 'lstm' or 'gru', got 'rnn'"):
+        RNNEncoder((10, 2), 4, 1, 2, "rnn")
+    with pytest.raises(ValueError, match="d_model must be a multiple of heads"):
+        AttentionEncoder((10, 2), 10, 4, 1, 2)
+    with pytest.raises(ValueError, match="heads must be an integer >= 1, got 0"):
+        create("transformer", (10, 2), heads=0)
+    with pytest.raises(ValueError, match="cell must be 'lstm' or 'gru', got 'rnn'"):
+        create("lstm", (10, 2), cell="rnn")
+
+
+# ---------------------------------------------------------------------------- windows
+
+
+def test_windows_and_per_step_against_a_hand_computed_example():
+    x = np.arange(20.0).reshape(10, 2)  # T = 10, C = 2
+    w, starts = windows(x, 4, 3)
+    assert starts.tolist() == [0, 3, 6]
+    np.testing.assert_array_equal(w[1], x[3:7])
+    w, starts = windows(x, 4, 4)  # the stride skips the tail: a last window ends at step 10
+    assert starts.tolist() == [0, 4, 6] and w.shape == (3, 4, 2)
+    # one score per step of each window: step 5 lies in windows 1 (position 1) and 2 (never: 2 starts at 6)
+    s = np.array([[1, 2, 3, 4], [10, 20, 30, 40], [100, 200, 300, 400]], dtype=float)
+    want = [1, 2, 3, 4, 10, 20, (30 + 100) / 2, (40 + 200) / 2, 300, 400]
+    np.testing.assert_allclose(per_step(s, starts, 10), want)
+    # one score per window: spread over its steps
+    np.testing.assert_allclose(per_step(np.array([1.0, 2.0, 4.0]), starts, 10), [1, 1, 1, 1, 2, 2, 3, 3, 4, 4])
+
+
+def test_windows_refuse_what_cannot_be_cut():
+    with pytest.raises(ValueError, match="window length 11 is longer than the series"):
+        windows(np.zeros(10), 11)
+    with pytest.raises(ValueError, match="stride must be an integer >= 1, got 0"):
+        windows(np.zeros(10), 3, 0)
+    with pytest.raises(ValueError, match="NaN or infinite values at 1 step.*step 4"):
+        windows(np.r_[np.zeros(4), np.nan, np.zeros(5)], 3)
+    with pytest.raises(ValueError, match=r"shape \(T,\) or \(T, C\)"):
+        windows(np.zeros((2, 3, 4)), 2)
+    with pytest.raises(ValueError, match="lies in no window"):
+        per_step(np.ones((2, 2)), np.array([0, 5]), 8)
+
+
+def test_standardizer_is_per_channel_and_fitted_on_training_data():
+    train = np.c_[np.arange(100.0), 5 + 0 * np.arange(100.0)]
+    s = standardizer(train)
+    z = s.transform(train)
+    np.testing.assert_allclose(z[:, 0].mean(), 0, atol=1e-6)
+    np.testing.assert_allclose(z[:, 0].std(), 1, atol=1e-6)
+    np.testing.assert_allclose(z[:, 1], 0)  # a constant channel is centred, not divided by zero
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def _sine(T=600, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(T)
+    return (np.sin(2 * np.pi * t / 25) + 0.05 * rng.normal(size=T)).astype(np.float32)
+
+
+@pytest.mark.parametrize("preset", SEQUENCE)
+def test_a_spike_in_a_sine_is_found_at_its_step(preset):
+    train, test = _sine(600, 0), _sine(300, 1)
+    spike = 137
+    test[spike] += 3.0
+    w, _ = windows(train, 25, 1)
+    torch.manual_seed(0)
+    model = create(preset, (25, 1))
+    fit(model, w, epochs=8, batch_size=32, lr=3e-3, val_fraction=0, seed=0, progress=False)
+    wt, starts = windows(test, 25, 1)
+    score = per_step(step_errors(model, wt), starts, len(test))
+    assert int(np.argmax(score)) == spike
+    others = np.delete(score, spike)
+    assert score[spike] > 5 * np.median(others)
+
+
+@pytest.mark.parametrize("body", ["tcn", "lstm", "transformer"])
+def test_each_body_trains_with_the_denoising_sparse_contractive_and_vae_parts(body):
+    shape, k = (12, 2), 4
+    x = torch.from_numpy(windows(np.c_[_sine(200), _sine(200, 3)], 12, 2)[0].reshape(-1, 24))
+    parts = {"denoising": dict(corruption=make_corruption("gaussian", 0.1)), "sparse": dict(penalties=[L1(1e-3)]),
+             "contractive": dict(penalties=[Contractive(0.1)])}
+    for name, extra in parts.items():
+        enc, dec = _bodies(shape, k)[body]
+        model = Autoencoder(enc, dec, Gaussian(), input_shape=shape, code_size=k, **extra)
+        h = fit(model, x, epochs=3, batch_size=16, lr=3e-3, val_fraction=0, seed=0, progress=False)
+        assert h.rows[-1]["train_loss"] < h.rows[0]["train_loss"], (body, name)
+        if name == "contractive":
+            assert model.penalties[0].method in ("stochastic", "exact")  # no closed form for a sequence body
+    feat, dec = _bodies(shape, 6)[body][0], _bodies(shape, k)[body][1]
+    vae = Autoencoder(GaussianEncoder(feat, 6, k), dec, Gaussian(), input_shape=shape, code_size=k,
+                      penalties=[GaussianKL()])
+    h = fit(vae, x, epochs=3, batch_size=16, lr=3e-3, val_fraction=0, seed=0, progress=False)
+    assert vae.stochastic and h.rows[-1]["train_neg_elbo"] < h.rows[0]["train_neg_elbo"]
+
+
+@pytest.mark.parametrize("preset", SEQUENCE)
+def test_sequence_presets_save_load_and_resume_exactly(preset, tmp_path):
+    w = windows(_sine(200), 16, 4)[0]
+    torch.manual_seed(0)
+    model = create(preset, (16, 1), code_size=3)
+    path = save_model(model, tmp_path / "m")
+    again = load_model(path)
+    x = torch.from_numpy(w.reshape(len(w), -1))
+    torch.testing.assert_close(again.reconstruct(x), model.reconstruct(x))
+    # three epochs in one go equal one epoch, a stop, and a resumed run (from a fresh model)
+    opts = dict(epochs=3, batch_size=8, lr=1e-3, val_fraction=0, seed=0, progress=False)
+    torch.manual_seed(0)
+    straight = create(preset, (16, 1), code_size=3)
+    fit(straight, w, **opts)
+
+    def stop(epoch, row, model):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(create(preset, (16, 1), code_size=3), w, run_dir=tmp_path / "run", callbacks=[stop], **opts)
+    resumed = create(preset, (16, 1), code_size=3)
+    fit(resumed, w, run_dir=tmp_path / "run", resume=True, **opts)
+    for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
