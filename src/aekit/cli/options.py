@@ -99,7 +99,7 @@ def parse_value(text: str, default: Any, flag: str) -> Any:
         floats = isinstance(default, (list, tuple)) and any(isinstance(v, float) for v in default)
         kind = "true or false" if isinstance(default, bool) else (
             f"comma-separated {'numbers' if floats else 'integers'}" if isinstance(default, (list, tuple))
-            else f"a {type(default).__name__}")
+            else {int: "an integer", float: "a number"}.get(type(default), f"a {type(default).__name__}"))
         _fail(f"{flag} must be {kind}, got {text!r}")
     for kind in (int, float):
         try:
