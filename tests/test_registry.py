@@ -219,7 +219,7 @@ def test_cli_plugin_presets_take_their_options_as_flags(tmp_path, monkeypatch):
     res = run("train", "--plugin", module, "--preset", "mine-cli", "--widht", "12", "--quiet")
     assert res.exit_code == 2 and "unknown option --widht" in res.stderr and "--width" in res.stderr
     res = run("train", "--plugin", module, "--preset", "mine-cli", "--width", "wide", "--quiet")
-    assert res.exit_code == 2 and "--width must be a int, got 'wide'" in res.stderr
+    assert res.exit_code == 2 and "--width must be an integer, got 'wide'" in res.stderr
     # the run continues from its checkpoint (stopped by --max-time after epoch 1) and is reported
     assert run("train", "--resume", rd, "--plugin", module, "--quiet").exit_code == 0
     assert len(json.loads((rd / "train.json").read_text())) == 2
@@ -292,7 +292,7 @@ def test_print_config_reruns_the_same_run(tmp_path):
     ('[model]\nwidth = 3\n', "unknown option\\(s\\) width for preset 'undercomplete'; accepted: code_size"),
     ('[train]\nepoch = 3\n', "unknown training option\\(s\\) epoch; accepted"),
     ('[train]\nseed = 3\n', "seed goes at the top level"),
-    ('seed = "x"\n', "seed in .* must be a int"),
+    ('seed = "x"\n', "seed in .* must be an integer, got 'x'"),
     ('preset = \n', "cannot read the configuration"),
 ])
 def test_bad_configuration_files(tmp_path, text, message):

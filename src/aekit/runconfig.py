@@ -32,6 +32,7 @@ else:  # pragma: no cover
 
 TOP = {"preset": str, "data": str, "data_dir": str, "binarize": bool, "stream": bool, "seed": int, "iw_samples": int,
        "plugins": list, "model": dict, "train": dict}
+_WORDS = {int: "an integer", str: "a string", bool: "true or false", dict: "a [table]", list: "a list"}
 
 
 def read_run_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -55,8 +56,7 @@ def read_run_config(path: str | os.PathLike) -> dict[str, Any]:
             raise ValueError(f"unknown key {key!r} in {path}; accepted: {', '.join(TOP)} "
                              "(preset options go in [model], trainer options in [train])")
         if not isinstance(value, TOP[key]) or (TOP[key] is int and isinstance(value, bool)):
-            raise ValueError(f"{key} in {path} must be a {TOP[key].__name__}"
-                             f"{' (a [table])' if TOP[key] is dict else ''}, got {value!r}")
+            raise ValueError(f"{key} in {path} must be {_WORDS[TOP[key]]}, got {value!r}")
     if not all(isinstance(p, str) for p in cfg.get("plugins", [])):
         raise ValueError(f"plugins in {path} must be a list of module names")
     return cfg
