@@ -9,7 +9,7 @@ from aekit.contractive import Contractive
 from aekit.corruption import make_corruption
 from aekit.networks import (AttentionDecoder, AttentionEncoder, RNNDecoder, RNNEncoder, TCNDecoder, TCNEncoder,
                             series_shape)
-from aekit.series import per_step, standardizer, step_errors, windows
+from aekit.series import per_step, series_errors, standardizer, step_errors, windows
 from aekit.sparse import L1
 from aekit.variational import GaussianEncoder, GaussianKL
 
@@ -168,3 +168,48 @@ def test_sequence_presets_save_load_and_resume_exactly(preset, tmp_path):
     fit(resumed, w, run_dir=tmp_path / "run", resume=True, **opts)
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+# ---------------------------------------------------------------------------- the detector
+
+
+def test_series_detector_scores_every_step_and_flags_the_anomalies(tmp_path):
+    from sklearn.base import clone
+
+    from aekit.estimators import SeriesOutlierDetector
+
+    t = np.arange(800)
+    train = np.c_[np.sin(2 * np.pi * t / 40), 10 + 5 * np.cos(2 * np.pi * t / 40)]  # channels on different scales
+    det = SeriesOutlierDetector("tcn", window=40, stride=4, epochs=6, contamination=0.01, random_state=0).fit(train)
+    assert det.n_features_in_ == 2 and det.model_.input_shape == (40, 2) and det.n_components_ == 9  # √80
+    np.testing.assert_allclose(det.center_, train.mean(0), atol=1e-6)
+    test = train[:300].copy()
+    test[200:205, 1] += 10.0  # a level shift of one channel for five steps (two of its own σ)
+    s = det.score_samples(test)
+    assert s.shape == (300,)
+    assert set(np.argsort(s)[:5]) <= set(range(195, 210))  # the lowest scores sit at the anomaly
+    pred = det.predict(test)
+    assert (pred[200:205] == -1).all() and (pred[10:190] == 1).mean() > 0.95  # the anomaly does not smear
+    z, z_train = (((a - det.center_) / det.scale_).astype(np.float32) for a in (test, train))
+    mean, offset = -series_errors(det.model_, z, how="mean"), np.percentile(-series_errors(det.model_, z_train), 1)
+    assert (mean[10:190] < offset).mean() > 0.1  # the mean over windows smears it over the steps it shares windows with
+    assert (det.decision_function(train) < 0).mean() == pytest.approx(0.01, abs=0.005)  # the contamination share
+    again = SeriesOutlierDetector.load(det.save(tmp_path / "det"))
+    np.testing.assert_array_equal(again.score_samples(test), s)
+    assert clone(det).get_params() == det.get_params()
+
+
+def test_series_detector_refuses_bad_input_with_the_reason():
+    from aekit.estimators import SeriesOutlierDetector
+
+    x = np.sin(np.arange(100.0))[:, None]
+    det = SeriesOutlierDetector(window=20, epochs=1, random_state=0)
+    with pytest.raises(ValueError, match="window must be an integer >= 1, got 0"):
+        SeriesOutlierDetector(window=0).fit(x)
+    with pytest.raises(ValueError, match="the series has 10 steps, fewer than window=20"):
+        det.fit(x[:10])
+    det.fit(x)
+    with pytest.raises(ValueError, match="X has 2 features, but SeriesOutlierDetector is expecting 1"):
+        det.score_samples(np.c_[x, x])
+    with pytest.raises(ValueError, match="NaN"):
+        det.score_samples(np.r_[x[:50], [[np.nan]], x[51:]])

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
-from ._checks import integer
+from ._checks import OneOf, check, integer
 from .metrics import batched
 from .model import Autoencoder
 
@@ -86,6 +86,33 @@ def step_errors(model: Autoencoder, w: np.ndarray) -> np.ndarray:
     x = np.asarray(w, dtype=np.float32).reshape(len(w), -1)
     r = batched(model.reconstruct, model, x)
     return ((x - r) ** 2).reshape(w.shape).sum(-1)
+
+
+def series_errors(model: Autoencoder, z: Any, stride: int = 1, how: str = "mean", chunk: int = 8192) -> np.ndarray:
+    """Per-step reconstruction error of a whole series ``z`` (T, C), shape (T,): the squared error of each
+    step summed over channels, over the windows (every ``stride`` steps, the last at the end) that contain
+    the step: their mean (``how="mean"``), or the smallest (``"min"``: a step is only as bad as its best
+    reconstruction, so an anomaly does not smear over the steps that share windows with it). Windows are
+    cut ``chunk`` at a time, so a long series never exists as all its windows. The window length is the
+    model's (its ``input_shape[0]``)."""
+    x = as_series(z)
+    length = int(model.input_shape[0])
+    if model.input_size != length * x.shape[1]:
+        raise ValueError(f"the model reads windows of shape {model.input_shape}; the series has {x.shape[1]} channels")
+    check(how, "how", OneOf("mean", "min"))
+    starts = starts_of(len(x), length, stride)
+    view = np.lib.stride_tricks.sliding_window_view(x, length, axis=0)  # (T − length + 1, C, length), no copy
+    sums, counts, low = np.zeros(len(x)), np.zeros(len(x)), np.full(len(x), np.inf)
+    for i in range(0, len(starts), chunk):
+        part = starts[i:i + chunk]
+        e = step_errors(model, view[part].transpose(0, 2, 1))  # (n, length)
+        steps = (part[:, None] + np.arange(length)).ravel()
+        if how == "min":
+            np.minimum.at(low, steps, e.ravel())
+        else:
+            sums += np.bincount(steps, weights=e.ravel(), minlength=len(x))
+            counts += np.bincount(steps, minlength=len(x))
+    return low if how == "min" else sums / counts
 
 
 def standardizer(train: Any) -> StandardScaler:

@@ -1,7 +1,8 @@
 """scikit-learn estimators on aekit's model, presets and trainer (no second training loop).
 
 :class:`AutoencoderTransformer` behaves like :class:`~sklearn.decomposition.PCA`;
-:class:`AutoencoderOutlierDetector` like :class:`~sklearn.ensemble.IsolationForest`.
+:class:`AutoencoderOutlierDetector` like :class:`~sklearn.ensemble.IsolationForest`;
+:class:`SeriesOutlierDetector` scores each time step of a series (its rows are steps).
 Every option left at ``None`` takes the preset's default (see ``aekit presets``), adapted to the data:
 the code size (``n_components="auto"``), hidden widths, k, batch size and epochs follow the rule of
 :mod:`aekit.autosize`, so a 6-feature table of 300 rows trains a small network briefly and MNIST a
@@ -19,6 +20,7 @@ read it a chunk at a time (float32 out); only their output is held in memory.
 """
 
 from .detector import AutoencoderOutlierDetector
+from .series import SeriesOutlierDetector
 from .transformer import AutoencoderTransformer
 
-__all__ = ["AutoencoderTransformer", "AutoencoderOutlierDetector"]
+__all__ = ["AutoencoderTransformer", "AutoencoderOutlierDetector", "SeriesOutlierDetector"]

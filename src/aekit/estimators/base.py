@@ -139,15 +139,16 @@ class _AutoencoderEstimator(BaseEstimator):
 
         ``trim`` > 0 trains in two halves, the second without the worst-reconstructed rows
         (:func:`aekit.estimators.robust.trimmed_fit`)."""
-        opts, train = self._options(len(data), self.n_features_in_)
+        shape = self._input_shape()
+        opts, train = self._options(len(data), math.prod(shape))
         histories: list[History] = []
         with seeded(seed):  # the caller's global torch RNG is left as it was
-            model = create(self.preset, (self.n_features_in_,), **opts)
+            model = create(self.preset, shape, **opts)
             # the default "gaussian" is met by a preset's fixed Gaussian variant (e.g. an SAE's "gaussian_scaled")
-            name = model.likelihood.name
-            if self.likelihood is not None and name != self.likelihood and not name.startswith(self.likelihood + "_"):
+            name, want = model.likelihood.name, getattr(self, "likelihood", None)
+            if want is not None and name != want and not name.startswith(want + "_"):
                 raise ValueError(f"preset {self.preset!r} has a fixed {model.likelihood.name!r} likelihood; "
-                                 f"likelihood={self.likelihood!r} does not apply")
+                                 f"likelihood={want!r} does not apply")
 
             def step(part: np.ndarray | Rows, epochs: int) -> None:
                 histories.append(fit(model, part, seed=seed, progress=bool(self.verbose), threads=self._threads(),
@@ -163,6 +164,10 @@ class _AutoencoderEstimator(BaseEstimator):
         self.options_ = {"model": opts, "train": train}
         return model, History([r for h in histories for r in h.rows], histories[-1].best_epoch,
                               histories[-1].stopped_early)
+
+    def _input_shape(self) -> tuple[int, ...]:
+        """The shape of one sample the model reads: a row of ``n_features_in_`` values."""
+        return (self.n_features_in_,)
 
     @staticmethod
     def _chunks(data: np.ndarray | Rows) -> Iterator[np.ndarray]:
