@@ -230,7 +230,9 @@ def test_the_estimators_share_one_init_contract():
     from aekit.options import OPTIONS
 
     sigs = [inspect.signature(cls.__init__).parameters for cls in (AutoencoderTransformer, AutoencoderOutlierDetector)]
-    for cls in (AutoencoderTransformer, AutoencoderOutlierDetector):
+    from aekit.estimators import SeriesOutlierDetector
+
+    for cls in (AutoencoderTransformer, AutoencoderOutlierDetector, SeriesOutlierDetector):
         constraints = cls._constraints()  # a parameter with no home is a KeyError here
         assert set(constraints) == set(cls._get_param_names())
         est = cls()

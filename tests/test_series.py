@@ -1,5 +1,7 @@
 """Sequence bodies, presets and windows (aekit.networks.sequence, aekit.series)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -213,3 +215,59 @@ def test_series_detector_refuses_bad_input_with_the_reason():
         det.score_samples(np.c_[x, x])
     with pytest.raises(ValueError, match="NaN"):
         det.score_samples(np.r_[x[:50], [[np.nan]], x[51:]])
+
+
+# ---------------------------------------------------------------------------- command line
+
+
+def _csv(path, x, labels=None, time=True):
+    head = (["time"] if time else []) + [f"c{i}" for i in range(x.shape[1])] + (["label"] if labels is not None else [])
+    lines = [",".join(head)]
+    for i, row in enumerate(x):
+        cells = ([f"2025-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}"] if time else []) + \
+            [f"{v:.5f}" for v in row] + ([str(int(labels[i]))] if labels is not None else [])
+        lines.append(",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_trains_on_windows_of_a_csv_series_and_scores_each_step(tmp_path):
+    from typer.testing import CliRunner
+
+    from aekit.cli import app
+    from aekit.series import read_series
+
+    run = lambda *a: CliRunner().invoke(app, [str(v) for v in a])  # noqa: E731
+    t = np.arange(1000)
+    x = np.c_[np.sin(2 * np.pi * t / 25), 50 + 10 * np.cos(2 * np.pi * t / 25)]
+    labels = np.zeros(1000, int)
+    x[900:904, 1] += 40
+    labels[900:904] = 1
+    data = _csv(tmp_path / "s.csv", x, labels)
+    f = read_series(data)
+    assert f.names == ["c0", "c1"] and f.time[1] == "2025-01-01T00:00:01" and f.labels.sum() == 4
+    res = run("train", "--preset", "tcn", "--data", data, "--window", 25, "--stride", 5, "--epochs", 8,
+              "--channels", "16,16", "--out", tmp_path / "run", "--quiet")
+    assert res.exit_code == 0, res.output
+    meta = json.loads((tmp_path / "run" / "data.json").read_text())
+    assert meta["window"] == 25 and meta["stride"] == 5
+    np.testing.assert_allclose(meta["center"], x[:800].mean(0), atol=1e-4)  # the first 80 % of the steps train
+    res = run("score", tmp_path / "run", data, "--out", tmp_path / "scores.csv", "--plot", tmp_path / "s.png")
+    assert res.exit_code == 0, res.output
+    rows = (tmp_path / "scores.csv").read_text().splitlines()
+    assert rows[0] == "time,score,label" and len(rows) == 1001
+    score = np.array([float(r.split(",")[1]) for r in rows[1:]])
+    assert set(np.argsort(-score)[:4]) == {900, 901, 902, 903}
+    assert "ROC-AUC 1.0000" in res.output and (tmp_path / "s.png").stat().st_size > 10_000
+    assert run("evaluate", tmp_path / "run").exit_code == 0  # the run's own split is rebuilt from data.json
+    for args, message in [
+        (("train", "--data", data, "--stride", 4), "--stride 4 has no effect here: it applies with --window"),
+        (("train", "--data", data, "--window", 2000), "each part needs at least window=2000 steps"),
+        (("score", tmp_path / "run", _csv(tmp_path / "one.csv", x[:, :1])), "has 1 channels; the run was trained on 2"),
+        (("score", tmp_path / "run", data, "--aggregate", "max"), "--aggregate must be 'min' or 'mean', got 'max'"),
+    ]:
+        res = run(*args)
+        assert res.exit_code == 2 and message in res.output, res.output
+    np.save(tmp_path / "w.npy", np.zeros((5, 10, 2)))
+    with pytest.raises(ValueError, match="not one series"):
+        read_series(tmp_path / "w.npy")

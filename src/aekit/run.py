@@ -213,17 +213,21 @@ class Run:
         return meta
 
     def data_spec(self) -> dict[str, Any]:
-        """``data.json``: what the run was trained on (data, data_dir, seed, binarize, stream), checked."""
+        """``data.json``: what the run was trained on (data, data_dir, seed, binarize, stream; for a series the
+        window, stride and the channels' center and scale), checked."""
         meta = self.read(self.DATA)
         ok = isinstance(meta, dict) and isinstance(meta.get("data"), str)
         if ok:
             seed = meta.get("seed", 0)
             ok = (isinstance(meta.get("data_dir"), (str, type(None))) and type(seed) is int and 0 <= seed < 2**63
-                  and isinstance(meta.get("binarize", False), bool) and isinstance(meta.get("stream", False), bool))
+                  and isinstance(meta.get("binarize", False), bool) and isinstance(meta.get("stream", False), bool)
+                  and (meta.get("window") is None or (type(meta["window"]) is int and type(meta.get("stride")) is int
+                                                      and isinstance(meta.get("center"), list)
+                                                      and isinstance(meta.get("scale"), list))))
         if not ok:
             raise ValueError(f"corrupted file {self.file(self.DATA)}: expected 'data' (a string), and data_dir, "
                              "seed, binarize and stream of the right types")
-        return {"data_dir": None, "seed": 0, "binarize": False, "stream": False, **meta}
+        return {"data_dir": None, "seed": 0, "binarize": False, "stream": False, "window": None, "stride": 1, **meta}
 
     def evaluation(self) -> dict[str, Any]:
         """``evaluation.json``, or nothing before a run is evaluated."""

@@ -30,8 +30,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-TOP = {"preset": str, "data": str, "data_dir": str, "binarize": bool, "stream": bool, "seed": int, "iw_samples": int,
-       "plugins": list, "model": dict, "train": dict}
+TOP = {"preset": str, "data": str, "data_dir": str, "binarize": bool, "stream": bool, "window": int, "stride": int,
+       "seed": int, "iw_samples": int, "plugins": list, "model": dict, "train": dict}
 _WORDS = {int: "an integer", str: "a string", bool: "true or false", dict: "a [table]", list: "a list"}
 
 

@@ -105,9 +105,16 @@ def _ints(text: str | None, what: str) -> list[int] | None:
         _fail(f"{what} must be comma-separated integers, got {text!r}")
 
 
-def _load_split(data: str, data_dir: Optional[Path], seed: int = 0, binarize: bool = False, stream: bool = False):
+def _load_split(data: str, data_dir: Optional[Path], seed: int = 0, binarize: bool = False, stream: bool = False,
+                window: int | None = None, stride: int = 1):
     from ..data import load, stream_split
 
+    if window is not None:
+        from ..series import series_split
+
+        if binarize or data_dir or stream:
+            _fail("--window reads one series from a file: drop --binarize, --data-dir and --stream")
+        return series_split(data, window, stride)
     if stream:
         if binarize or data_dir:
             _fail("--stream reads a .npy file or a shard directory as it is: drop --binarize and --data-dir")
@@ -137,10 +144,11 @@ def _split_of_run(run_dir: Path):
     from ..run import Run
 
     meta = Run(run_dir).data_spec()
-    return _load_split(meta["data"], _opt_path(meta["data_dir"]), meta["seed"], meta["binarize"], meta["stream"])
+    return _load_split(meta["data"], _opt_path(meta["data_dir"]), meta["seed"], meta["binarize"], meta["stream"],
+                       meta["window"], meta["stride"])
 
 
-from . import interp, train, use  # noqa: E402, F401  (registers the commands)
+from . import interp, series, train, use  # noqa: E402, F401  (registers the commands)
 
 
 def main() -> None:  # pragma: no cover

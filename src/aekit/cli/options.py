@@ -22,6 +22,8 @@ class Spec:
     data_dir: str | None = None
     binarize: bool = False
     stream: bool = False
+    window: int | None = None
+    stride: int = 1
     seed: int = 0
     iw_samples: int = 1000
     plugins: list[str] = field(default_factory=list)

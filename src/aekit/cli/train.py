@@ -40,6 +40,8 @@ def train(
     data: Annotated[Optional[str], typer.Option(help="digits, mnist, fashion-mnist, a directory of IDX files, or a .npy/.npz/.csv file.  [default: digits]")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Read mnist/fashion-mnist IDX files from here instead of the download cache.")] = None,
     binarize: Annotated[Optional[bool], typer.Option("--binarize", help="Stochastically binarise the data once (seeded): binarised MNIST for VAE likelihoods.")] = None,
+    window: Annotated[Optional[int], typer.Option(help="Read --data as one series (.csv with a time column, or a .npy of shape (T, C)) and train on windows of this many steps; the first 80 % of the steps train, the rest test.")] = None,
+    stride: Annotated[Optional[int], typer.Option(help="Steps between the starts of windows (with --window).  [default: 1]")] = None,
     stream: Annotated[Optional[bool], typer.Option("--stream", help="Leave a .npy file or shard directory on disk and stream it (data larger than memory).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/PRESET-DATA-TIME).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow --out to name a directory that already holds a run.")] = False,
@@ -94,7 +96,7 @@ def train(
     if resume is not None:
         given = [k for k, v in {**train_flags, "preset": preset, "data": data, "data_dir": data_dir,
                                 "binarize": binarize, "out": out_dir, "config": config, "seed": seed,
-                                "stream": stream}.items()
+                                "stream": stream, "window": window, "stride": stride}.items()
                  if v is not None and k not in RESUME_OPTIONS]
         if given or ctx.args or print_config:
             dropped = [f"--{k.replace('_', '-')}" for k in given] + ctx.args + (["--print-config"] * print_config)
@@ -111,17 +113,19 @@ def train(
     from ..runconfig import dumps, read_run_config
 
     top = dict(preset=preset, data=data, data_dir=str(data_dir) if data_dir else None, binarize=binarize, seed=seed,
-               iw_samples=iw_samples, stream=stream)
+               iw_samples=iw_samples, stream=stream, window=window, stride=stride)
     spec = resolve(read_run_config(config) if config else {}, top, train_flags, [] if model_fn else ctx.args)
     spec.plugins = sorted({*spec.plugins, *(plugin or [])})
     integer(spec.iw_samples, "--iw-samples", high=MAX_IW)  # checked before training, not after it
     check(spec.seed, "--seed", *CONSTRAINTS["seed"])
+    if spec.window is None and spec.stride != 1:
+        _fail(f"--stride {spec.stride} has no effect here: it applies with --window")
     # an unusable device is refused before a run directory exists; under torchrun, this is where the ranks meet
     main = context(resolve_device(spec.train.get("device", "auto"))).main
     if out_dir is None and context().distributed:
         _fail("give --out when training on several processes: every rank must write to the same run")
     split = _load_split(spec.data, Path(spec.data_dir) if spec.data_dir else None, spec.seed, spec.binarize,
-                        spec.stream)
+                        spec.stream, spec.window, spec.stride)
     model, cfg = _build(spec, split, quiet, model_fn)
     resolved = _resolved(spec, model, cfg)
     text = (f"# model: built by --model {model_fn} (pass it again: a configuration never imports code)\n"
@@ -139,8 +143,10 @@ def train(
             run.clear()
         from dataclasses import asdict
 
+        series = {"window": spec.window, "stride": spec.stride, "center": split.scaler.mean_.tolist(),
+                  "scale": split.scaler.scale_.tolist()} if spec.window else {}  # what `aekit score` applies
         run.write_json(Run.DATA, {"data": resolved["data"], "data_dir": resolved.get("data_dir"), "seed": spec.seed,
-                                  "binarize": spec.binarize, "stream": spec.stream})
+                                  "binarize": spec.binarize, "stream": spec.stream, **series})
         run.write_json(Run.TRAIN, {"train": asdict(cfg), "model": model.config})
         run.write_text(Run.CONFIG, text)
         if main:
@@ -180,7 +186,7 @@ def _resolved(spec: Spec, model, cfg) -> dict:
 
     return {"preset": spec.preset if model.config else None, "data": data_spec(spec.data),
             "data_dir": str(Path(spec.data_dir).resolve()) if spec.data_dir else None, "binarize": spec.binarize,
-            "stream": spec.stream or None,
+            "stream": spec.stream or None, "window": spec.window, "stride": spec.stride if spec.window else None,
             "seed": spec.seed, "iw_samples": spec.iw_samples, "plugins": spec.plugins or None,
             "model": dict(model.config["options"]) if model.config else None,
             "train": {k: v for k, v in asdict(cfg).items() if k not in ("progress", "seed")}}

@@ -1,0 +1,76 @@
+"""``aekit score``: per-step anomaly scores of a series under a run trained on its windows (``--window``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+
+from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out
+
+
+@app.command()
+@friendly
+def score(
+    run_dir: Annotated[Path, typer.Argument(help="A run trained with --window.")],
+    data: Annotated[Path, typer.Argument(help="A series: .csv (a time column, numeric channels, an optional 0/1 label column) or .npy (T, C).")],
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Write the per-step scores here (.csv: the time column, score, label).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Also draw the series and its score track (.png), labelled anomalies shaded.")] = None,
+    aggregate: Annotated[str, typer.Option(help="A step's errors over the windows that contain it: min (keeps an anomaly at its steps) or mean.")] = "min",
+    top: Annotated[int, typer.Option(help="Print this many highest-scoring steps.")] = 10,
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    plugin: Plugins = None,
+    model_fn: ModelFn = None,
+) -> None:
+    """Score every step of a series: the squared reconstruction error of the step (channels standardised as in
+    training, summed), over the windows that contain it. Higher is more anomalous; with labels, ROC-AUC and
+    average precision per step are printed too."""
+    from .._checks import OneOf, check
+    from ..checkpoint import atomic_write
+    from ..run import Run
+    from ..series import read_series, series_errors
+    from ..train import resolve_device
+
+    _plugins(plugin)
+    check(aggregate, "--aggregate", OneOf("min", "mean"))
+    meta = Run(run_dir).data_spec()
+    if meta["window"] is None:
+        _fail(f"{run_dir} was not trained on windows of a series (aekit train --window); use aekit evaluate")
+    if out_path is not None and out_path.resolve() == data.resolve():
+        _fail(f"--out {out_path} is the input file: choose another name, the input is never overwritten")
+    f = read_series(data)
+    center, scale = np.asarray(meta["center"]), np.asarray(meta["scale"])
+    if f.x.shape[1] != len(center):
+        _fail(f"{data} has {f.x.shape[1]} channels; the run was trained on {len(center)}")
+    if len(f.x) < meta["window"]:
+        _fail(f"{data} has {len(f.x)} steps, fewer than the run's window of {meta['window']}")
+    model = _run_model(run_dir, resolve_device(device), model_fn)
+    s = series_errors(model, ((f.x - center) / scale).astype(np.float32), how=aggregate)
+    when = f.time if f.time is not None else [str(i) for i in range(len(s))]
+    order = np.argsort(-s)[:max(top, 0)]
+    out.print(f"{len(s)} steps scored (window {meta['window']}, {aggregate} over windows); highest:")
+    for i in order:
+        out.print(f"  step {i:>7}  {when[i]:>24}  {s[i]:.4g}", highlight=False)
+    if f.labels is not None and 0 < f.labels.sum() < len(f.labels):
+        from sklearn.metrics import average_precision_score, roc_auc_score
+
+        out.print(f"labels: {int(f.labels.sum())} anomalous steps; ROC-AUC {roc_auc_score(f.labels, s):.4f}, "
+                  f"average precision {average_precision_score(f.labels, s):.4f}")
+    if out_path is not None:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["time" if f.time is not None else "step", "score", *(["label"] if f.labels is not None else [])])
+        for i in range(len(s)):
+            w.writerow([when[i], f"{s[i]:.6g}", *([int(f.labels[i])] if f.labels is not None else [])])
+        atomic_write(out_path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
+        out.print(f"wrote {len(s)} scores to {out_path}")
+    if plot is not None:
+        from ..report_series import series_scores
+
+        fig = series_scores(f.x, s, f.names, f.labels)
+        atomic_write(plot, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+        out.print(f"wrote {plot}")
