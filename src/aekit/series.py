@@ -27,6 +27,7 @@ import numpy as np
 from sklearn.preprocessing import StandardScaler
 
 from ._checks import OneOf, check, integer
+from .files import _is_float, _read_npy
 from .metrics import batched
 from .model import Autoencoder
 
@@ -148,8 +149,6 @@ def read_series(path: str | Path) -> SeriesFile:
     if not path.is_file():
         raise ValueError(f"file not found: {path}")
     if path.suffix == ".npy":
-        from .files import _read_npy
-
         with open(path, "rb") as fh:
             a = _read_npy(fh, path.stat().st_size, str(path))
         if a.ndim > 2:
@@ -169,7 +168,7 @@ def read_series(path: str | Path) -> SeriesFile:
     lower = [h.lower() for h in head]
     time = next((i for i, h in enumerate(lower) if h in TIME_NAMES), None)
     if time is None:
-        time = next((i for i, v in enumerate(body[0]) if not _is_number(v)), None)
+        time = next((i for i, v in enumerate(body[0]) if not _is_float(v)), None)
     label = next((i for i, h in enumerate(lower) if h in LABEL_NAMES and i != time), None)
     channels = [i for i in range(len(head)) if i not in (time, label)]
     if not channels:
@@ -188,14 +187,6 @@ def read_series(path: str | Path) -> SeriesFile:
             raise ValueError(f"{path}: the label column {head[label]!r} must hold 0 or 1")
     return SeriesFile(as_series(values, str(path)), [head[i] for i in channels],
                       [r[time] for r in body] if time is not None else None, labels)
-
-
-def _is_number(v: str) -> bool:
-    try:
-        float(v)
-        return True
-    except ValueError:
-        return False
 
 
 def series_split(path: str | Path, window: int, stride: int = 1, test_fraction: float = 0.2):
