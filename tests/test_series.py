@@ -260,6 +260,8 @@ def test_cli_trains_on_windows_of_a_csv_series_and_scores_each_step(tmp_path):
     assert set(np.argsort(-score)[:4]) == {900, 901, 902, 903}
     assert "ROC-AUC 1.0000" in res.output and (tmp_path / "s.png").stat().st_size > 10_000
     assert run("evaluate", tmp_path / "run").exit_code == 0  # the run's own split is rebuilt from data.json
+    assert run("report", tmp_path / "run").exit_code == 0
+    assert (tmp_path / "run" / "score_track.png").stat().st_size > 10_000  # the test part over its score track
     for args, message in [
         (("train", "--data", data, "--stride", 4), "--stride 4 has no effect here: it applies with --window"),
         (("train", "--data", data, "--window", 2000), "each part needs at least window=2000 steps"),

@@ -41,8 +41,10 @@ def _image_shape(model: Autoencoder) -> tuple[int, ...] | None:
     return None
 
 
-def _show_rows(rows: list[tuple[str, np.ndarray]], shape: tuple[int, ...] | None, title: str) -> Figure:
-    """Rows of images (or of line plots for non-image data), one labelled row per array (n, D)."""
+def _show_rows(rows: list[tuple[str, np.ndarray]], shape: tuple[int, ...] | None, title: str,
+               steps: int | None = None) -> Figure:
+    """Rows of images (or of line plots for non-image data: one line per channel of a window of ``steps``
+    steps), one labelled row per array (n, D)."""
     n = max(len(a) for _, a in rows)
     fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n, 1.35 * len(rows) + 0.5), squeeze=False)
     for i, (label, arr) in enumerate(rows):
@@ -57,7 +59,7 @@ def _show_rows(rows: list[tuple[str, np.ndarray]], shape: tuple[int, ...] | None
                 img = arr[j].reshape(shape[-1], *shape[:2]).transpose(1, 2, 0) if len(shape) == 3 else arr[j].reshape(shape)
                 ax.imshow(np.clip(img, 0, 1), cmap="gray", vmin=0, vmax=1)
             else:
-                ax.plot(arr[j], lw=0.8)
+                ax.plot(arr[j].reshape(steps, -1) if steps else arr[j], lw=0.8)
         axes[i, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(title)
     fig.tight_layout()
@@ -166,19 +168,21 @@ def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dic
 
     x = _array(split.test.x, 5000)
     shape = _image_shape(model)
+    steps = model.input_shape[0] if len(model.input_shape) == 2 else None  # windows (T, C) of a series
     show = x[:N_SHOW]
     codes = encode(model, x[:5000])
     out: dict[str, Callable[[], Figure]] = {}
     if rows:
         out["loss_curves"] = lambda: loss_curves(rows)
     out["reconstructions"] = lambda: _show_rows(
-        [("original", show), ("reconstruction", reconstruct(model, show))], shape, "test images and their reconstructions")
+        [("original", show), ("reconstruction", reconstruct(model, show))], shape,
+        f"test {'images' if shape else 'samples'} and their reconstructions", steps)
     if not isinstance(model.corruption, Identity):
         with seeded(0):  # the same noisy images in every report
             noisy = model.corrupt(torch.from_numpy(show)).numpy()
         out["denoising"] = lambda: _show_rows(
             [("clean", show), ("corrupted", noisy), ("denoised", reconstruct(model, noisy))], shape,
-            f"denoising: {model.corruption.name} noise")
+            f"denoising: {model.corruption.name} noise", steps)
     labels = split.test.y[:5000] if split.test.y is not None else None
     out["code_map"] = lambda: code_map(codes, labels)
     names = {p.name for p in model.penalties}
@@ -194,6 +198,16 @@ def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dic
             return _show_rows(rows_, shape, "tangent directions: leading right-singular vectors of ∂f/∂x (first: x)")
 
         out["tangents"] = tangents
+    test_series = getattr(split, "series", None)  # a run on windows of one series (aekit train --window)
+    if test_series is not None and len(test_series.x) >= model.input_shape[0]:
+        def score_track() -> Figure:
+            from .report_series import series_scores
+            from .series import series_errors
+
+            return series_scores(test_series.x, series_errors(model, test_series.x, how="min"), test_series.names,
+                                 test_series.labels)
+
+        out["score_track"] = score_track
     if model.input_size == 2:
         out["vector_field"] = lambda: field_plot(model, _array(split.train.x, 20_000))
     if model.stochastic:

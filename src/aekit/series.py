@@ -192,7 +192,8 @@ def read_series(path: str | Path) -> SeriesFile:
 def series_split(path: str | Path, window: int, stride: int = 1, test_fraction: float = 0.2):
     """A :class:`~aekit.data.Split` of windows of the series in ``path``: the first ``1 − test_fraction`` of
     its steps train, the rest test (a series splits in time, never at random); both standardised per channel
-    with the training part's statistics, which the split's ``scaler`` attribute keeps."""
+    with the training part's statistics, which the split's ``scaler`` attribute keeps; ``series`` holds the
+    standardised test part as a :class:`SeriesFile` (the report draws its score track)."""
     from .data import Dataset, Split
 
     f = read_series(path)
@@ -207,4 +208,7 @@ def series_split(path: str | Path, window: int, stride: int = 1, test_fraction: 
         parts.append(Dataset(w.reshape(len(w), -1), None, (window, f.x.shape[1]), f"{Path(path).name} ({name})"))
     split = Split(*parts)
     split.scaler = scaler
+    labels = f.labels[cut:] if f.labels is not None else None
+    split.series = SeriesFile(scaler.transform(f.x[cut:]).astype(np.float32), f.names,
+                              f.time[cut:] if f.time is not None else None, labels)  # the test part, for the report
     return split
