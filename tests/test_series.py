@@ -90,6 +90,26 @@ def test_windows_refuse_what_cannot_be_cut():
         per_step(np.ones((2, 2)), np.array([0, 5]), 8)
 
 
+def test_whole_series_scores_and_reconstructions_equal_their_per_window_definitions():
+    """series_errors and series_reconstruction, chunk by chunk, against windows cut at once and per_step."""
+    from aekit.metrics import reconstruct
+    from aekit.series import series_reconstruction
+
+    x = np.c_[_sine(150), _sine(150, 1)]
+    torch.manual_seed(0)
+    model = create("lstm", (12, 2), hidden_size=8)
+    w, starts = windows(x, 12, 1)
+    e = step_errors(model, w)  # (N, 12)
+    np.testing.assert_allclose(series_errors(model, x, chunk=7), per_step(e, starts, 150), rtol=1e-5)
+    low = np.full(150, np.inf)
+    for s0, row in zip(starts, e):
+        low[s0:s0 + 12] = np.minimum(low[s0:s0 + 12], row)
+    np.testing.assert_allclose(series_errors(model, x, how="min", chunk=7), low, rtol=1e-6)
+    r = reconstruct(model, w.reshape(len(w), -1)).reshape(w.shape)
+    want = np.stack([per_step(r[:, :, c], starts, 150) for c in range(2)], 1)
+    np.testing.assert_allclose(series_reconstruction(model, x, chunk=7), want, rtol=1e-5, atol=1e-6)
+
+
 def test_standardizer_is_per_channel_and_fitted_on_training_data():
     train = np.c_[np.arange(100.0), 5 + 0 * np.arange(100.0)]
     s = standardizer(train)

@@ -202,10 +202,10 @@ def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dic
     if test_series is not None and len(test_series.x) >= model.input_shape[0]:
         def score_track() -> Figure:
             from .report_series import series_scores
-            from .series import series_errors
+            from .series import series_errors, series_reconstruction
 
             return series_scores(test_series.x, series_errors(model, test_series.x, how="min"), test_series.names,
-                                 test_series.labels)
+                                 test_series.labels, recon=series_reconstruction(model, test_series.x))
 
         out["score_track"] = score_track
     if model.input_size == 2:

@@ -13,18 +13,22 @@ from matplotlib.figure import Figure  # noqa: E402
 
 
 def series_scores(x: np.ndarray, score: np.ndarray, names: Sequence[str] = (), labels: np.ndarray | None = None,
-                  threshold: float | None = None, max_channels: int = 6) -> Figure:
-    """The channels of ``x`` (T, C) above (at most ``max_channels``, standardised), the score track (T,) below
-    with the ``threshold`` as a line; steps labelled 1 in ``labels`` shaded in both."""
+                  threshold: float | None = None, recon: np.ndarray | None = None, max_channels: int = 6) -> Figure:
+    """The channels of ``x`` (T, C) above (at most ``max_channels``, standardised; their reconstruction
+    ``recon`` (T, C) dashed, in the same units), the score track (T,) below with the ``threshold`` as a line;
+    steps labelled 1 in ``labels`` shaded in both."""
     x = np.asarray(x, dtype=np.float64)
     t = np.arange(len(x))
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4.5), sharex=True, height_ratios=(3, 2))
-    z = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1)
+    mu, sd = x.mean(0), np.where(x.std(0) > 0, x.std(0), 1)
+    z = (x - mu) / sd
     for c in range(min(x.shape[1], max_channels)):
-        top.plot(t, z[:, c] + 3 * c, lw=0.8, label=names[c] if c < len(names) else f"x{c}")
+        line, = top.plot(t, z[:, c] + 3 * c, lw=0.8, label=names[c] if c < len(names) else f"x{c}")
+        if recon is not None:
+            top.plot(t, (recon[:, c] - mu[c]) / sd[c] + 3 * c, lw=0.8, ls="--", color=line.get_color(), alpha=0.7)
     top.set_yticks([])
     top.legend(loc="upper right", fontsize=7, ncols=min(x.shape[1], max_channels))
-    top.set_title("series (standardised, offset per channel)" + (
+    top.set_title("series (standardised, offset per channel" + (", reconstruction dashed)" if recon is not None else ")") + (
         f"; {x.shape[1] - max_channels} more channels not shown" if x.shape[1] > max_channels else ""))
     bottom.plot(t, score, lw=0.8, color="crimson")
     if threshold is not None:

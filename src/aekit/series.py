@@ -119,6 +119,24 @@ def series_errors(model: Autoencoder, z: Any, stride: int = 1, how: str = "mean"
     return low if how == "min" else sums / counts
 
 
+def series_reconstruction(model: Autoencoder, z: Any, chunk: int = 8192) -> np.ndarray:
+    """The model's reconstruction of a whole series ``z`` (T, C), shape (T, C): each step's reconstruction
+    averaged over every window that contains it (cut ``chunk`` windows at a time)."""
+    x = as_series(z)
+    length = int(model.input_shape[0])
+    starts = starts_of(len(x), length, 1)
+    view = np.lib.stride_tricks.sliding_window_view(x, length, axis=0)  # (T − length + 1, C, length), no copy
+    sums, counts = np.zeros(x.shape), np.zeros(len(x))
+    for i in range(0, len(starts), chunk):
+        part = starts[i:i + chunk]
+        w = np.ascontiguousarray(view[part].transpose(0, 2, 1)).reshape(len(part), -1)
+        r = batched(model.reconstruct, model, w).reshape(len(part), length, -1)
+        steps = (part[:, None] + np.arange(length)).ravel()
+        np.add.at(sums, steps, r.reshape(-1, x.shape[1]))
+        counts += np.bincount(steps, minlength=len(x))
+    return sums / counts[:, None]
+
+
 def standardizer(train: Any) -> StandardScaler:
     """Per-channel standardisation fitted on a training series ``(T, C)`` (a constant channel is only centred)."""
     return StandardScaler().fit(as_series(train, "training series"))

@@ -32,7 +32,7 @@ def score(
     from .._checks import OneOf, check
     from ..checkpoint import atomic_write
     from ..run import Run
-    from ..series import read_series, series_errors
+    from ..series import read_series, series_errors, series_reconstruction
     from ..train import resolve_device
 
     _plugins(plugin)
@@ -49,7 +49,8 @@ def score(
     if len(f.x) < meta["window"]:
         _fail(f"{data} has {len(f.x)} steps, fewer than the run's window of {meta['window']}")
     model = _run_model(run_dir, resolve_device(device), model_fn)
-    s = series_errors(model, ((f.x - center) / scale).astype(np.float32), how=aggregate)
+    z = ((f.x - center) / scale).astype(np.float32)  # as in training
+    s = series_errors(model, z, how=aggregate)
     when = f.time if f.time is not None else [str(i) for i in range(len(s))]
     order = np.argsort(-s)[:max(top, 0)]
     out.print(f"{len(s)} steps scored (window {meta['window']}, {aggregate} over windows); highest:")
@@ -71,6 +72,6 @@ def score(
     if plot is not None:
         from ..report_series import series_scores
 
-        fig = series_scores(f.x, s, f.names, f.labels)
+        fig = series_scores(z, s, f.names, f.labels, recon=series_reconstruction(model, z))
         atomic_write(plot, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
         out.print(f"wrote {plot}")
