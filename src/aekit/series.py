@@ -19,6 +19,7 @@ Example
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,19 @@ def step_errors(model: Autoencoder, w: np.ndarray) -> np.ndarray:
     return ((x - r) ** 2).reshape(w.shape).sum(-1)
 
 
+def _window_chunks(model: Autoencoder, x: np.ndarray, stride: int, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The windows of series ``x`` (T, C) the model reads (its ``input_shape[0]`` steps), every ``stride`` steps,
+    ``chunk`` at a time: ``(windows (n, length, C), the steps they cover, flat (n · length,))``."""
+    length = int(model.input_shape[0])
+    if model.input_size != length * x.shape[1]:
+        raise ValueError(f"the model reads windows of shape {model.input_shape}; the series has {x.shape[1]} channels")
+    starts = starts_of(len(x), length, stride)
+    view = np.lib.stride_tricks.sliding_window_view(x, length, axis=0)  # (T − length + 1, C, length), no copy
+    for i in range(0, len(starts), chunk):
+        part = starts[i:i + chunk]
+        yield view[part].transpose(0, 2, 1), (part[:, None] + np.arange(length)).ravel()
+
+
 def series_errors(model: Autoencoder, z: Any, stride: int = 1, how: str = "mean", chunk: int = 8192) -> np.ndarray:
     """Per-step reconstruction error of a whole series ``z`` (T, C), shape (T,): the squared error of each
     step summed over channels, over the windows (every ``stride`` steps, the last at the end) that contain
@@ -100,21 +114,14 @@ def series_errors(model: Autoencoder, z: Any, stride: int = 1, how: str = "mean"
     cut ``chunk`` at a time, so a long series never exists as all its windows. The window length is the
     model's (its ``input_shape[0]``)."""
     x = as_series(z)
-    length = int(model.input_shape[0])
-    if model.input_size != length * x.shape[1]:
-        raise ValueError(f"the model reads windows of shape {model.input_shape}; the series has {x.shape[1]} channels")
     check(how, "how", OneOf("mean", "min"))
-    starts = starts_of(len(x), length, stride)
-    view = np.lib.stride_tricks.sliding_window_view(x, length, axis=0)  # (T − length + 1, C, length), no copy
     sums, counts, low = np.zeros(len(x)), np.zeros(len(x)), np.full(len(x), np.inf)
-    for i in range(0, len(starts), chunk):
-        part = starts[i:i + chunk]
-        e = step_errors(model, view[part].transpose(0, 2, 1))  # (n, length)
-        steps = (part[:, None] + np.arange(length)).ravel()
+    for w, steps in _window_chunks(model, x, stride, chunk):
+        e = step_errors(model, w).ravel()  # (n · length,)
         if how == "min":
-            np.minimum.at(low, steps, e.ravel())
+            np.minimum.at(low, steps, e)
         else:
-            sums += np.bincount(steps, weights=e.ravel(), minlength=len(x))
+            sums += np.bincount(steps, weights=e, minlength=len(x))
             counts += np.bincount(steps, minlength=len(x))
     return low if how == "min" else sums / counts
 
@@ -123,15 +130,9 @@ def series_reconstruction(model: Autoencoder, z: Any, chunk: int = 8192) -> np.n
     """The model's reconstruction of a whole series ``z`` (T, C), shape (T, C): each step's reconstruction
     averaged over every window that contains it (cut ``chunk`` windows at a time)."""
     x = as_series(z)
-    length = int(model.input_shape[0])
-    starts = starts_of(len(x), length, 1)
-    view = np.lib.stride_tricks.sliding_window_view(x, length, axis=0)  # (T − length + 1, C, length), no copy
     sums, counts = np.zeros(x.shape), np.zeros(len(x))
-    for i in range(0, len(starts), chunk):
-        part = starts[i:i + chunk]
-        w = np.ascontiguousarray(view[part].transpose(0, 2, 1)).reshape(len(part), -1)
-        r = batched(model.reconstruct, model, w).reshape(len(part), length, -1)
-        steps = (part[:, None] + np.arange(length)).ravel()
+    for w, steps in _window_chunks(model, x, 1, chunk):
+        r = batched(model.reconstruct, model, np.ascontiguousarray(w).reshape(len(w), -1))
         np.add.at(sums, steps, r.reshape(-1, x.shape[1]))
         counts += np.bincount(steps, minlength=len(x))
     return sums / counts[:, None]
