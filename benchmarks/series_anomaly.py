@@ -15,12 +15,13 @@ baseline: |residual| of a robust STL decomposition (statsmodels) of the test par
 VUS-PR and range-based F1 are not computed.
 
     pip install -e ".[bench]"
-    python benchmarks/series_anomaly.py [--seeds 0,1] [--presets tcn,lstm,transformer]
+    python benchmarks/series_anomaly.py [--seeds 0,1] [--presets "tcn;lstm;lstm:teacher_forcing=1"]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
 
@@ -101,9 +102,25 @@ def on_windows(model_fn: Callable[[], object], length: int, kind: str):
     return fit
 
 
-def aekit_method(preset: str, length: int, seed: int):
+def preset_spec(spec: str) -> tuple[str, dict]:
+    """``"lstm:teacher_forcing=1,cell=gru"`` → ``("lstm", {"teacher_forcing": 1, "cell": "gru"})``."""
+    name, _, rest = spec.partition(":")
+    options = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return name, options
+
+
+def aekit_method(spec: str, length: int, seed: int):
+    preset, options = preset_spec(spec)
+
     def fit(train: np.ndarray):
-        det = SeriesOutlierDetector(preset, window=length, stride=1, random_state=seed).fit(train)
+        det = SeriesOutlierDetector(preset, window=length, stride=1, preset_options=options,
+                                    random_state=seed).fit(train)
         return lambda test: -det.score_samples(test)
     return fit
 
@@ -134,9 +151,12 @@ def methods(length: int, period: int, presets: list[str], seed: int) -> dict[str
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--presets", default="tcn,lstm,transformer")
+    ap.add_argument("--presets", default="tcn,lstm,transformer",
+                    help="presets separated by ';' (or ',' when none has options), each with options as "
+                         "name:option=value,option=value, e.g. 'lstm;lstm:teacher_forcing=1'")
     args = ap.parse_args()
-    seeds, presets = [int(s) for s in args.seeds.split(",")], args.presets.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    presets = args.presets.split(";" if ";" in args.presets or ":" in args.presets else ",")
     rows: dict[str, list[tuple[float, float]]] = {}
     times: dict[str, list[float]] = {}
     for name, (x, period) in series().items():

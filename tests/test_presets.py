@@ -137,6 +137,7 @@ ALTERNATIVES = {
     "kernel": ([5], {}),
     "hidden_size": ([16], {}),
     "cell": (["gru"], {}),
+    "teacher_forcing": ([0.5, 1.0], {}),
     "layers": ([2, 3], {}),
     "d_model": ([16], {}),
     "heads": ([2], {}),

@@ -11,7 +11,7 @@ from aekit.contractive import Contractive
 from aekit.corruption import make_corruption
 from aekit.networks import (AttentionDecoder, AttentionEncoder, RNNDecoder, RNNEncoder, TCNDecoder, TCNEncoder,
                             series_shape)
-from aekit.series import per_step, series_errors, standardizer, step_errors, windows
+from aekit.series import per_step, series_errors, standardizer, step_errors, window_errors, windows
 from aekit.sparse import L1
 from aekit.variational import GaussianEncoder, GaussianKL
 
@@ -24,7 +24,7 @@ def _bodies(shape, k):
     rnn, gru = RNNEncoder(shape, 8, 2, k, "lstm"), RNNEncoder(shape, 8, 1, k, "gru")
     att = AttentionEncoder(shape, 8, 2, 1, k)
     return {"tcn": (tcn, TCNDecoder(tcn)), "lstm": (rnn, RNNDecoder(rnn)), "gru": (gru, RNNDecoder(gru)),
-            "transformer": (att, AttentionDecoder(att))}
+            "gru_forced": (gru, RNNDecoder(gru, teacher_forcing=0.5)), "transformer": (att, AttentionDecoder(att))}
 
 
 @pytest.mark.parametrize("shape", [(1,), (7,), (13, 1), (16, 3), (31, 2), (4, 2, 3)])
@@ -60,6 +60,61 @@ def test_bad_bodies_are_refused_with_the_reason():
 
 
 # ---------------------------------------------------------------------------- windows
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_teacher_forced_decoder_is_the_free_one_fed_the_truth(cell):
+    """Fed its own predictions as the truth, the teacher-forced pass (one call) equals the free-running one
+    (step by step); fed the truth, step t+1 depends on step t of x and on nothing later."""
+    torch.manual_seed(0)
+    enc = RNNEncoder((9, 2), 8, 2, 3, cell)
+    dec = RNNDecoder(enc, teacher_forcing=1.0)
+    h = enc(torch.randn(4, 18))
+    free = dec(h)
+    torch.testing.assert_close(dec(h, free), free, rtol=1e-5, atol=1e-6)
+    x = torch.randn(4, 9, 2)
+    r = dec(h, x.flatten(1)).view(4, 9, 2)
+    assert not torch.allclose(r, free.view(4, 9, 2))
+    x2 = x.clone()
+    x2[:, 5] += 1.0
+    r2 = dec(h, x2.flatten(1)).view(4, 9, 2)
+    torch.testing.assert_close(r2[:, :6], r[:, :6], rtol=0, atol=0)  # steps 0..5 never see step 5
+    assert (r2[:, 6:] - r[:, 6:]).abs().amax(-1).min() > 0
+
+
+def test_scheduled_sampling_feeds_the_truth_at_a_random_share_of_steps():
+    """With 0 < p < 1 step t+1 depends on step t of x exactly where the step drew the truth (the draw the
+    decoder makes first, replayed here from the same seed), at about a share p of the steps."""
+    torch.manual_seed(0)
+    enc = RNNEncoder((30, 1), 8, 1, 3, "lstm")
+    dec = RNNDecoder(enc, teacher_forcing=0.3)
+    h = enc(torch.randn(64, 30)).detach()
+    x = torch.randn(64, 30, requires_grad=True)
+    torch.manual_seed(1)
+    r = dec(h, x).view(64, 30)
+    torch.manual_seed(1)
+    forced = (torch.rand(64, 30, 1) < 0.3)[..., 0]
+    for t in range(29):
+        (g,) = torch.autograd.grad(r[:, t + 1].sum(), x, retain_graph=True)
+        assert torch.equal(g[:, t] != 0, forced[:, t + 1]), t
+        assert (g[:, t + 1:] == 0).all()  # nothing later leaks in
+    assert 0.25 < forced[:, 1:].float().mean() < 0.35
+    with pytest.raises(ValueError, match=r"teacher_forcing must be in \[0, 1\], got 1.5"):
+        RNNDecoder(enc, teacher_forcing=1.5)
+
+
+def test_the_model_teacher_forces_with_the_clean_input_in_training_only():
+    torch.manual_seed(0)
+    enc = RNNEncoder((10, 2), 8, 1, 3, "gru")
+    dec = RNNDecoder(enc, teacher_forcing=1.0)
+    model = Autoencoder(enc, dec, Gaussian(), input_shape=(10, 2), code_size=3,
+                        corruption=make_corruption("gaussian", 0.5))
+    x = torch.randn(6, 20)
+    out = model.train()(x)
+    torch.testing.assert_close(out.r, dec(out.h, x))  # the clean x, not the corrupted one
+    out = model.eval()(x)
+    torch.testing.assert_close(out.r, dec(out.h))
+    torch.testing.assert_close(model.reconstruct(x), dec(model.code(x)))
 
 
 def test_windows_and_per_step_against_a_hand_computed_example():
@@ -105,6 +160,10 @@ def test_whole_series_scores_and_reconstructions_equal_their_per_window_definiti
     for s0, row in zip(starts, e):
         low[s0:s0 + 12] = np.minimum(low[s0:s0 + 12], row)
     np.testing.assert_allclose(series_errors(model, x, how="min", chunk=7), low, rtol=1e-6)
+    st, we = window_errors(model, x, stride=5, chunk=7)  # the last window ends at the last step
+    w5, starts5 = windows(x, 12, 5)
+    np.testing.assert_array_equal(st, starts5)
+    np.testing.assert_allclose(we, step_errors(model, w5).mean(1), rtol=1e-5)
     r = reconstruct(model, w.reshape(len(w), -1)).reshape(w.shape)
     want = np.stack([per_step(r[:, :, c], starts, 150) for c in range(2)], 1)
     np.testing.assert_allclose(series_reconstruction(model, x, chunk=7), want, rtol=1e-5, atol=1e-6)
@@ -128,14 +187,14 @@ def _sine(T=600, seed=0):
     return (np.sin(2 * np.pi * t / 25) + 0.05 * rng.normal(size=T)).astype(np.float32)
 
 
-@pytest.mark.parametrize("preset", SEQUENCE)
-def test_a_spike_in_a_sine_is_found_at_its_step(preset):
+@pytest.mark.parametrize("preset, options", [*((p, {}) for p in SEQUENCE), ("lstm", {"teacher_forcing": 1.0})])
+def test_a_spike_in_a_sine_is_found_at_its_step(preset, options):
     train, test = _sine(600, 0), _sine(300, 1)
     spike = 137
     test[spike] += 3.0
     w, _ = windows(train, 25, 1)
     torch.manual_seed(0)
-    model = create(preset, (25, 1))
+    model = create(preset, (25, 1), **options)
     fit(model, w, epochs=8, batch_size=32, lr=3e-3, val_fraction=0, seed=0, progress=False)
     wt, starts = windows(test, 25, 1)
     score = per_step(step_errors(model, wt), starts, len(test))
@@ -144,7 +203,7 @@ def test_a_spike_in_a_sine_is_found_at_its_step(preset):
     assert score[spike] > 5 * np.median(others)
 
 
-@pytest.mark.parametrize("body", ["tcn", "lstm", "transformer"])
+@pytest.mark.parametrize("body", ["tcn", "lstm", "gru_forced", "transformer"])
 def test_each_body_trains_with_the_denoising_sparse_contractive_and_vae_parts(body):
     shape, k = (12, 2), 4
     x = torch.from_numpy(windows(np.c_[_sine(200), _sine(200, 3)], 12, 2)[0].reshape(-1, 24))
@@ -164,11 +223,12 @@ def test_each_body_trains_with_the_denoising_sparse_contractive_and_vae_parts(bo
     assert vae.stochastic and h.rows[-1]["train_neg_elbo"] < h.rows[0]["train_neg_elbo"]
 
 
-@pytest.mark.parametrize("preset", SEQUENCE)
-def test_sequence_presets_save_load_and_resume_exactly(preset, tmp_path):
+# scheduled sampling draws from the random stream in every training step: a resumed run must replay it
+@pytest.mark.parametrize("preset, options", [*((p, {}) for p in SEQUENCE), ("lstm", {"teacher_forcing": 0.5})])
+def test_sequence_presets_save_load_and_resume_exactly(preset, options, tmp_path):
     w = windows(_sine(200), 16, 4)[0]
     torch.manual_seed(0)
-    model = create(preset, (16, 1), code_size=3)
+    model = create(preset, (16, 1), code_size=3, **options)
     path = save_model(model, tmp_path / "m")
     again = load_model(path)
     x = torch.from_numpy(w.reshape(len(w), -1))
@@ -176,7 +236,7 @@ def test_sequence_presets_save_load_and_resume_exactly(preset, tmp_path):
     # three epochs in one go equal one epoch, a stop, and a resumed run (from a fresh model)
     opts = dict(epochs=3, batch_size=8, lr=1e-3, val_fraction=0, seed=0, progress=False)
     torch.manual_seed(0)
-    straight = create(preset, (16, 1), code_size=3)
+    straight = create(preset, (16, 1), code_size=3, **options)
     fit(straight, w, **opts)
 
     def stop(epoch, row, model):
@@ -185,8 +245,8 @@ def test_sequence_presets_save_load_and_resume_exactly(preset, tmp_path):
 
     torch.manual_seed(0)
     with pytest.raises(KeyboardInterrupt):
-        fit(create(preset, (16, 1), code_size=3), w, run_dir=tmp_path / "run", callbacks=[stop], **opts)
-    resumed = create(preset, (16, 1), code_size=3)
+        fit(create(preset, (16, 1), code_size=3, **options), w, run_dir=tmp_path / "run", callbacks=[stop], **opts)
+    resumed = create(preset, (16, 1), code_size=3, **options)
     fit(resumed, w, run_dir=tmp_path / "run", resume=True, **opts)
     for (k, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
@@ -216,6 +276,14 @@ def test_series_detector_scores_every_step_and_flags_the_anomalies(tmp_path):
     mean, offset = -series_errors(det.model_, z, how="mean"), np.percentile(-series_errors(det.model_, z_train), 1)
     assert (mean[10:190] < offset).mean() > 0.1  # the mean over windows smears it over the steps it shares windows with
     assert (det.decision_function(train) < 0).mean() == pytest.approx(0.01, abs=0.005)  # the contamination share
+    starts, ws = det.score_windows(test, stride=7)  # one score per window: the mean error over its steps
+    wt, want_starts = windows(z, 40, 7)
+    np.testing.assert_array_equal(starts, want_starts)
+    np.testing.assert_allclose(ws, -step_errors(det.model_, wt).mean(1), rtol=1e-6)
+    worst = int(starts[np.argmin(ws)])
+    assert worst <= 204 and worst + 39 >= 200  # the worst window holds anomalous steps
+    with pytest.raises(ValueError, match="stride must be an integer >= 1, got 0"):
+        det.score_windows(test, stride=0)
     again = SeriesOutlierDetector.load(det.save(tmp_path / "det"))
     np.testing.assert_array_equal(again.score_samples(test), s)
     assert clone(det).get_params() == det.get_params()

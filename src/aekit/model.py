@@ -124,6 +124,18 @@ class Encoder(nn.Module):
         return None
 
 
+class Decoder(nn.Module):
+    """Interface for what a decoder declares beyond its forward pass; any ``nn.Module`` mapping (B, K) → (B, D)
+    decodes, declaring nothing.
+
+    ``teacher_forced = True``: in training the model calls it as ``decoder(h, x)`` with the clean batch x
+    (B, D), so an autoregressive decoder can be fed the true previous steps; everywhere else (scoring,
+    sampling, evaluation) it is called as ``decoder(h)`` and must run on its own predictions.
+    """
+
+    teacher_forced: bool = False
+
+
 class TracksDeadUnits(ABC):
     """Interface for a part of an encoder that records, in training, its pre-activations ``pre`` (B, K) and
     which units have not fired for long (:meth:`dead`); the model hands both to the penalties in
@@ -205,7 +217,8 @@ class Autoencoder(nn.Module):
     encoder, decoder
         Modules mapping flat batches ``(B, D) → (B, K)`` and ``(B, K) → (B, D)``. An :class:`Encoder`
         may declare more: ``stochastic`` (it returns q(h | x), :class:`~aekit.variational.GaussianEncoder`;
-        the model then draws h from it) and a closed-form Jacobian norm.
+        the model then draws h from it) and a closed-form Jacobian norm; a :class:`Decoder`
+        ``teacher_forced`` (in training it is also given the clean x).
     likelihood
         The decoder's likelihood; reconstruction is scored against the clean ``x``.
     input_shape
@@ -248,6 +261,7 @@ class Autoencoder(nn.Module):
         self.input_size = math.prod(self.input_shape)
         self.code_size = int(code_size)
         self.stochastic = isinstance(encoder, Encoder) and encoder.stochastic
+        self._forced = isinstance(decoder, Decoder) and decoder.teacher_forced
         # a tuple, not an attribute nn.Module would register (the tracker is already the encoder's)
         self._trackers = tuple(m for m in encoder.modules() if isinstance(m, TracksDeadUnits))[:1]
         # Set by presets.create: the JSON config that rebuilds this model exactly.
@@ -308,7 +322,7 @@ class Autoencoder(nn.Module):
             x_tilde = x_tilde.detach().requires_grad_(True)
         q = self.encoder(x_tilde) if self.stochastic else None
         h = q.rsample() if q is not None else self.encoder(x_tilde)
-        r = self.decoder(h)
+        r = self.decoder(h, x) if self._forced and self.training else self.decoder(h)
         nll = self.likelihood.nll(fp32(r), x)  # (B,) against the clean x; fp32 even under autocast
         terms = {"reconstruction": nll.mean()}
         batch = Batch(x=x, x_tilde=x_tilde, h=h, r=r, model=self, q=q, nll=nll)

@@ -70,6 +70,9 @@ OPTIONS: dict[str, Option] = {
     "kernel": _opt("tcn: width of each temporal convolution (odd)", Interval(int, 1)),
     "hidden_size": _opt("lstm: units of each recurrent layer", Interval(int, 1)),
     "cell": _opt("lstm: the recurrent cell, lstm or gru", OneOf("lstm", "gru")),
+    "teacher_forcing": _opt("lstm: chance a training step of the decoder is fed the true previous value, not "
+                            "its own prediction (0: it sees the code only; scoring always runs free)",
+                            Interval(float, 0, 1)),
     "layers": _opt("lstm, transformer: stacked layers", Interval(int, 1)),
     "d_model": _opt("transformer: width of each step's embedding (a multiple of heads)", Interval(int, 1)),
     "heads": _opt("transformer: attention heads", Interval(int, 1)),

@@ -276,11 +276,13 @@ def tcn(input_shape: tuple[int, ...], code_size: int = 8, channels: Sequence[int
 
 @register("lstm", "GRU/LSTM encoder-decoder for windows (T, C) of a series (EncDec-AD)", epochs=30, lr=1e-3)
 def lstm(input_shape: tuple[int, ...], code_size: int = 8, hidden_size: int = 64, layers: int = 1,
-         cell: str = "lstm", out: Output = SERIES) -> Autoencoder:
-    """The code is an affine map of the final state; the decoder is unrolled from it (no teacher forcing)."""
+         cell: str = "lstm", teacher_forcing: float = 0.0, out: Output = SERIES) -> Autoencoder:
+    """The code is an affine map of the final state; the decoder is unrolled from it, autoregressive and
+    fed the true previous steps in training where ``teacher_forcing`` > 0 (scoring always runs free)."""
     encoder = RNNEncoder(input_shape, hidden_size, layers, _need_code_size(code_size), cell)
-    return Autoencoder(encoder, RNNDecoder(encoder), out.make(input_shape), input_shape=input_shape,
-                       code_size=code_size)
+    likelihood = out.make(input_shape)
+    return Autoencoder(encoder, RNNDecoder(encoder, teacher_forcing, likelihood.mean), likelihood,
+                       input_shape=input_shape, code_size=code_size)
 
 
 @register("transformer", "small Transformer encoder for windows (T, C) of a series, mean-pooled code",

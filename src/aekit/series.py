@@ -126,6 +126,18 @@ def series_errors(model: Autoencoder, z: Any, stride: int = 1, how: str = "mean"
     return low if how == "min" else sums / counts
 
 
+def window_errors(model: Autoencoder, z: Any, stride: int = 1, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Reconstruction error of each window of a whole series ``z`` (T, C), every ``stride`` steps (the last at
+    the end): the first steps ``(N,)`` and the mean over the window's steps of their squared error summed
+    over channels ``(N,)`` (the units of :func:`series_errors`). Cut ``chunk`` windows at a time."""
+    x = as_series(z)
+    starts, errors = [], []
+    for w, steps in _window_chunks(model, x, stride, chunk):
+        errors.append(step_errors(model, w).mean(1))
+        starts.append(steps[:: w.shape[1]])  # each window's first step
+    return np.concatenate(starts), np.concatenate(errors)
+
+
 def series_reconstruction(model: Autoencoder, z: Any, chunk: int = 8192) -> np.ndarray:
     """The model's reconstruction of a whole series ``z`` (T, C), shape (T, C): each step's reconstruction
     averaged over every window that contains it (cut ``chunk`` windows at a time)."""

@@ -9,8 +9,8 @@ from sklearn.base import OutlierMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._checks import Interval, OneOf
-from ..series import series_errors, standardizer, windows
+from .._checks import Interval, OneOf, check
+from ..series import series_errors, standardizer, window_errors, windows
 from .base import DTYPES, _AutoencoderEstimator
 
 
@@ -125,12 +125,24 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         return self
 
     def score_samples(self, X: Any) -> np.ndarray:
-        """Per-step score of the series ``X`` (n_steps,), higher is more typical: −(mean squared error of the
-        step over the windows that contain it, in standardised units)."""
+        """Per-step score of the series ``X`` (n_steps,), higher is more typical: −(the step's squared error
+        in standardised units, summed over channels, combined over the windows that contain it by
+        ``aggregate_``)."""
         check_is_fitted(self)
         z = self._series(X, reset=False)
         with self._scoring_threads():
             return -series_errors(self.model_, z, how=self.aggregate_)
+
+    def score_windows(self, X: Any, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Per-window scores of the series ``X``: the first step of each window of ``window`` steps, every
+        ``stride`` steps (the last ending at the last step), shape (n_windows,), and its score, higher is
+        more typical: −(the mean over its steps of their squared error summed over channels)."""
+        check_is_fitted(self)
+        check(stride, "stride", Interval(int, 1))
+        z = self._series(X, reset=False)
+        with self._scoring_threads():
+            starts, errors = window_errors(self.model_, z, stride)
+        return starts, -errors
 
     def decision_function(self, X: Any) -> np.ndarray:
         """``score_samples(X) − offset_``: negative for anomalous steps."""

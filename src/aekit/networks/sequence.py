@@ -9,14 +9,14 @@ channel). Like every body they take and return flat batches ``(B, T·C)``; T and
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from .._checks import OneOf, check, integer
-from ..model import Encoder
+from .._checks import Interval, OneOf, check, integer
+from ..model import Decoder, Encoder
 from .mlp import activation
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -112,33 +112,70 @@ class RNNEncoder(Encoder):
         self.fc = nn.Linear(self.hidden_size, integer(code_size, "code_size"))
 
     def forward(self, x: Tensor) -> Tensor:
-        out, _ = self.rnn(x.view(-1, self.T, self.C))  # (B, T, H)
+        z = x.view(-1, self.T, self.C)
+        # the zero initial state made from the input: under torch.func.vmap (the exact contractive penalty) it
+        # is then batched like the input, which the GRU's own default state is not
+        zero = torch.zeros_like(z[:, 0, :1]).expand(-1, self.hidden_size).expand(self.layers, -1, -1).contiguous()
+        out, _ = self.rnn(z, (zero, zero) if self.cell == "lstm" else zero)  # (B, T, H)
         return self.fc(out[:, -1])
 
 
-class RNNDecoder(nn.Module):
+class RNNDecoder(Decoder):
     """A GRU or LSTM unrolled from the code: the code sets every layer's initial state (through an affine
-    map and tanh) and is the input at every step; an affine map reads each step's C values.
+    map and tanh) and is part of the input at every step; an affine map reads each step's C values.
 
-    Without teacher forcing: the decoder sees the code only, in training as when scoring, so a window's
-    reconstruction never leans on the window itself (the reason EncDec-AD's reconstruction error flags
-    anomalies)."""
+    ``teacher_forcing = 0`` (default): the decoder sees the code only, in training as when scoring, so a
+    window's reconstruction never leans on the window itself (the reason EncDec-AD's reconstruction error
+    flags anomalies). ``teacher_forcing = p > 0``: the decoder is autoregressive, each step is also fed the
+    previous step's value (zero before the first); in training that value is the true one with probability
+    p per sample and step (1: classic teacher forcing, Malhotra et al. 2016; between: scheduled sampling,
+    Bengio et al. 2015) and the decoder's own prediction otherwise; when scoring it is always its own.
+    ``mean`` maps a step's output to a value fed back (the likelihood's mean, e.g. a sigmoid of logits).
 
-    def __init__(self, encoder: RNNEncoder) -> None:
+    Example
+    -------
+    >>> enc = RNNEncoder((20, 2), 16, 1, 3, "gru")
+    >>> dec = RNNDecoder(enc, teacher_forcing=1.0)
+    >>> x = torch.randn(4, 40)
+    >>> dec(enc(x), x).shape  # training: fed the true previous steps of x
+    torch.Size([4, 40])
+    """
+
+    def __init__(self, encoder: RNNEncoder, teacher_forcing: float = 0.0,
+                 mean: Callable[[Tensor], Tensor] | None = None) -> None:
         super().__init__()
         self.T, self.C, self.cell = encoder.T, encoder.C, encoder.cell
         self.hidden_size, self.layers, k = encoder.hidden_size, encoder.layers, encoder.fc.out_features
+        self.teacher_forcing = float(check(teacher_forcing, "teacher_forcing", Interval(float, 0, 1)))
+        self.teacher_forced = self.teacher_forcing > 0
+        self.mean = mean
         states = 2 if self.cell == "lstm" else 1  # an LSTM has a cell state besides its hidden state
         self.init = nn.Linear(k, states * self.layers * self.hidden_size)
-        self.rnn = CELLS[self.cell](k, self.hidden_size, self.layers, batch_first=True)
+        self.rnn = CELLS[self.cell](k + (self.C if self.teacher_forced else 0), self.hidden_size, self.layers,
+                                    batch_first=True)
         self.out = nn.Linear(self.hidden_size, self.C)
 
-    def forward(self, h: Tensor) -> Tensor:
+    def forward(self, h: Tensor, x: Tensor | None = None) -> Tensor:
         b = len(h)
         s = torch.tanh(self.init(h)).view(b, -1, self.layers, self.hidden_size).permute(1, 2, 0, 3).contiguous()
         state = (s[0], s[1]) if self.cell == "lstm" else s[0]  # each (layers, B, H)
-        out, _ = self.rnn(h.unsqueeze(1).expand(b, self.T, h.shape[1]), state)
-        return self.out(out).flatten(1)  # (B, T, C) -> (B, T·C)
+        codes = h.unsqueeze(1).expand(b, self.T, h.shape[1])  # (B, T, K)
+        if not self.teacher_forced:
+            return self.out(self.rnn(codes, state)[0]).flatten(1)  # (B, T, C) -> (B, T·C)
+        true = None if x is None else x.view(b, self.T, self.C).to(h.dtype)
+        if true is not None and self.teacher_forcing == 1.0:  # every step is fed the true previous one: one pass
+            prev = torch.cat([true.new_zeros(b, 1, self.C), true[:, :-1]], 1)
+            return self.out(self.rnn(torch.cat([codes, prev], 2), state)[0]).flatten(1)
+        # step by step: a step's input is the previous prediction, or (in training, with probability p) the truth
+        forced = None if true is None else torch.rand(b, self.T, 1, device=h.device) < self.teacher_forcing
+        y, r = h.new_zeros(b, self.C), []
+        for t in range(self.T):
+            if forced is not None and t > 0:
+                y = torch.where(forced[:, t], true[:, t - 1], y)
+            out, state = self.rnn(torch.cat([h, y], 1).unsqueeze(1), state)
+            r.append(self.out(out[:, 0]))  # (B, C)
+            y = self.mean(r[-1]) if self.mean is not None else r[-1]
+        return torch.stack(r, 1).flatten(1)
 
 
 def positional(T: int, d: int) -> Tensor:
