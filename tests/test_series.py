@@ -346,7 +346,7 @@ def test_cli_trains_on_windows_of_a_csv_series_and_scores_each_step(tmp_path):
     assert rows[0] == "time,score,label" and len(rows) == 1001
     score = np.array([float(r.split(",")[1]) for r in rows[1:]])
     assert set(np.argsort(-score)[:4]) == {900, 901, 902, 903}
-    assert "ROC-AUC 1.0000" in res.output and (tmp_path / "s.png").stat().st_size > 10_000
+    assert "ROC-AUC 1.0000" in res.output and "best range F1 1.0000" in res.output and (tmp_path / "s.png").stat().st_size > 10_000
     assert run("evaluate", tmp_path / "run").exit_code == 0  # the run's own split is rebuilt from data.json
     assert run("report", tmp_path / "run").exit_code == 0
     assert (tmp_path / "run" / "score_track.png").stat().st_size > 10_000  # the test part over its score track

@@ -28,7 +28,7 @@ def score(
 ) -> None:
     """Score every step of a series: the squared reconstruction error of the step (channels standardised as in
     training, summed), over the windows that contain it. Higher is more anomalous; with labels, ROC-AUC and
-    average precision per step are printed too."""
+    average precision per step are printed too, and the best range-based F1 over thresholds (aekit.ranges)."""
     from .._checks import OneOf, check
     from ..checkpoint import atomic_write
     from ..run import Run
@@ -59,8 +59,12 @@ def score(
     if f.labels is not None and 0 < f.labels.sum() < len(f.labels):
         from sklearn.metrics import average_precision_score, roc_auc_score
 
+        from ..ranges import best_range_f1
+
+        f1, t = best_range_f1(f.labels, s)
         out.print(f"labels: {int(f.labels.sum())} anomalous steps; ROC-AUC {roc_auc_score(f.labels, s):.4f}, "
                   f"average precision {average_precision_score(f.labels, s):.4f}")
+        out.print(f"best range F1 {f1:.4f}, flagging scores ≥ {t:.4g}")
     if out_path is not None:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
