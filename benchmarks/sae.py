@@ -252,7 +252,7 @@ def main() -> None:
     for a, b in pairs:
         for r in (a, b) if b else (a,):
             ratio = f"{a['tokens_per_s'] / b['tokens_per_s']:.2f}×" if b and r is a else ""
-            print(f"| {r['k']} | {'aekit' if r['lib'] == 'aekit' else 'SAELens'} | {r['fvu']:.4f} | {r['l0']:.1f} | "
+            print(f"| {r['k']} | {'aekit' if r['lib'] == 'aekit' else 'SAELens'} | {r['fvu']:.5f} | {r['l0']:.1f} | "
                   f"{r['dead']:.2%} | {r['ce_recovered']:.2%} | {r['kl']:.4f} | {r['tokens_per_s']:,.0f} | "
                   f"{r['peak_rss_mb']:,.0f} MB | {ratio} |")
 
