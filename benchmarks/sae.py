@@ -8,8 +8,10 @@
    (``sae-topk``: AuxK, unit-norm decoder, E‖x‖² = d scaling) and by SAELens (``TopKTrainingSAE`` with its own
    ``SAETrainer``, ``normalize_activations="expected_average_only_in"``), each in a fresh process fed the same
    shuffled batches (aekit's stream of the shards), the same batch size and learning rate.
-4. Both are measured by the same code on the last 10 % of the tokens (never trained on): FVU, L0, dead
-   latents, and CE loss recovered on held-out contexts; tokens/s of training and the process's peak RSS.
+4. Both are measured by the same code on the last 10 % of the tokens (never trained on): FVU, L0, latents
+   silent on all of them, and CE loss recovered on held-out contexts; dead latents as the issue defines them
+   (no activation in the last 10 M tokens: the activations' last 10 M rows, held-out ones included); tokens/s
+   of training and the process's peak RSS.
 
     python benchmarks/sae.py [--tokens 20000000] [--ks 16,32,64] [--minutes-lm 5]
 
@@ -105,7 +107,7 @@ from aekit.sources import Stream
 from aekit.splice import ce_loss_recovered
 from aekit.cli.interp import load_lm
 
-lib, acts, lm_dir, k, expansion, batch, lr, n_train, options, seed, test_start = sys.argv[1:12]
+lib, acts, lm_dir, k, expansion, batch, lr, n_train, options, seed, test_start, init = sys.argv[1:13]
 k, expansion, batch, lr, n_train, seed = int(k), int(expansion), int(batch), float(lr), int(n_train), int(seed)
 test_start = int(test_start)
 rows = ShardRows(acts)
@@ -125,6 +127,13 @@ if lib == "aekit":
     from aekit.optim import TrainConfig
     opts, trainer = json.loads(options), {f.name for f in fields(TrainConfig)}
     sae = aekit.create("sae-topk", (d,), expansion=expansion, k=k, **{o: v for o, v in opts.items() if o not in trainer})
+    if init == "saelens":  # SAELens's draw for the same seed: kaiming-uniform rows of W_dec (d_sae, d_in), norm 0.1
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            w = torch.nn.init.kaiming_uniform_(torch.empty(expansion * d, d))
+            w /= w.norm(dim=1, keepdim=True)
+            sae.decoder.parametrizations.weight.original.copy_(w.t() * 0.1)
+            sae.encoder.weight.copy_(w * 0.1)
     aekit.fit(sae, train, epochs=1, batch_size=batch, lr=lr, val_fraction=0.0, progress=False,
               **{o: v for o, v in opts.items() if o in trainer})
     sae.eval()
@@ -158,7 +167,14 @@ def measure():
         r = dec(h)
         err += float((x - r).double().square().sum()); sq += float(x.double().square().sum())
         s += x.double().sum(0); on = h > 1e-3; l0 += float(on.sum()); fires += on.sum(0).double(); n += len(x)
-    return {"fvu": err / (sq - float(s.square().sum()) / n), "l0": l0 / n, "dead": float((fires == 0).double().mean())}
+    # the issue's dead latents: no activation in the last 10 M tokens (here the activations' last 10 M rows, the
+    # held-out ones included, read by the trained SAE), or in all of them if there are fewer
+    window = SubsetRows(rows, np.arange(max(0, rows.n - 10_000_000), rows.n))
+    fires10 = torch.zeros(expansion * d, dtype=torch.float64)
+    for _, x in window.chunks():
+        fires10 += (enc(torch.from_numpy(x)) > 1e-3).sum(0).double()
+    return {"fvu": err / (sq - float(s.square().sum()) / n), "l0": l0 / n, "dead": float((fires10 == 0).double().mean()),
+            "silent_test": float((fires == 0).double().mean()), "dead_window": len(window)}
 
 res = {"lib": lib, "k": k, "tokens_per_s": n_train / seconds, "train_seconds": seconds, **measure()}
 _, tokens, T = contexts(acts)
@@ -189,6 +205,9 @@ def main() -> None:
                     help="train on the first N tokens only (0: 90 %% of them); the test tokens stay the last 10 %%")
     ap.add_argument("--aekit-options", default="{}", help='more sae-topk and trainer options, JSON, e.g. \'{"aux_coef": 1, "grad_clip": 1}\'')
     ap.add_argument("--seed", type=int, default=0, help="the SAEs' initialisation (the batch order stays fixed)")
+    ap.add_argument("--aekit-init", choices=("aekit", "saelens"), default="aekit",
+                    help="saelens: start aekit's SAE from SAELens's initial weights for the same seed (a diagnostic: "
+                         "the two trainers from one start)")
     ap.add_argument("--libs", default="aekit,saelens", help="which libraries to train (comma-separated)")
     ap.add_argument("--work", type=Path, help="keep the model and activations in this directory (reused when it "
                     "already holds them: e.g. --libs aekit to train again on the same activations); default: "
@@ -232,7 +251,7 @@ def main() -> None:
         for k in (int(v) for v in args.ks.split(",")):
             for lib in args.libs.split(","):
                 cmd = [sys.executable, "-c", CHILD, lib, str(dirs[layer]), str(lm_dir), str(k), str(args.expansion),
-                       str(args.batch_size), str(args.lr), str(n_train), args.aekit_options, str(args.seed), str(test_start)]
+                       str(args.batch_size), str(args.lr), str(n_train), args.aekit_options, str(args.seed), str(test_start), args.aekit_init]
                 res = subprocess.run(cmd, capture_output=True, text=True, timeout=7200,
                                      env={**os.environ, "TQDM_DISABLE": "1"})
                 if res.returncode != 0:
@@ -245,15 +264,15 @@ def main() -> None:
     print(f"\nTopK SAEs, {args.expansion}× ({args.expansion * args.width} latents) on {layer} of a {args.layers}-layer "
           f"× {args.width} GPT-2-style model; one epoch over {n_train:,} tokens, batch {args.batch_size}, "
           f"Adam {args.lr:g}; measured on the last {n - test_start:,} tokens and 128 held-out contexts\n")
-    print("| k | library | FVU | L0 | dead latents | CE loss recovered | KL (nats/token) | tokens/s | "
-          "peak RSS | aekit speed ÷ SAELens |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| k | library | FVU | L0 | dead latents (10 M tokens) | silent on the held-out tokens | CE loss recovered | "
+          "KL (nats/token) | tokens/s | peak RSS | aekit speed ÷ SAELens |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     pairs = zip(results[::2], results[1::2]) if args.libs == "aekit,saelens" else ((r, None) for r in results)
     for a, b in pairs:
         for r in (a, b) if b else (a,):
             ratio = f"{a['tokens_per_s'] / b['tokens_per_s']:.2f}×" if b and r is a else ""
             print(f"| {r['k']} | {'aekit' if r['lib'] == 'aekit' else 'SAELens'} | {r['fvu']:.5f} | {r['l0']:.1f} | "
-                  f"{r['dead']:.2%} | {r['ce_recovered']:.2%} | {r['kl']:.4f} | {r['tokens_per_s']:,.0f} | "
+                  f"{r['dead']:.2%} | {r['silent_test']:.2%} | {r['ce_recovered']:.2%} | {r['kl']:.4f} | {r['tokens_per_s']:,.0f} | "
                   f"{r['peak_rss_mb']:,.0f} MB | {ratio} |")
 
 
