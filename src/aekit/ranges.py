@@ -70,8 +70,15 @@ def range_precision_recall(labels: Any, predicted: Any, alpha: float = 0.0) -> t
     if not y.any():
         raise ValueError("labels has no anomalous step: range recall is undefined")
     check(alpha, "alpha", Interval(float, 0, 1))
-    real, pred = anomaly_ranges(y), anomaly_ranges(p)
+    return _precision_recall(anomaly_ranges(y), anomaly_ranges(p), alpha)
+
+
+def _precision_recall(real: np.ndarray, pred: np.ndarray, alpha: float) -> tuple[float, float]:
     return _score(pred, real, 0.0), _score(real, pred, alpha)
+
+
+def _f1(precision: float, recall: float) -> float:
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
 
 
 def range_f1(labels: Any, predicted: Any, alpha: float = 0.0) -> float:
@@ -82,8 +89,7 @@ def range_f1(labels: Any, predicted: Any, alpha: float = 0.0) -> float:
     >>> round(range_f1([0, 1, 1, 1, 1, 0], [0, 0, 0, 1, 1, 1]), 4)
     0.5714
     """
-    precision, recall = range_precision_recall(labels, predicted, alpha)
-    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+    return _f1(*range_precision_recall(labels, predicted, alpha))
 
 
 def best_range_f1(labels: Any, scores: Any, thresholds: int = 200, alpha: float = 0.0) -> tuple[float, float]:
@@ -103,11 +109,13 @@ def best_range_f1(labels: Any, scores: Any, thresholds: int = 200, alpha: float 
     if s.shape != np.shape(labels) or not np.isfinite(s).all():
         raise ValueError(f"scores must be finite, one per label: got shape {s.shape} for {np.shape(labels)} labels")
     check(thresholds, "thresholds", Interval(int, 1))
+    range_precision_recall(labels, labels, alpha)  # the labels and alpha checked once
+    real = anomaly_ranges(labels)  # found once, not per threshold
     ranked = np.sort(s)[::-1]
     ks = np.unique(np.geomspace(1, len(s), thresholds).round().astype(int))  # steps flagged (before ties)
     best = (-1.0, float(ranked[0]))
     for t in np.unique(ranked[ks - 1])[::-1]:  # the highest first: of equal F1, the strictest threshold
-        f = range_f1(labels, (s >= t).astype(np.int8), alpha)
+        f = _f1(*_precision_recall(real, anomaly_ranges((s >= t).astype(np.int8)), alpha))
         if f > best[0]:
             best = (f, float(t))
     return best
