@@ -141,6 +141,9 @@ ALTERNATIVES = {
     "layers": ([2, 3], {}),
     "d_model": ([16], {}),
     "heads": ([2], {}),
+    "gamma": ([0.25], {}),
+    "steps": ([3], {}),
+    "walkback": ([1], {}),
 }
 
 

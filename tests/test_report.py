@@ -14,7 +14,7 @@ from aekit.manifold import circle
 from aekit.report import write_report
 
 COMMON = {"loss_curves", "reconstructions", "code_map"}
-EXTRA = {"denoising": {"denoising"}, "sparse": {"unit_activity"}, "ksparse": {"unit_activity"},
+EXTRA = {"denoising": {"denoising", "chain"}, "sparse": {"unit_activity"}, "psd": {"unit_activity"}, "ksparse": {"unit_activity"},
          "contractive": {"tangents"}, "vae": {"samples", "interpolations"},
          **{f"sae-{v}": {"unit_activity", "latent_density", "l0_fvu"}  # an SAE's page: densities, L0–FVU
             for v in ("relu", "topk", "batchtopk", "jumprelu")}}
@@ -42,13 +42,13 @@ def test_report_for_every_preset(name, digits, tmp_path):
     assert name in page and "train_reconstruction" in page  # config and metrics tables
 
 
-def test_two_dimensional_runs_show_the_vector_field(tmp_path):
+def test_two_dimensional_runs_show_the_vector_field_and_the_chain(tmp_path):
     torch.manual_seed(0)
     x = circle(300, noise=0.05)
     split = Split(Dataset(x, None, (2,), "circle"), Dataset(x[:100], None, (2,), "circle"))
     dae = create("denoising", (2,), code_size=16, likelihood="gaussian", noise="gaussian", level=0.1)
     fit(dae, x, epochs=2, run_dir=tmp_path, progress=False)
-    assert "vector_field" in _figures(write_report(tmp_path, split).read_text())
+    assert {"vector_field", "chain"} <= _figures(write_report(tmp_path, split).read_text())
 
 
 def test_report_and_train_report_from_cli(tmp_path):

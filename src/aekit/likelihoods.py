@@ -30,6 +30,10 @@ class Likelihood(nn.Module, ABC):
     def mean(self, r: Tensor) -> Tensor:
         """E[x | r], the reconstruction, same shape as x."""
 
+    @abstractmethod
+    def sample(self, r: Tensor) -> Tensor:
+        """A draw x ~ p(x | r), same shape as x (torch's RNG)."""
+
     def validate(self, x: Tensor) -> None:
         """Raise ``ValueError`` if ``x`` is outside this likelihood's support."""
 
@@ -50,6 +54,9 @@ class Bernoulli(Likelihood):
 
     def mean(self, r: Tensor) -> Tensor:
         return torch.sigmoid(r)
+
+    def sample(self, r: Tensor) -> Tensor:
+        return torch.bernoulli(torch.sigmoid(r))
 
     def validate(self, x: Tensor) -> None:
         lo, hi = float(x.min()), float(x.max())
@@ -89,6 +96,9 @@ class Gaussian(Likelihood):
         """Standard deviation of p(x | r), broadcastable to x."""
         return torch.full_like(r, self.sigma)
 
+    def sample(self, r: Tensor) -> Tensor:
+        return r + self.std(r) * torch.randn_like(r)
+
 
 class LearnedGaussian(Likelihood):
     """Gaussian with one learned standard deviation per data dimension (a parameter of the model).
@@ -118,6 +128,9 @@ class LearnedGaussian(Likelihood):
 
     def std(self, r: Tensor) -> Tensor:
         return self.log_sigma.exp().expand_as(r)
+
+    def sample(self, r: Tensor) -> Tensor:
+        return r + self.std(r) * torch.randn_like(r)
 
 
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian_learned")

@@ -10,7 +10,7 @@ wording (:func:`aekit._checks.check`).
 Example
 -------
 >>> print(OPTIONS["lam"].help)
-penalty weight λ (sparse, contractive; the L1/L0 weight of an SAE)
+penalty weight λ (sparse, contractive, psd; the L1/L0 weight of an SAE)
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ OPTIONS: dict[str, Option] = {
     "tied": _opt("decoder weights are the encoder's transposed (--tied / --no-tied)", BOOL),
     # the regularised family
     "penalty": _opt("sparse: l1 (λ‖h‖₁) or kl (λ·Σ KL(ρ ‖ ρ̂ⱼ))", OneOf("l1", "kl")),
-    "lam": _opt("penalty weight λ (sparse, contractive; the L1/L0 weight of an SAE)", _WEIGHT),
+    "lam": _opt("penalty weight λ (sparse, contractive, psd; the L1/L0 weight of an SAE)", _WEIGHT),
     "rho": _opt("sparse kl: target mean activation ρ", _SHARE),
     "rho_momentum": _opt("sparse kl: running-mean momentum of ρ̂ (0: the batch's mean)", Interval(float, 0, 1, "left")),
     "k": _opt("latents kept per sample (ksparse, sae-topk; the mean per token for sae-batchtopk)", Interval(int, 1)),
@@ -64,8 +64,12 @@ OPTIONS: dict[str, Option] = {
                        Interval(int, 1)),
     "noise": _opt("denoising: masking, gaussian, salt_pepper, or e.g. masking:0.3+gaussian:0.1", Text()),
     "level": _opt("denoising: noise level (fraction ν or σ) of parts without their own", _WEIGHT),
+    "walkback": _opt("denoising: further corruptions per step along the model's own Markov chain (walkback "
+                     "training, Bengio et al. 2013; 0: off)", _COUNT),
     "method": _opt("contractive: auto, closed, stochastic or exact", Text()),
     "projections": _opt("contractive: random projections of the stochastic estimate", Interval(int, 1)),
+    "gamma": _opt("psd: weight γ of ½‖h* − f(x)‖², which pulls the fast predictor to the sparse codes", _POSITIVE),
+    "steps": _opt("psd: FISTA iterations that find each training batch's sparse codes", Interval(int, 1)),
     # sequence bodies (windows of a series)
     "kernel": _opt("tcn: width of each temporal convolution (odd)", Interval(int, 1)),
     "hidden_size": _opt("lstm: units of each recurrent layer", Interval(int, 1)),

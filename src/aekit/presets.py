@@ -16,6 +16,7 @@ from torch import nn
 from ._checks import integer
 from .contractive import Contractive
 from .corruption import Corruption, make_corruption, parse_noise
+from .denoising import Walkback
 from .likelihoods import Likelihood, make_likelihood
 from .model import Autoencoder, Penalty
 from .networks import (MLP, AttentionDecoder, AttentionEncoder, ConvDecoder, ConvEncoder, RNNDecoder, RNNEncoder,
@@ -231,15 +232,19 @@ def denoising(
     code_size: int = 0,
     noise: str = "masking",
     level: float = 0.25,
+    walkback: int = 0,
     body: MLPBody = MLPBody(),
     out: Output = Output(),
 ) -> Autoencoder:
-    """Corruption ``noise`` at ``level`` (ν or σ; ``"masking:0.3+gaussian:0.1"`` composes) on training batches."""
+    """Corruption ``noise`` at ``level`` (ν or σ; ``"masking:0.3+gaussian:0.1"`` composes) on training batches;
+    ``walkback`` > 0 also trains on that many further corruptions along the model's own Markov chain
+    (:class:`~aekit.denoising.Walkback`)."""
     code_size = _code_size_or_double(input_shape, code_size)
     uses_level = noise not in ("none", "identity") and any(own is None for _, own in parse_noise(noise))
     _unused(uses_level, level=(level, 0.25))
     corruption = make_corruption(noise, level if uses_level else None)
-    return body.autoencoder(input_shape, code_size, out, body.activation, corruption=corruption)
+    penalties = [Walkback(walkback)] if walkback else []
+    return body.autoencoder(input_shape, code_size, out, body.activation, corruption=corruption, penalties=penalties)
 
 
 @register("contractive", "penalises the encoder Jacobian: lam * ||df/dx||_F^2 (closed form or estimated)",
@@ -325,3 +330,4 @@ def vae(
     return Autoencoder(encoder, decoder, out.make(input_shape), input_shape=input_shape,
                        code_size=code_size, penalties=[GaussianKL(beta, free_bits)])
 from . import sae  # noqa: E402, F401  (registers the SAE presets: sae-relu, sae-topk, sae-batchtopk, sae-jumprelu)
+from . import psd  # noqa: E402, F401  (registers the psd preset)

@@ -148,6 +148,29 @@ def field_plot(model: Autoencoder, data: np.ndarray, n: int = 25) -> Figure:
     return fig
 
 
+def chain_figure(model: Autoencoder, start: np.ndarray, shape: tuple[int, ...] | None) -> Figure:
+    """The denoising model's Markov chain (:func:`aekit.denoising.chain`, seeded): for 2-D data, where 1,000 chains
+    started at data points are after 200 steps, over the data; for images, its means every 10 steps from 3 images."""
+    from .denoising import chain
+
+    if shape is None:  # 2-D points
+        with seeded(0):
+            draws, _ = chain(model, start[:1000], steps=200, every=200)
+        fig, ax = plt.subplots(figsize=(6, 6))
+        ax.scatter(start[:2000, 0], start[:2000, 1], s=2, c="tab:gray", alpha=0.5, label="data")
+        d = draws[-1].cpu().numpy()
+        ax.scatter(d[:, 0], d[:, 1], s=3, c="tab:orange", alpha=0.7, label="chain after 200 steps")
+        ax.set_aspect("equal")
+        ax.legend(loc="upper right")
+        ax.set_title("samples of the corrupt–reconstruct Markov chain")
+        fig.tight_layout()
+        return fig
+    with seeded(0):
+        _, means = chain(model, start[:3], steps=100, every=10)  # (10, 3, D)
+    rows = [(f"chain {i}", np.concatenate([start[i : i + 1], means[:, i].cpu().numpy()])) for i in range(len(start[:3]))]
+    return _show_rows(rows, shape, "the corrupt–reconstruct Markov chain: a test image, then its mean every 10 steps")
+
+
 def _png(fig: Figure, path: Path) -> str:
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -183,6 +206,9 @@ def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dic
         out["denoising"] = lambda: _show_rows(
             [("clean", show), ("corrupted", noisy), ("denoised", reconstruct(model, noisy))], shape,
             f"denoising: {model.corruption.name} noise", steps)
+        if shape is not None or model.input_size == 2:
+            start = show if shape is not None else _array(split.train.x, 20_000)
+            out["chain"] = lambda: chain_figure(model, start, shape)
     labels = split.test.y[:5000] if split.test.y is not None else None
     out["code_map"] = lambda: code_map(codes, labels)
     names = {p.name for p in model.penalties}

@@ -297,6 +297,9 @@ class ScaledGaussian(Likelihood):
     def mean(self, r: Tensor) -> Tensor:
         return r
 
+    def sample(self, r: Tensor) -> Tensor:
+        return r + self.sigma.to(r.dtype) * torch.randn_like(r)
+
 
 # ----------------------------------------------------------------------------------------------- presets
 

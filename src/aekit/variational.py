@@ -243,12 +243,7 @@ def sample(model: Autoencoder, n: int, mean: bool = True) -> Tensor:
     w = next(model.parameters())
     dev = w.device
     r = fp32(model.decoder(torch.randn(n, model.code_size, device=dev, dtype=w.dtype)))
-    m = model.likelihood.mean(r)
-    if mean:
-        return m
-    if isinstance(model.likelihood, Bernoulli):
-        return torch.bernoulli(m)
-    return m + model.likelihood.std(r) * torch.randn_like(m)
+    return model.likelihood.mean(r) if mean else model.likelihood.sample(r)
 
 
 @torch.no_grad()

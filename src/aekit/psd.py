@@ -1,0 +1,182 @@
+"""Predictive sparse decomposition (Kavukcuoglu, Ranzato & LeCun 2008; Goodfellow et al., *Deep Learning* §14.8).
+
+The energy of a code h for an input x (the paper's, with ½ factors so that γ → 0 is scikit-learn's lasso):
+
+    E(h) = ½‖x − W h‖²/σ² + λ‖h‖₁ + ½γ‖h − f(x)‖²      W (D, K): the dictionary, columns of unit norm
+    f(x) = s ⊙ tanh(V x + c)                             the fast predictor (the paper's F, s a gain per unit)
+
+Training alternates inside every step: FISTA (Beck & Teboulle 2009) finds h* = argmin E for the batch, from
+f(x) and with the parameters fixed; the optimiser's step on E at h* then updates W through the reconstruction
+(the Gaussian likelihood's −log p(x | Wh*)) and f through ½γ‖h* − f(x)‖². At test time f(x) alone is the code:
+one matrix product instead of an optimisation; :func:`optimal_code` solves for h* when the sparse code is wanted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from ._checks import integer, number
+from .likelihoods import Gaussian
+from .model import Autoencoder, Batch, Encoder, Penalty, evaluating
+from .registry import register
+from .sae import INIT_NORM, UnitColumns
+from .sparse import L1
+
+__all__ = ["DictionaryDecoder", "PSDEncoder", "Predictor", "PredictionError", "optimal_code", "sparse_code"]
+
+
+@torch.no_grad()
+def sparse_code(x: Tensor, w: Tensor, lam: float, *, sigma: float = 1.0, gamma: float = 0.0,
+                target: Tensor | None = None, steps: int = 100, h0: Tensor | None = None,
+                tol: float = 0.0) -> Tensor:
+    """h* = argmin_h ½‖x − W h‖²/σ² + λ‖h‖₁ + ½γ‖h − target‖² per row, by FISTA; shape (B, K).
+
+    ``x`` (B, D), ``w`` (D, K); ``h0`` starts the iteration (default: ``target``, else 0). Stops after
+    ``steps`` iterations, or earlier once no entry moves by more than ``tol``. With γ = 0 this is the lasso
+    that scikit-learn's ``sparse_encode(x, w.T, alpha=λσ², algorithm="lasso_cd")`` solves.
+
+    Example
+    -------
+    >>> w = torch.eye(2)
+    >>> sparse_code(torch.tensor([[3.0, 0.5]]), w, lam=1.0)  # soft thresholding: an orthonormal dictionary
+    tensor([[2., 0.]])
+    """
+    x, w = x.float(), w.float()
+    if gamma and target is None:
+        raise ValueError("gamma > 0 needs the target code f(x)")
+    target = target.float() if target is not None else None
+    gram, xw = w.t() @ w / sigma**2, x @ w / sigma**2  # (K, K), (B, K): each iteration is then O(B K²)
+    lip = float(torch.linalg.eigvalsh(gram.double())[-1]) + gamma  # the gradient's Lipschitz constant
+    h = (h0 if h0 is not None else target if target is not None else x.new_zeros(len(x), w.shape[1])).float()
+    y, t = h, 1.0
+    for _ in range(integer(steps, "steps", 1)):
+        grad = y @ gram - xw
+        if gamma:
+            grad = grad + gamma * (y - target)
+        h_new = F.softshrink(y - grad / lip, lam / lip) if lam else y - grad / lip
+        t_new = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        y = h_new + (t - 1) / t_new * (h_new - h)
+        moved = (h_new - h).abs().max() if tol else None
+        h, t = h_new, t_new
+        if moved is not None and moved <= tol:
+            break
+    return h
+
+
+class Predictor(nn.Module):
+    """f(x) = s ⊙ tanh(V x + c), (B, D) → (B, K): the paper's fast encoder; the gain s starts at 1."""
+
+    def __init__(self, d: int, code_size: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(d, code_size)
+        self.gain = nn.Parameter(torch.ones(code_size))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.gain * torch.tanh(self.linear(x))
+
+
+class DictionaryDecoder(nn.Module):
+    """r = W h, (B, K) → (B, D): a dictionary of K unit-norm columns (a parametrisation, exact after every step),
+    no bias (as in the paper and in scikit-learn's dictionary learning)."""
+
+    def __init__(self, code_size: int, d: int) -> None:
+        super().__init__()
+        w = torch.randn(d, code_size)
+        self.weight = nn.Parameter(w / w.norm(dim=0, keepdim=True) * INIT_NORM)
+        parametrize.register_parametrization(self, "weight", UnitColumns())
+
+    def forward(self, h: Tensor) -> Tensor:
+        return F.linear(h, self.weight.to(h.dtype))
+
+
+class PSDEncoder(Encoder):
+    """In training, h* found by FISTA from f(x) (a constant for the optimiser); otherwise f(x).
+
+    ``pred`` holds the last f(x) (B, K), with its graph, for :class:`PredictionError`.
+    """
+
+    def __init__(self, predictor: Predictor, decoder: DictionaryDecoder, lam: float, gamma: float, steps: int,
+                 sigma: float) -> None:
+        super().__init__()
+        self.predictor = predictor
+        object.__setattr__(self, "decoder", decoder)  # a reference: W belongs to the decoder
+        # γ = 0 would leave f untrained: the code at test time would be noise
+        self.lam, self.gamma = number(lam, "lam", 0), number(gamma, "gamma", 0, low_open=True)
+        self.steps, self.sigma = integer(steps, "steps", 1), sigma
+        self.pred: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        p = self.pred = self.predictor(x)
+        if not self.training:
+            return p
+        return sparse_code(x, self.decoder.weight.detach(), self.lam, sigma=self.sigma, gamma=self.gamma,
+                           target=p.detach(), steps=self.steps).to(p.dtype)
+
+
+class PredictionError(Penalty):
+    """½γ‖h* − f(x)‖² per sample, averaged: trains the predictor towards the optimal codes (0 outside training,
+    where the code is f(x) itself)."""
+
+    name = "prediction"
+
+    def __init__(self, gamma: float) -> None:
+        super().__init__()
+        self.gamma = number(gamma, "gamma", 0)
+
+    def check(self, model: Autoencoder) -> None:
+        if not isinstance(model.encoder, PSDEncoder):
+            raise ValueError("the prediction penalty needs a PSD encoder (preset 'psd')")
+
+    def forward(self, b: Batch) -> Tensor:
+        pred = b.model.encoder.pred
+        return 0.5 * self.gamma * (b.h.detach() - pred).square().sum(1).mean()
+
+
+@torch.no_grad()
+def optimal_code(model: Autoencoder, x: Tensor, *, gamma: float = 0.0, steps: int = 500, tol: float = 1e-6) -> Tensor:
+    """The sparse code h* of a PSD model for ``x`` (B, D): FISTA on its dictionary, from f(x), shape (B, K).
+
+    γ = 0 (default): the lasso code argmin ½‖x − W h‖²/σ² + λ‖h‖₁ that f(x) learns to predict; the model's γ:
+    the code its training used.
+
+    Example
+    -------
+    >>> import aekit
+    >>> model = aekit.create("psd", (4,), code_size=3)
+    >>> optimal_code(model, torch.ones(2, 4)).shape
+    torch.Size([2, 3])
+    """
+    enc = model.encoder
+    if not isinstance(enc, PSDEncoder):
+        raise ValueError("optimal_code needs a PSD model (preset 'psd')")
+    with evaluating(model):
+        p = enc.predictor(x.to(enc.predictor.linear.weight))
+        return sparse_code(x, model.decoder.weight, enc.lam, sigma=enc.sigma, gamma=gamma, target=p if gamma else None,
+                           h0=p, steps=steps, tol=tol)
+
+
+def _register() -> None:
+    from .presets import Output
+
+    @register("psd", "predictive sparse decomposition: sparse codes by FISTA, and a fast predictor f(x) trained "
+              "to match them (Kavukcuoglu et al. 2008)", epochs=30, lr=3e-3)
+    def psd(input_shape: tuple[int, ...], code_size: int = 0, lam: float = 0.1, gamma: float = 1.0,
+            steps: int = 30, out: Output = Output(likelihood="gaussian")) -> Autoencoder:
+        """A dictionary of ``code_size`` unit-norm columns (0: 2 × D), sparse codes of weight ``lam`` found by
+        ``steps`` FISTA iterations, and f(x) pulled to them with weight ``gamma``."""
+        if out.likelihood != "gaussian":
+            raise ValueError(f"psd needs likelihood='gaussian' (its energy is a squared error), got {out.likelihood!r}")
+        d = math.prod(input_shape)
+        k = integer(code_size or 2 * d, "code_size")
+        dec = DictionaryDecoder(k, d)
+        enc = PSDEncoder(Predictor(d, k), dec, lam, gamma, steps, out.sigma)
+        return Autoencoder(enc, dec, Gaussian(out.sigma), input_shape=input_shape, code_size=k,
+                           penalties=[L1(lam), PredictionError(gamma)])
+
+
+_register()
