@@ -144,6 +144,8 @@ ALTERNATIVES = {
     "gamma": ([0.25], {}),
     "steps": ([3], {}),
     "walkback": ([1], {}),
+    "binary": (["ste"], {}),
+    "code_noise": ([1.0], {}),
 }
 
 

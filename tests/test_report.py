@@ -14,7 +14,7 @@ from aekit.manifold import circle
 from aekit.report import write_report
 
 COMMON = {"loss_curves", "reconstructions", "code_map"}
-EXTRA = {"denoising": {"denoising", "chain"}, "sparse": {"unit_activity"}, "psd": {"unit_activity"}, "ksparse": {"unit_activity"},
+EXTRA = {"denoising": {"denoising", "chain"}, "sparse": {"unit_activity"}, "psd": {"unit_activity"}, "hashing": {"unit_activity"}, "ksparse": {"unit_activity"},
          "contractive": {"tangents"}, "vae": {"samples", "interpolations"},
          **{f"sae-{v}": {"unit_activity", "latent_density", "l0_fvu"}  # an SAE's page: densities, L0–FVU
             for v in ("relu", "topk", "batchtopk", "jumprelu")}}

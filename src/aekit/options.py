@@ -70,6 +70,9 @@ OPTIONS: dict[str, Option] = {
     "projections": _opt("contractive: random projections of the stochastic estimate", Interval(int, 1)),
     "gamma": _opt("psd: weight γ of ½‖h* − f(x)‖², which pulls the fast predictor to the sparse codes", _POSITIVE),
     "steps": _opt("psd: FISTA iterations that find each training batch's sparse codes", Interval(int, 1)),
+    "binary": _opt("hashing: how training drives the bits to 0/1: noise (Gaussian noise before the sigmoid) or "
+                   "ste (hard bits, the sigmoid's gradient)", OneOf("noise", "ste")),
+    "code_noise": _opt("hashing binary=noise: σ of the noise added before each bit's sigmoid", _POSITIVE),
     # sequence bodies (windows of a series)
     "kernel": _opt("tcn: width of each temporal convolution (odd)", Interval(int, 1)),
     "hidden_size": _opt("lstm: units of each recurrent layer", Interval(int, 1)),

@@ -162,6 +162,7 @@ def _unused(used: bool, **given_vs_default: tuple[Any, Any]) -> None:
 
 
 _WHEN = {
+    "code_noise": "applies to binary='noise' only",
     "rho": "applies to penalty='kl' only",
     "rho_momentum": "applies to penalty='kl' only",
     "activation": "applies to hidden layers only (set hidden=...)",
@@ -331,3 +332,4 @@ def vae(
                        code_size=code_size, penalties=[GaussianKL(beta, free_bits)])
 from . import sae  # noqa: E402, F401  (registers the SAE presets: sae-relu, sae-topk, sae-batchtopk, sae-jumprelu)
 from . import psd  # noqa: E402, F401  (registers the psd preset)
+from . import hashing  # noqa: E402, F401  (registers the hashing preset)

@@ -1,7 +1,9 @@
-"""The ``aekit`` command: train, evaluate, encode, reconstruct, report, compare, presets, activations.
+"""The ``aekit`` command: train, evaluate, encode, reconstruct, report, compare, presets, activations, score, index,
+search.
 
 Bad input ends with one line ``error: …`` on stderr and exit status 2. ``train.py`` holds the
-``train`` command, ``use.py`` the commands that use a trained run, ``interp.py`` ``activations``.
+``train`` command, ``use.py`` the commands that use a trained run, ``interp.py`` ``activations``, ``series.py``
+``score``, ``retrieval.py`` ``index`` and ``search``.
 """
 
 from __future__ import annotations
@@ -148,7 +150,7 @@ def _split_of_run(run_dir: Path):
                        meta["window"], meta["stride"])
 
 
-from . import interp, series, train, use  # noqa: E402, F401  (registers the commands)
+from . import interp, retrieval, series, train, use  # noqa: E402, F401  (registers the commands)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,63 @@
+"""Binary codes for semantic hashing (Salakhutdinov & Hinton 2009; Goodfellow et al., *Deep Learning* §14.9).
+
+The code layer is pushed to 0/1 in training, so that thresholding it at test time loses little:
+
+- ``binary="noise"`` (the paper's): Gaussian noise of standard deviation σ (the paper's 4, variance 16) is added
+  to each code unit's input before the sigmoid, so only inputs far from 0 carry information reliably;
+- ``binary="ste"``: the forward pass is the hard bit 1[a > 0], the backward pass the sigmoid's gradient (a
+  straight-through estimator, Bengio et al. 2013).
+
+Outside training the code is the bit 1[a > 0] either way: the decoder, the scores and the index all see the
+binary code. :mod:`aekit.retrieval` indexes the bits and searches them by Hamming distance.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._checks import OneOf, check, number
+from .model import Autoencoder, CodeConstraint
+from .registry import register
+
+__all__ = ["BinaryCode"]
+
+
+class BinaryCode(CodeConstraint):
+    """Code units driven to 0/1: noisy sigmoid or straight-through in training, 1[a > 0] otherwise.
+
+    Example
+    -------
+    >>> BinaryCode("ste").eval()(torch.tensor([[-0.5, 0.0, 2.0]]))
+    tensor([[0., 0., 1.]])
+    """
+
+    def __init__(self, binary: str = "noise", noise: float = 4.0) -> None:
+        super().__init__()
+        self.binary = check(binary, "binary", OneOf("noise", "ste"))
+        self.noise = number(noise, "code_noise", 0, low_open=True)
+
+    def forward(self, a: Tensor) -> Tensor:
+        bits = (a > 0).to(a.dtype)
+        if not self.training:
+            return bits
+        if self.binary == "noise":
+            return torch.sigmoid(a + self.noise * torch.randn_like(a))
+        soft = torch.sigmoid(a)
+        return bits + (soft - soft.detach())  # forward: exactly the bits (x − x = 0); backward: the sigmoid's gradient
+
+
+def _register() -> None:
+    from .presets import MLPBody, Output, _need_code_size, _unused
+
+    @register("hashing", "semantic hashing: a deep autoencoder whose code is K bits (noisy sigmoid or "
+              "straight-through), for Hamming-distance search (Salakhutdinov & Hinton 2009)", epochs=30, lr=1e-3)
+    def hashing(input_shape: tuple[int, ...], code_size: int = 32, binary: str = "noise", code_noise: float = 4.0,
+                body: MLPBody = MLPBody(hidden=(512, 256), activation="relu"), out: Output = Output()) -> Autoencoder:
+        """``code_size`` bits; ``binary`` how training pushes them to 0/1 (``code_noise``: the noise's σ)."""
+        _unused(binary == "noise", code_noise=(code_noise, 4.0))
+        code = BinaryCode(binary, code_noise)
+        return body.autoencoder(input_shape, _need_code_size(code_size), out, code)
+
+
+_register()
