@@ -7,9 +7,9 @@ ranking (ties in corpus order) on the first ``--map-queries`` queries, and the t
 100) from the packed index, the queries' encoding included.
 
 aekit rows: the ``hashing`` preset (``binary`` noise or ste) at its defaults except the bit count, trained for
-``--epochs`` epochs (the preset's Bernoulli likelihood on the pixels in [0, 1]).
+``--epochs`` epochs (default: the preset's 10; the Bernoulli likelihood on the pixels in [0, 1]).
 
-    python benchmarks/hashing.py [--bits 16,32,64] [--epochs 30] [--data mnist,digits] [--map-queries 10000]
+    python benchmarks/hashing.py [--bits 16,32,64] [--epochs 10] [--data mnist,digits] [--map-queries 10000]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bits", default="16,32,64")
     ap.add_argument("--data", default="mnist,digits")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=None, help="default: the preset's")
     ap.add_argument("--binary", default="noise,ste")
     ap.add_argument("--likelihood", default="bernoulli")
     ap.add_argument("--map-queries", type=int, default=0, help="queries for mAP (0: all)")
@@ -65,7 +65,8 @@ def main() -> None:
                 model = create("hashing", split.train.shape, code_size=bits, binary=binary,
                                likelihood=args.likelihood)
                 t = time.perf_counter()
-                fit(model, db, epochs=args.epochs, seed=args.seed, val_fraction=0, progress=False)
+                fit(model, db, seed=args.seed, val_fraction=0, progress=False,
+                    **({"epochs": args.epochs} if args.epochs else {}))
                 rows[f"aekit hashing ({binary})"] = evaluate(ModelHasher(model), db, db_y, q, q_y, args.map_queries,
                                                              time.perf_counter() - t)
             best = max(rows.values(), key=lambda r: r["map"])["map"]

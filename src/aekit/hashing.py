@@ -51,10 +51,15 @@ def _register() -> None:
     from .presets import MLPBody, Output, _need_code_size, _unused
 
     @register("hashing", "semantic hashing: a deep autoencoder whose code is K bits (noisy sigmoid or "
-              "straight-through), for Hamming-distance search (Salakhutdinov & Hinton 2009)", epochs=30, lr=1e-3)
+              "straight-through), for Hamming-distance search (Salakhutdinov & Hinton 2009)", epochs=10, lr=1e-3)
     def hashing(input_shape: tuple[int, ...], code_size: int = 32, binary: str = "noise", code_noise: float = 4.0,
-                body: MLPBody = MLPBody(hidden=(512, 256), activation="relu"), out: Output = Output()) -> Autoencoder:
-        """``code_size`` bits; ``binary`` how training pushes them to 0/1 (``code_noise``: the noise's σ)."""
+                body: MLPBody = MLPBody(hidden=(1000, 500, 250), activation="relu"),
+                out: Output = Output()) -> Autoencoder:
+        """``code_size`` bits; ``binary`` how training pushes them to 0/1 (``code_noise``: the noise's σ).
+
+        The body is Hinton & Salakhutdinov's (2006) deep autoencoder. Measured on MNIST (benchmarks/hashing.py,
+        32 bits, mAP of label retrieval): 0.455 with it after 10 epochs, 0.411 with 512-256, which fell to 0.379
+        after 30 epochs — longer training serves reconstruction, not the bits' semantics."""
         _unused(binary == "noise", code_noise=(code_noise, 4.0))
         code = BinaryCode(binary, code_noise)
         return body.autoencoder(input_shape, _need_code_size(code_size), out, code)
