@@ -12,10 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ._checks import integer
-from .model import Autoencoder, evaluating
+from .model import Autoencoder
 
 __all__ = ["HammingIndex", "ITQ", "LSH", "ModelHasher", "PCAHash", "hamming", "mean_average_precision", "pack",
            "precision_at_k"]
@@ -86,16 +85,10 @@ class ModelHasher:
     def fit(self, x: np.ndarray) -> ModelHasher:
         return self  # trained already
 
-    @torch.no_grad()
     def bits(self, x: np.ndarray) -> np.ndarray:
-        w = next(self.model.parameters())
-        x = np.asarray(x, np.float32).reshape(len(x), -1)
-        out = []
-        with evaluating(self.model):
-            for i in range(0, len(x), self.batch_size):
-                h = self.model.code(torch.from_numpy(x[i : i + self.batch_size]).to(w.device, w.dtype))
-                out.append((h > 0.5).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, self.model.code_size), bool)
+        from .metrics import encode
+
+        return encode(self.model, x, self.batch_size) > 0.5  # validated, batched, in eval mode; codes are 0/1
 
 
 class _Projection:
@@ -110,8 +103,11 @@ class _Projection:
     def bits(self, x: np.ndarray) -> np.ndarray:
         return self._center(x) @ self.proj_ > 0
 
-    def _pca(self, x: np.ndarray) -> np.ndarray:
+    def _fit_mean(self, x: np.ndarray) -> None:
         self.mean_ = np.asarray(x, np.float64).reshape(len(x), -1).mean(0)
+
+    def _pca(self, x: np.ndarray) -> np.ndarray:
+        self._fit_mean(x)
         xc = self._center(x)
         if self.n_bits > min(xc.shape):
             raise ValueError(f"{self.n_bits} bits need at least {self.n_bits} samples and features, got {xc.shape}")
@@ -123,7 +119,7 @@ class LSH(_Projection):
     """Random-hyperplane LSH (Charikar 2002): the signs of B Gaussian projections of the centred data."""
 
     def fit(self, x: np.ndarray) -> LSH:
-        self.mean_ = np.asarray(x, np.float64).reshape(len(x), -1).mean(0)
+        self._fit_mean(x)
         self.proj_ = np.random.default_rng(self.seed).normal(size=(self.mean_.size, self.n_bits))
         return self
 

@@ -25,12 +25,10 @@ def _hasher(run_dir: Path, device: str, model_fn: str | None):
 
 
 def _rows(path: Path, hasher) -> tuple[np.ndarray, np.ndarray | None]:
-    from ..files import read_array
+    from ..files import as_tensor, read_array
 
     x, y, _ = read_array(path)
-    if x.shape[1] != hasher.model.input_size:
-        _fail(f"{path} has {x.shape[1]} features per sample but the model expects {hasher.model.input_size}")
-    return x, y
+    return as_tensor(x, hasher.model, str(path)).numpy(), y  # checked here to name the file in the error
 
 
 @app.command()
