@@ -94,7 +94,8 @@ def test_streamed_data_on_two_processes(work):
 @pytest.mark.parametrize("first, then", [(2, 1), (1, 2)])
 def test_resume_on_another_number_of_processes(work, first, then):
     name = f"resume-{first}-{then}"
-    assert fit_run(work, name, first, max_time=1e-9).returncode == 0  # stops after epoch 1, checkpoint saved
+    res = fit_run(work, name, first, max_time=1e-9)
+    assert res.returncode == 0, res.stderr  # stops after epoch 1, checkpoint saved
     assert len((work / name / "metrics.jsonl").read_text().splitlines()) == 1
     res = fit_run(work, name, then, resume=True)
     assert res.returncode == 0, res.stderr
