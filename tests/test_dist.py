@@ -117,3 +117,22 @@ def test_cli_under_torchrun(work):
     assert close(work / "cli1", work / "cli2")
     res = launch(args, 2, work)
     assert res.returncode != 0 and "give --out when training on several processes" in res.stderr
+
+
+def test_collective_tensors_stay_held_until_only_python_holds_them():
+    """The exit crash's guard (aekit.dist._hold): a tensor another owner still holds (as a gloo worker does for a
+    moment after the wait returns) stays referenced from Python; once only Python holds it, it is let go."""
+    import torch
+
+    from aekit import dist
+
+    dist._HELD.clear()
+    a, b = torch.ones(3), torch.zeros(2)
+    worker = a.view(3)  # a second owner of a's TensorImpl, like the worker's reference
+    dist._hold(a), dist._hold(b)
+    del a, b
+    dist._hold(torch.ones(1))  # each new hold prunes: b had only Python left
+    assert len(dist._HELD) == 2 and dist._HELD[0] is worker._base
+    del worker
+    dist._destroy(wait_s=5.0)  # returns at once: nothing is held elsewhere any more
+    assert dist._HELD == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -19,6 +20,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 TIMEOUT = timedelta(minutes=10)
+_HELD: list[Tensor] = []  # every tensor given to a collective, until gloo's worker threads have let go of it
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Context:
     def sum(self, t: Tensor) -> Tensor:
         """``t`` summed over all ranks (in place), on every rank."""
         if self.distributed:
-            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            dist.all_reduce(_hold(t), op=dist.ReduceOp.SUM)
         return t
 
     def sums(self, values: dict[str, float | Tensor], device: torch.device) -> dict[str, float]:
@@ -69,8 +71,8 @@ class Context:
         """``t`` of every rank (same shape everywhere), in rank order, on every rank."""
         if not self.distributed:
             return [t]
-        out = [torch.empty_like(t) for _ in range(self.world)]
-        dist.all_gather(out, t)
+        out = [_hold(torch.empty_like(t)) for _ in range(self.world)]
+        dist.all_gather(out, _hold(t))
         return out
 
     def barrier(self) -> None:
@@ -108,9 +110,25 @@ def context(requested: torch.device | None = None) -> Context:
     return Context(world, rank, local)
 
 
-def _destroy() -> None:
-    """Destroy the process group aekit created while the interpreter is still whole: left to interpreter
-    teardown, gloo's worker threads can abort the process (SIGABRT, "terminate called without an active
-    exception"; pytorch/pytorch#190489), failing a run that had finished."""
+def _hold(t: Tensor) -> Tensor:
+    """Keep ``t`` referenced from Python until the collective's worker thread has released it.
+
+    Why: a gloo worker frees a finished operation (and the tensors it holds) a moment *after* the caller's
+    wait returns. If Python had already dropped such a tensor, that free drops its Python object too, which
+    needs the GIL; once the interpreter is shutting down, taking the GIL ends the thread and the process
+    aborts (SIGABRT, "terminate called without an active exception") — a finished run reported as failed.
+    While Python holds a reference, the worker's release only decrements a count."""
+    _HELD[:] = [h for h in _HELD if h._use_count() > 1]  # those only Python holds are safe to let go
+    _HELD.append(t)
+    return t
+
+
+def _destroy(wait_s: float = 30.0) -> None:
+    """At exit, with the interpreter still whole: wait (GIL released) until the collectives' worker threads
+    have let go of every tensor aekit gave them, then destroy the process group aekit created."""
+    deadline = time.monotonic() + wait_s
+    while any(h._use_count() > 1 for h in _HELD) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    _HELD.clear()
     if dist.is_initialized():
         dist.destroy_process_group()
