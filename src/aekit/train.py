@@ -52,6 +52,11 @@ class History:
     def last(self) -> dict[str, Any]:
         return self.rows[-1]
 
+    def outcome(self) -> dict[str, Any]:
+        """How training ended, as ``train.json`` records it: the last epoch, early stop, the epoch of the weights kept."""
+        last = self.rows[-1]["epoch"] if self.rows else 0
+        return {"last_epoch": last, "stopped_early": self.stopped_early, "best_epoch": self.best_epoch or last}
+
 
 def resolve_device(name: str) -> torch.device:
     """``"auto"`` is CUDA when available, else CPU; an unavailable CUDA device is a ``ValueError``."""
@@ -206,6 +211,8 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
         if state.pos is not None and not 0 < state.pos.batch <= steps_per_epoch:
             raise ValueError(f"corrupted checkpoint {run.file(Run.TRAINER)}: position {state.pos.batch} is not a step "
                              f"of an epoch of {steps_per_epoch} steps")
+        if state.patience_spent(cfg.patience):  # stopped early: finished, so resuming is a no-op like a finished run's
+            start, hist.stopped_early = cfg.epochs, True
     if run is not None:
         run.write_metrics(hist.rows)  # consistent with the (restored) history
         run.write_json(Run.TRAIN, {"train": asdict(cfg), "model": model.config})
@@ -291,7 +298,7 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
                     raise FloatingPointError(f"the validation loss became {row['val_loss']} after epoch {epoch}: the "
                                              "weights are no longer usable; the last checkpoint is kept")
             hist.rows.append(row)
-            early = _early_stop(cfg, row, state)
+            early = state.early_stop(row, cfg.patience, cfg.min_delta)
             out_of_time = cfg.max_time is not None and time.perf_counter() - t0 > cfg.max_time
             timed = bool(cfg.checkpoint_minutes and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes)
             out_of_time, timed, stopping = ctx.flags(out_of_time, timed, stop.signum is not None, device=dev)
@@ -313,6 +320,7 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
     model.eval()
     if run is not None and run.writes:
         save_model(model, run.path)
+        run.write_json(Run.TRAIN, {"train": asdict(cfg), "model": model.config, "outcome": hist.outcome()})
     ctx.barrier()
     return hist
 
@@ -370,19 +378,6 @@ def _epoch_row(epoch: int, opt: torch.optim.Optimizer, pos: Position, logged: di
     row["seconds"] = seconds  # training only, not validation
     row["samples_per_s"] = pos.samples / seconds
     return row
-
-
-def _early_stop(cfg: TrainConfig, row: dict[str, Any], s: TrainerState) -> bool:
-    """Track the best validation loss (weights in ``s.best``, epoch in ``s.hist``); True when patience has run out."""
-    if cfg.patience is None:
-        return False
-    if row["val_loss"] < s.best["loss"] - cfg.min_delta:
-        s.best.update(loss=row["val_loss"], bad=0)
-        s.best["state"] = {k: v.detach().clone() for k, v in s.model.state_dict().items()}
-        s.hist.best_epoch = row["epoch"]
-        return False
-    s.best["bad"] += 1
-    return s.best["bad"] >= cfg.patience
 
 
 def _progress(enabled: bool) -> Progress:

@@ -50,6 +50,22 @@ class TrainerState:
     best: dict
     pos: Position | None = None
 
+    def early_stop(self, row: dict[str, Any], patience: int | None, min_delta: float) -> bool:
+        """Track the best validation loss (weights in ``best``, epoch in ``hist``); True when patience has run out."""
+        if patience is None:
+            return False
+        if row["val_loss"] < self.best["loss"] - min_delta:
+            self.best.update(loss=row["val_loss"], bad=0)
+            self.best["state"] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            self.hist.best_epoch = row["epoch"]
+            return False
+        self.best["bad"] += 1
+        return self.patience_spent(patience)
+
+    def patience_spent(self, patience: int | None) -> bool:
+        """Whether early stopping has ended this run (a restored run too: resuming it then trains no further)."""
+        return patience is not None and self.best["bad"] >= patience
+
 
 def save_trainer(path: Path, epoch: int, s: TrainerState, cfg: dict, rngs: list[Tensor] | None = None) -> None:
     """Save everything needed to continue exactly: weights, optimiser, schedule, RNGs, history, best

@@ -267,7 +267,7 @@ def _fit_and_report(model, split, cfg, run: Run, resume: bool = False, iw_sample
     main = context().main
     loggers = _trackers(list(trackers), run.path, cfg) if main else []
     try:
-        fit(model, split.train.x, cfg, run_dir=run.path, resume=resume, callbacks=loggers)
+        hist = fit(model, split.train.x, cfg, run_dir=run.path, resume=resume, callbacks=loggers)
     except Interrupted as e:
         err.print(f"{e}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(e.exit_status) from None
@@ -279,6 +279,11 @@ def _fit_and_report(model, split, cfg, run: Run, resume: bool = False, iw_sample
             logger.close()
     if not main:
         return  # rank 0 evaluates and reports
+    if hist.stopped_early:
+        best = next(r for r in hist.rows if r["epoch"] == hist.best_epoch)
+        out.print(f"stopped early after epoch {hist.last['epoch']} of {cfg.epochs}: the validation loss had not fallen "
+                  f"by more than {cfg.min_delta:g} for {cfg.patience} epochs (--patience); kept the weights of epoch "
+                  f"{hist.best_epoch} (validation loss {best['val_loss']:.5g})", markup=False, highlight=False)
     res = _report(model, split, [("train time", f"{time.perf_counter() - t0:.1f} s")], iw_samples)
     run.write_json(Run.EVALUATION, res)
     if html:

@@ -1,0 +1,43 @@
+"""A new user's first hour (issue 21): what the CLI says and records, end to end."""
+
+import json
+
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from aekit.cli import app
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_early_stopping_says_why_records_the_epoch_and_resuming_is_a_no_op(tmp_path):
+    rd = tmp_path / "run"
+    # min_delta so large that no epoch after the first counts as better: stops after epoch 3 with patience 2
+    res = run("train", "--code-size", 4, "--hidden", "16", "--epochs", 20, "--patience", 2, "--min-delta", 1e9,
+              "--out", rd, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "stopped early after epoch 3 of 20" in res.stdout
+    assert "for 2 epochs (--patience); kept the weights of epoch 1" in res.stdout
+    outcome = json.loads((rd / "train.json").read_text())["outcome"]
+    assert outcome == {"last_epoch": 3, "stopped_early": True, "best_epoch": 1}
+    model, metrics = load_file(rd / "model.safetensors"), (rd / "metrics.jsonl").read_text()
+    assert len(metrics.splitlines()) == 3
+
+    res = run("train", "--resume", rd, "--quiet")
+    assert res.exit_code == 0, res.output
+    assert (rd / "metrics.jsonl").read_text() == metrics  # no epoch trained on
+    kept = load_file(rd / "model.safetensors")  # the kept weights, not overwritten by others
+    assert kept.keys() == model.keys() and all(torch.equal(kept[k], model[k]) for k in kept)
+    assert json.loads((rd / "train.json").read_text())["outcome"] == outcome
+
+
+def test_a_run_without_early_stopping_records_its_last_epoch(tmp_path):
+    rd = tmp_path / "run"
+    assert run("train", "--code-size", 4, "--hidden", "16", "--epochs", 2, "--out", rd, "--quiet").exit_code == 0
+    assert json.loads((rd / "train.json").read_text())["outcome"] == {"last_epoch": 2, "stopped_early": False,
+                                                                      "best_epoch": 2}
