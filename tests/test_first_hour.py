@@ -41,3 +41,28 @@ def test_a_run_without_early_stopping_records_its_last_epoch(tmp_path):
     assert run("train", "--code-size", 4, "--hidden", "16", "--epochs", 2, "--out", rd, "--quiet").exit_code == 0
     assert json.loads((rd / "train.json").read_text())["outcome"] == {"last_epoch": 2, "stopped_early": False,
                                                                       "best_epoch": 2}
+
+
+def test_help_and_import_do_not_load_torch_or_scikit_learn():
+    """``import aekit`` and ``aekit --help`` / ``train --help`` answer without the heavy imports (3 s → 0.4 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from typer.testing import CliRunner; from aekit.cli import app; import aekit\n"
+            "for args in (['--help'], ['train', '--help'], ['--version']):\n"
+            "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+            "heavy = sorted(m for m in ('torch', 'sklearn', 'scipy', 'matplotlib', 'pandas') if m in sys.modules)\n"
+            "assert not heavy, heavy\n"
+            "aekit.create  # and the names still load on use\n"
+            "assert 'torch' in sys.modules\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
+def test_version_and_shell_completion():
+    from aekit import __version__
+
+    res = run("--version")
+    assert res.exit_code == 0 and res.stdout.strip() == f"aekit {__version__}"
+    res = run("--help")
+    assert "--install-completion" in res.stdout and "--show-completion" in res.stdout

@@ -146,6 +146,7 @@ ALTERNATIVES = {
     "walkback": ([1], {}),
     "binary": (["ste"], {}),
     "code_noise": ([1.0], {}),
+    "balance": ([0.5], {}),
 }
 
 

@@ -7,11 +7,12 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def is_int(v: Any) -> bool:
@@ -174,6 +175,8 @@ def fits_in_memory(build: Callable[[], nn.Module], what: str) -> None:
     """Run ``build`` on the ``meta`` device (no memory) and refuse, with ``ValueError``, a module whose
     weights exceed this machine's memory — before any tensor is allocated: a typo
     (``--code-size 10000000000``) or a crafted config must not take the machine down."""
+    import torch  # here, not at the top: the command line's option checks load without torch
+
     try:
         with torch.device("meta"):
             dry = build()
@@ -183,7 +186,7 @@ def fits_in_memory(build: Callable[[], nn.Module], what: str) -> None:
         if "meta" in str(e):
             return  # e.g. .item() in a user's builder: no dry build, so no estimate; the real build decides
         raise ValueError(f"{what} cannot be built ({str(e).splitlines()[0][:160]})") from None
-    if not isinstance(dry, nn.Module):
+    if not isinstance(dry, torch.nn.Module):
         return  # not a model at all: the caller says so
     need = sum(t.numel() * t.element_size() for t in [*dry.parameters(), *dry.buffers()])
     have = memory_bytes()

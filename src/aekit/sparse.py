@@ -36,6 +36,8 @@ class L1(Penalty):
 def code_range(model: Autoencoder) -> tuple[float, float]:
     """Range of the code units, from the encoder's final activation (−∞, ∞ if unknown)."""
     final = getattr(model.encoder, "final", None)
+    if getattr(final, "code_range", None):
+        return final.code_range
     if isinstance(final, nn.Sigmoid):
         return 0.0, 1.0
     if isinstance(final, nn.Tanh):

@@ -20,7 +20,7 @@ from rich.console import Console
 app = typer.Typer(
     help="The autoencoder family: train, evaluate and use autoencoders.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain one-line usage errors
 )
@@ -60,8 +60,17 @@ def friendly(fn: Callable) -> Callable:
     return wrapper
 
 
+def _version(show: bool) -> None:
+    if show:
+        from .. import __version__
+
+        out.print(f"aekit {__version__}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def _startup() -> None:
+def _startup(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print aekit's version and exit.")] = False) -> None:
     from ..plugins import load_plugins
 
     with warnings.catch_warnings():  # a broken installed plugin is one line, not a traceback

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import numpy as np
-import torch
 import typer
 
 from . import _fail, app, friendly, out
+
+if TYPE_CHECKING:
+    import torch
 
 TEXT_BLOCK = 1 << 20  # characters tokenised at a time: a text file of any size in bounded memory
 
@@ -39,6 +41,8 @@ def load_lm(path: Path, device: str = "cpu") -> torch.nn.Module:
 
 def text_contexts(tokenizer, path: Path, context: int, batch_size: int) -> Iterator[torch.Tensor]:
     """Batches (B, T) of consecutive, non-overlapping contexts of ``context`` tokens of a text file."""
+    import torch
+
     ids: list[int] = []
     batch: list[list[int]] = []
     any_yielded = False
@@ -59,6 +63,8 @@ def text_contexts(tokenizer, path: Path, context: int, batch_size: int) -> Itera
 
 def token_contexts(path: Path, batch_size: int) -> Iterator[torch.Tensor]:
     """Batches of the rows (contexts of token ids) of a ``.npy`` file (N, T), read a batch at a time."""
+    import torch
+
     from ..rows import NpyRows
 
     rows = NpyRows(path)
@@ -137,6 +143,8 @@ def sae_rows(model, x_test) -> tuple[dict[str, float], list[tuple[str, str]]]:
 def ce_rows(model, data: str, lm_dir: Path, n_contexts: int, device: str) -> tuple[dict[str, float], list]:
     """CE loss recovered with the SAE spliced into the layer its activations came from: the capture's
     manifest names the layer and keeps the token contexts; ``n_contexts`` of them (seeded) are scored."""
+    import torch
+
     import json
 
     from ..activations import contexts

@@ -14,7 +14,6 @@ from typing import Annotated, Optional
 import typer
 
 from . import MAX_IW, ModelFn, Plugins, _fail, _load_split, _plugins, _split_of_run, app, err, friendly, out
-from ..dist import context
 from ..run import Run
 from .options import Spec, data_spec, resolve
 
@@ -291,3 +290,10 @@ def _fit_and_report(model, split, cfg, run: Run, resume: bool = False, iw_sample
 
         out.print(f"report: {write_report(run.path, split, model)}")
     out.print(f"saved to {run.path}")
+
+
+def context(device=None):
+    """The distributed context (``aekit.dist.context``), imported on use: torch loads only when a command runs."""
+    from ..dist import context as ctx
+
+    return ctx(device)
