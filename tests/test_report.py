@@ -3,11 +3,12 @@
 import csv
 import re
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
-from aekit import PRESETS, create, fit
+from aekit import PRESETS, create, fit, load_model
 from aekit.cli import app
 from aekit.data import Dataset, Split
 from aekit.manifold import circle
@@ -83,3 +84,72 @@ def test_compare_from_cli(tmp_path):
     assert (out / "compare.png").stat().st_size > 1000
     res = runner.invoke(app, ["compare", "--presets", "bogus"])
     assert res.exit_code == 2 and "unknown preset 'bogus'" in res.stderr
+
+
+@pytest.mark.parametrize("labels", [np.array([0, 1, 2] * 20), np.array([0, 1] * 30), np.array(["a", "b"] * 30)])
+def test_code_map_names_class_labels_in_a_legend_with_distinct_colours(labels):
+    from matplotlib.colors import to_hex
+
+    from aekit.report import code_map
+
+    codes = np.random.default_rng(0).normal(size=(len(labels), 3))
+    fig = code_map(codes, labels)
+    ax, = fig.axes  # no colour bar axis
+    legend = ax.get_legend()
+    assert legend is not None and [t.get_text() for t in legend.get_texts()] == [str(c) for c in np.unique(labels)]
+    colours = {to_hex(c.get_facecolor()[0]) for c in ax.collections}
+    assert len(colours) == len(np.unique(labels))  # binary labels: two clearly different colours
+    assert sum(len(c.get_offsets()) for c in ax.collections) == len(labels)
+
+
+def test_code_map_of_a_continuous_target_keeps_a_colour_bar():
+    from aekit.report import code_map
+
+    rng = np.random.default_rng(0)
+    fig = code_map(rng.normal(size=(100, 2)), rng.normal(size=100))
+    assert len(fig.axes) == 2 and fig.axes[0].get_legend() is None
+
+
+def test_tabular_reconstructions_plot_each_feature_against_its_value():
+    from aekit.report import feature_scatter
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5)) * np.array([1, 5, 2, 3, 4])
+    x -= x.mean(0)  # centred: halving each value leaves R² = 1 − ¼ exactly
+    fig = feature_scatter(x, x * 0.5, n=3)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["feature 1: R² 0.75", "feature 3: R² 0.75", "feature 4: R² 0.75"]  # the 3 widest, in order
+
+
+def test_loss_curves_have_integer_epochs_and_no_duplicate_panel_without_a_penalty():
+    from aekit.report import loss_curves
+
+    rows = [{"epoch": e, "train_loss": 1.0 / e, "train_reconstruction": 1.0 / e} for e in (1, 2, 3)]
+    fig = loss_curves(rows)
+    assert len(fig.axes) == 1
+    assert all(float(t).is_integer() for t in fig.axes[0].get_xticks())
+    rows = [{**r, "train_reconstruction": 0.5 / r["epoch"], "train_l1": 0.5 / r["epoch"]} for r in rows]
+    assert len(loss_curves(rows).axes) == 3
+
+
+def test_the_page_names_measures_for_people_warns_when_worse_than_pca_and_folds_the_config(tmp_path):
+    rd = tmp_path / "r"
+    res = CliRunner().invoke(app, ["train", "--hidden", "8", "--epochs", "1", "--lr", "1e-5", "--out", str(rd),
+                                   "--quiet", "--report"], catch_exceptions=False)  # one slow epoch: worse than PCA
+    assert res.exit_code == 0, res.output
+    assert "warning: worse than PCA with the same code size" in res.stderr  # the CLI says so too
+    page = (rd / "report.html").read_text()
+    assert "⚠ worse than PCA with the same code size" in page
+    assert "<th>aekit / PCA</th>" in page and "<th>squared error per sample, PCA-" in page
+    assert "test_squared_error" not in page.split("<details>")[0]  # no Python keys above the folded config
+    assert '<details><summary><b>config</b>' in page
+    code = load_model(rd).code_size  # as built: what an option 0 (automatic, e.g. psd's, the SAEs') became
+    assert f'&quot;resolved&quot;: {{\n    &quot;code_size&quot;: {code},' in page
+
+
+def test_collapsed_reconstructions_are_called_out():
+    from aekit.measures import warnings_for
+
+    assert warnings_for({"test_squared_error": 1.0, "pca_squared_error": 2.0}, recon_variance=0.5) == []
+    w, = warnings_for({"test_squared_error": 1.0, "pca_squared_error": 2.0}, recon_variance=0.001)
+    assert "collapsed to the mean" in w and "0.1%" in w

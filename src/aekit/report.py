@@ -24,6 +24,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from .corruption import Identity  # noqa: E402
 from .data import Split  # noqa: E402
+from .measures import readable, warnings_for  # noqa: E402
 from .metrics import encode, reconstruct  # noqa: E402
 from .model import Autoencoder, CodeConstraint, seeded  # noqa: E402
 from .run import Run  # noqa: E402
@@ -76,7 +77,11 @@ _TITLES = {  # what is optimised and what is only logged, for a VAE whose object
 
 def loss_curves(rows: list[dict[str, Any]]) -> Figure:
     """One panel per loss term: train (and validation) against epoch."""
+    from matplotlib.ticker import MaxNLocator
+
     terms = [k[len("train_"):] for k in rows[0] if k.startswith("train_")]
+    if "reconstruction" in terms and all(r["train_reconstruction"] == r["train_loss"] for r in rows):
+        terms.remove("reconstruction")  # no penalty: the loss is the reconstruction term, one panel shows both
     fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2), squeeze=False)
     epochs = [r["epoch"] for r in rows]
     for ax, t in zip(axes[0], terms):
@@ -85,11 +90,38 @@ def loss_curves(rows: list[dict[str, Any]]) -> Figure:
             ax.plot(epochs, [r[f"val_{t}"] for r in rows], label="validation")
         ax.set_title(_TITLES.get(t, t.replace("_", " ")))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("nats per sample" if t in ("loss", "reconstruction", "kl", "kl_divergence", "neg_elbo") else "value")
         ax.legend()
     fig.suptitle("loss per term")
     fig.tight_layout()
     return fig
+
+
+def feature_scatter(x: np.ndarray, r: np.ndarray, n: int = 12) -> Figure:
+    """Tabular data: for the ``n`` features of largest variance, each test row's reconstruction against its value
+    (on the diagonal when perfect), with the feature's R²."""
+    top = np.sort(np.argsort(-x.var(0), kind="stable")[:n])
+    cols = min(4, len(top))
+    rows_ = -(-len(top) // cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(3 * cols, 2.8 * rows_), squeeze=False)
+    for ax in axes.flat[len(top):]:
+        ax.axis("off")
+    for ax, j in zip(axes.flat, top):
+        lo, hi = float(min(x[:, j].min(), r[:, j].min())), float(max(x[:, j].max(), r[:, j].max()))
+        ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--")
+        ax.scatter(x[:, j], r[:, j], s=3, alpha=0.5)
+        var = x[:, j].var()
+        r2 = 1 - ((x[:, j] - r[:, j]) ** 2).mean() / var if var > 0 else float("nan")
+        ax.set_title(f"feature {j}: R² {r2:.2f}", fontsize=9)
+        ax.set_xlabel("value", fontsize=8)
+        ax.set_ylabel("reconstruction", fontsize=8)
+    fig.suptitle(f"test rows: reconstruction against value, {len(top)} of {x.shape[1]} features (largest variance)")
+    fig.tight_layout()
+    return fig
+
+
+MAX_CLASSES = 20  # more distinct labels than this are coloured on a continuous scale
 
 
 def code_map(codes: np.ndarray, labels: np.ndarray | None) -> Figure:
@@ -104,8 +136,15 @@ def code_map(codes: np.ndarray, labels: np.ndarray | None) -> Figure:
     else:
         xy, what = PCA(2, random_state=0).fit_transform(codes), ("PC 1 of the codes", "PC 2 of the codes")
     fig, ax = plt.subplots(figsize=(6, 5))
-    if labels is not None:
-        sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, s=4, cmap="tab10", alpha=0.7)
+    classes = np.unique(labels) if labels is not None else []
+    if 0 < len(classes) <= MAX_CLASSES:  # class labels: one colour each, named in a legend (not a colour bar)
+        colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20").colors
+        for c, colour in zip(classes, colours):
+            on = labels == c
+            ax.scatter(xy[on, 0], xy[on, 1], s=4, color=colour, alpha=0.7, label=str(c))
+        ax.legend(title="label", markerscale=3, fontsize="small", loc="best")
+    elif labels is not None:  # a continuous target, or too many classes to tell apart
+        sc = ax.scatter(xy[:, 0], xy[:, 1], c=labels, s=4, cmap="viridis", alpha=0.7)
         fig.colorbar(sc, ax=ax, label="label")
     else:
         ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.7)
@@ -197,9 +236,12 @@ def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dic
     out: dict[str, Callable[[], Figure]] = {}
     if rows:
         out["loss_curves"] = lambda: loss_curves(rows)
-    out["reconstructions"] = lambda: _show_rows(
-        [("original", show), ("reconstruction", reconstruct(model, show))], shape,
-        f"test {'images' if shape else 'samples'} and their reconstructions", steps)
+    if shape is None and steps is None:  # tabular: each feature's reconstruction against its value
+        out["reconstructions"] = lambda: feature_scatter(x[:2000], reconstruct(model, x[:2000]))
+    else:
+        out["reconstructions"] = lambda: _show_rows(
+            [("original", show), ("reconstruction", reconstruct(model, show))], shape,
+            f"test {'images' if shape else 'samples'} and their reconstructions", steps)
     if not isinstance(model.corruption, Identity):
         with seeded(0):  # the same noisy images in every report
             noisy = model.corrupt(torch.from_numpy(show)).numpy()
@@ -273,24 +315,31 @@ def write_report(run_dir: str | Path, split: Split, model: Autoencoder | None = 
 
         sae_measures, figs, contexts = sae_sections(model, split.test.x)
         images.update({name: _png(fig, run.file(f"{name}.png")) for name, fig in figs.items()})
-    config = {"model": model.config}
+    config = {"model": model.config, "resolved": {"code_size": model.code_size, "input_shape": model.input_shape}}
     if run.file(Run.TRAIN).is_file():
         config["train"] = run.train_meta()["train"]
-    metrics = run.evaluation()
-    metrics.update(sae_measures)
+    res = run.evaluation()
+    metrics = readable({**res, **sae_measures}, model.code_size, model.input_size)
     if rows:
-        metrics.update({f"last epoch: {k}": v for k, v in rows[-1].items() if k.startswith(("train_", "val_"))})
+        metrics.update({f"last epoch: {k.replace('_', ' ')}": v for k, v in rows[-1].items()
+                        if k.startswith(("train_", "val_"))})
+    x = _array(split.test.x, 2000)
+    spread = float(x.var(0).sum())
+    alerts = warnings_for(res, float(reconstruct(model, x).var(0).sum()) / spread if spread > 0 else None)
     title = f"aekit report: {model.config['preset'] if model.config else 'model'} on {split.test.name}"
-    body = [f"<h1>{html.escape(title)}</h1>", "<h2>metrics</h2>", _table(metrics)]
+    body = [f"<h1>{html.escape(title)}</h1>",
+            *[f"<p class=\"warn\">⚠ {html.escape(a)}</p>" for a in alerts], "<h2>metrics</h2>", _table(metrics)]
     for name, b64 in images.items():
         body.append(f"<h2>{name.replace('_', ' ')}</h2><img alt=\"{name}\" src=\"data:image/png;base64,{b64}\">")
     if contexts:
         body.append("<h2>top-activating contexts</h2><p>tokens shaded by the latent's activation; the top token "
                     "boxed; hover for values</p>" + contexts)
-    body += ["<h2>config</h2>", f"<pre>{html.escape(json.dumps(config, indent=2))}</pre>"]
+    body += ["<details><summary><b>config</b> (the model's and the training options; click to open)</summary>"
+             f"<pre>{html.escape(json.dumps(config, indent=2))}</pre></details>"]
     page = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>" + html.escape(title) + "</title>"
             "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}"
-            "td,th{padding:2px 10px;text-align:left}tr:nth-child(even){background:#f3f3f3}</style></head><body>"
+            "td,th{padding:2px 10px;text-align:left}tr:nth-child(even){background:#f3f3f3}"
+            ".warn{background:#fff3cd;border-left:4px solid #e0a800;padding:6px 10px}</style></head><body>"
             + "\n".join(body) + "</body></html>")
     run.write_text(Run.REPORT, page)
     return run.file(Run.REPORT)
@@ -301,81 +350,3 @@ def _table(d: dict[str, Any]) -> str:
         return f"{v:.4g}" if isinstance(v, float) else html.escape(str(v))
 
     return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{fmt(v)}</td></tr>" for k, v in d.items()) + "</table>"
-
-
-# ---------------------------------------------------------------------------- aekit compare
-
-
-def compare(split: Split, presets: list[str], code_sizes: list[int], out_dir: str | Path, epochs: int | None = 10,
-            progress: bool = False, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Train every preset at every code size (and PCA at each), measure them on the test set, and
-    write ``compare.md``, ``compare.csv`` and ``compare.png`` (error against code size) into ``out_dir``.
-
-    Each autoencoder trains for ``epochs`` epochs (``None``: its preset's default) with its preset's
-    other defaults. Returns the table's rows.
-    """
-    import csv
-    import time
-
-    from .metrics import linear_probe, pca_error, squared_error
-    from .presets import create, get_preset
-    from .train import fit
-
-    for p in presets:
-        get_preset(p)  # unknown names fail before any training
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (xtr, ytr), (xte, yte) = (split.train.x, split.train.y), (split.test.x, split.test.y)
-    rows: list[dict[str, Any]] = []
-
-    def add(method: str, k: int, err: float, codes: tuple[np.ndarray, np.ndarray], seconds: float, params: int) -> None:
-        acc = linear_probe(codes[0], ytr, codes[1], yte, max_iter=300) if ytr is not None else float("nan")
-        rows.append({"method": method, "code_size": k, "test_squared_error": err, "linear_probe_accuracy": acc,
-                     "train_seconds": seconds, "parameters": params})
-        log(f"{method:>14s}  K={k:<3d}  squared error {err:8.3f}  probe {acc:.4f}  {seconds:6.1f} s")
-
-    for k in code_sizes:
-        t = time.perf_counter()
-        err, pca = pca_error(xtr, xte, k)
-        add("PCA", k, err, (pca.transform(xtr), pca.transform(xte)), time.perf_counter() - t, pca.components_.size)
-        for p in presets:
-            with seeded(0):
-                model = create(p, split.train.shape, code_size=k)
-            t = time.perf_counter()
-            fit(model, xtr, progress=progress, val_fraction=0.0, **({"epochs": epochs} if epochs else {}))
-            add(p, k, squared_error(xte, reconstruct(model, xte)), (encode(model, xtr), encode(model, xte)),
-                time.perf_counter() - t, sum(q.numel() for q in model.parameters()))
-    pca_of = {r["code_size"]: r["test_squared_error"] for r in rows if r["method"] == "PCA"}
-    for r in rows:
-        r["vs_pca"] = r["test_squared_error"] / pca_of[r["code_size"]]
-
-    with open(out / "compare.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    lines = [f"Test set of {split.test.name} ({len(xte)} samples); squared error per sample summed over "
-             f"{xte.shape[1]} dimensions; {epochs or 'preset-default'} epochs per autoencoder.", "",
-             "| method | code size | test squared error | vs PCA | linear-probe accuracy | train time | parameters |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in sorted(rows, key=lambda r: (r["code_size"], r["method"] != "PCA")):
-        lines.append(f"| {r['method']} | {r['code_size']} | {r['test_squared_error']:.3f} | "
-                     f"{r['vs_pca']:.2f}x ({100 * (r['vs_pca'] - 1):+.0f} %) | {100 * r['linear_probe_accuracy']:.2f} % | "
-                     f"{r['train_seconds']:.1f} s | {r['parameters']:,} |")
-    (out / "compare.md").write_text("\n".join(lines) + "\n")
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for m in [*presets, "PCA"]:  # PCA last, dashed on top: the linear autoencoder lies under it
-        pts = sorted((r["code_size"], r["test_squared_error"]) for r in rows if r["method"] == m)
-        style = dict(color="black", ls="--", marker="x", ms=9) if m == "PCA" else dict(marker="o")
-        ax.plot(*zip(*pts), label=m, **style)
-    ax.set_xlabel("code size K")
-    ax.set_ylabel("test squared error per sample")
-    ax.set_xscale("log")
-    ax.set_xticks(sorted(set(code_sizes)), [str(k) for k in sorted(set(code_sizes))])
-    ax.minorticks_off()
-    ax.set_title("reconstruction error against code size")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "compare.png", dpi=100)
-    plt.close(fig)
-    return rows

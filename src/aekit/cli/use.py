@@ -19,6 +19,7 @@ from . import (MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _r
 def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000) -> dict[str, float]:
     """Test-set reconstruction error next to PCA's at the same code size (and the ELBO and an
     importance-weighted NLL for a stochastic model); printed and returned."""
+    from ..measures import RATIO, readable, warnings_for
     from ..metrics import (pca_error, pca_error_stream, reconstruct, regularised_metrics, sample_rows, squared_error,
                            squared_error_stream)
     from ..rows import Rows
@@ -43,23 +44,20 @@ def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples:
     t.add_column("value", justify="right")
     for k, v in rows or []:
         t.add_row(k, v)
-    t.add_row("test loss (the training objective: −log p per sample + penalties)", f"{res['test_loss']:.4f}")
-    t.add_row(f"squared error per sample, aekit (summed over {model.input_size} dims)", f"{res['test_squared_error']:.4f}")
-    if "pca_squared_error" in res:
-        t.add_row(f"squared error per sample, PCA-{model.code_size}", f"{res['pca_squared_error']:.4f}")
-        t.add_row("aekit / PCA", f"{res['test_squared_error'] / res['pca_squared_error']:.3f}")
     if model.stochastic:
-        res.update(_stochastic_metrics(model, x_te, iw_samples, t))
+        res.update(_stochastic_metrics(model, x_te, iw_samples))
     elif model.is_regularised and not is_sae(model):  # an SAE's sparsity measures come in ``rows``
         res.update(regularised_metrics(model, x_te))
-    for key, label in _LABELS.items():
-        if key in res:
-            t.add_row(label, f"{res[key]:.4f}")
+    for name, v in readable(res, model.code_size, model.input_size).items():
+        t.add_row(name, f"{v:.2f}" if name.startswith(("test ELBO", "  of which", "test NLL")) else
+                  f"{v:.3f}" if name == RATIO else f"{v:.4f}")
+    for w in warnings_for(res):
+        warnings.warn(w)
     out.print(t)
     return res
 
 
-def _stochastic_metrics(model, x: np.ndarray, k: int, table: Table) -> dict[str, float]:
+def _stochastic_metrics(model, x: np.ndarray, k: int) -> dict[str, float]:
     """Test ELBO and the k-sample importance-weighted NLL, in nats per sample."""
     import torch
 
@@ -72,19 +70,7 @@ def _stochastic_metrics(model, x: np.ndarray, k: int, table: Table) -> dict[str,
         warnings.warn("the test data is not binary, so the Bernoulli ELBO and NLL below are cross-entropies, not "
                       "log-likelihoods, and not comparable with published numbers; train with --binarize for those")
     with seeded(0, next(model.parameters()).device):  # the same estimate at every evaluation
-        res = {**likelihood_bounds(model, x, k, allow_nonbinary=grey), "iw_samples": k}
-    table.add_row("test ELBO (nats per sample; a lower bound on log p(x))", f"{res['elbo']:.2f}")
-    table.add_row("  of which KL(q(h|x) ‖ p(h))", f"{res['kl']:.2f}")
-    table.add_row(f"test NLL, −log p(x) estimated with k={k} importance samples (nats)", f"{res['nll']:.2f}")
-    return res
-
-
-_LABELS = {
-    "psnr_noisy": "PSNR noisy test images vs clean (dB)",
-    "psnr_denoised": "PSNR denoised vs clean (dB)",
-    "l0": "mean active code units per sample (|h| > 0.01)",
-    "dead_fraction": "fraction of code units never active on the test set",
-}
+        return {**likelihood_bounds(model, x, k, allow_nonbinary=grey), "iw_samples": k}
 
 
 @app.command()
@@ -233,7 +219,7 @@ def compare(
     plugin: Plugins = None,
 ) -> None:
     """Train each preset at each code size, and PCA; write compare.md, compare.csv and compare.png."""
-    from ..report import compare as run_compare
+    from ..compare import compare as run_compare
 
     _plugins(plugin)
     names = [p.strip() for p in presets.split(",") if p.strip()]
