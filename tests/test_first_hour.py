@@ -66,3 +66,11 @@ def test_version_and_shell_completion():
     assert res.exit_code == 0 and res.stdout.strip() == f"aekit {__version__}"
     res = run("--help")
     assert "--install-completion" in res.stdout and "--show-completion" in res.stdout
+
+
+def test_progress_in_a_log_file_is_a_line_per_epoch(tmp_path):
+    res = run("train", "--code-size", 4, "--hidden", "16", "--epochs", 3, "--out", tmp_path / "run")
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.stderr.splitlines() if " done: step " in ln]  # stderr is not a terminal here
+    assert [ln.split(" done")[0] for ln in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all(", loss " in ln for ln in lines)

@@ -20,8 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import Tensor
 
 from .checkpoint import save_model
@@ -33,6 +31,7 @@ from .dist import Context, context
 from .run import Run, Stop, stop_on_signals
 from .files import as_tensor, param_dtype
 from .sources import Rows, Stream, open_rows, prepare_sample, split, stored_check, streamable, training_data
+from .progress import progress
 from .threads import threads_for, using_threads
 
 __all__ = ["History", "Interrupted", "TrainConfig", "as_tensor", "config_for", "evaluate", "fit", "lr_factor",
@@ -236,7 +235,7 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
         ctx.barrier()  # no rank leaves (or is stopped) before the checkpoint is on disk
         last_save = time.perf_counter()
 
-    with _progress(cfg.progress and ctx.main) as bar:
+    with progress(cfg.progress and ctx.main, steps_per_epoch) as bar:
         task = bar.add_task("train", total=total, completed=start * steps_per_epoch, loss="")
         for epoch in range(start + 1, cfg.epochs + 1):
             pos = state.pos = state.pos or Position(rng=shuffle.get_state())
@@ -378,17 +377,3 @@ def _epoch_row(epoch: int, opt: torch.optim.Optimizer, pos: Position, logged: di
     row["seconds"] = seconds  # training only, not validation
     row["samples_per_s"] = pos.samples / seconds
     return row
-
-
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[loss]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
