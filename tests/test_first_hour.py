@@ -74,3 +74,11 @@ def test_progress_in_a_log_file_is_a_line_per_epoch(tmp_path):
     lines = [ln for ln in res.stderr.splitlines() if " done: step " in ln]  # stderr is not a terminal here
     assert [ln.split(" done")[0] for ln in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     assert all(", loss " in ln for ln in lines)
+
+
+def test_train_help_groups_its_options():
+    res = run("train", "--help")
+    heads = [ln for ln in res.stdout.splitlines() if ln and not ln.startswith(" ") and ln.endswith(":")]
+    assert heads[:6] == ["Model:", "Data:", "Training:", "Hardware and checkpoints:", "Output:", "Other options:"]
+    section = res.stdout.split("Data:")[1].split("Training:")[0]
+    assert "--data-dir" in section and "--epochs" not in section

@@ -14,8 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperCommand
 
 app = typer.Typer(
     help="The autoencoder family: train, evaluate and use autoencoders.",
@@ -27,11 +29,28 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 Plugins = Annotated[Optional[list[str]], typer.Option(
-    "--plugin", metavar="MODULE", help="Import this module first: it registers your own presets (repeatable).")]
+    "--plugin", metavar="MODULE", help="Import this module first: it registers your own presets (repeatable).",
+    rich_help_panel="Model")]
 ModelFn = Annotated[Optional[str], typer.Option(
     "--model", metavar="MODULE:FUNCTION", help="For a model composed by hand: a function that builds it "
-    "(its weights are then loaded into what it returns).")]
+    "(its weights are then loaded into what it returns).", rich_help_panel="Model")]
 MAX_IW = 1_000_000  # importance samples per test row: Burda et al. used 5,000; more only costs time
+
+
+class GroupedCommand(TyperCommand):
+    """A command whose ``--help`` lists its options in groups (each option's ``rich_help_panel``), in the plain
+    text the CLI prints everywhere (no rich boxes)."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record:
+                groups.setdefault(getattr(param, "rich_help_panel", None) or "Other options", []).append(record)
+        order = ["Model", "Data", "Training", "Hardware and checkpoints", "Output"]
+        for name, records in sorted(groups.items(), key=lambda g: order.index(g[0]) if g[0] in order else len(order)):
+            with formatter.section(name):
+                formatter.write_dl(records)
 
 
 def _fail(msg: str) -> None:
