@@ -16,6 +16,7 @@ in [0, 1]).
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("--map-queries", type=int, default=0, help="queries for mAP (0: all)")
     ap.add_argument("--data-dir", type=Path, default=HERE.parents[1] / "shared" / "data" / "mnist")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--options", default="{}", help='more hashing-preset options, JSON, e.g. \'{"balance": 0.1}\'')
     args = ap.parse_args()
     print("| data | bits | hasher | precision@100 | mAP | search time (all queries) | fit time |")
     print("|---|---:|---|---:|---:|---:|---:|")
@@ -67,7 +69,7 @@ def main() -> None:
             for binary in args.binary.split(","):
                 torch.manual_seed(args.seed)
                 model = create("hashing", split.train.shape, code_size=bits, binary=binary,
-                               likelihood=args.likelihood)
+                               likelihood=args.likelihood, **json.loads(args.options))
                 t = time.perf_counter()
                 epochs = args.epochs or SMALL_DATA_EPOCHS.get(name)  # None: the preset's
                 fit(model, db, seed=args.seed, val_fraction=0, progress=False, **({"epochs": epochs} if epochs else {}))

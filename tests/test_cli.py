@@ -184,17 +184,17 @@ def test_regularised_presets_from_cli(tmp_path, args, shown):
 
 
 def test_regularised_preset_errors_from_cli():
-    one_line_error(run("train", "--preset", "sparse", "--rho", "0.1"), "rho=0.1 has no effect here")
+    one_line_error(run("train", "--preset", "sparse", "--rho", "0.1"), "--rho 0.1 has no effect here")
     one_line_error(run("train", "--preset", "ksparse", "--k", "0"), "k must be an integer >= 1")
     one_line_error(run("train", "--preset", "denoising", "--level", "1.5"), r"fraction must be in \[0, 1\)")
     one_line_error(run("train", "--preset", "contractive", "--lam", "-1"), "lam must be a finite number >= 0")
     one_line_error(run("train", "--preset", "sparse", "--penalty", "kl", "--activation", "relu"), r"code in \(0, 1\)")
     # issue 17.3: accepted and silently ignored before
-    one_line_error(run("train", "--sigma", "0.5"), "sigma=0.5 has no effect here")
-    one_line_error(run("train", "--optimizer", "adam", "--momentum", "0.5"), "momentum=0.5 has no effect here")
-    one_line_error(run("train", "--min-delta", "0.1"), "min_delta=0.1 has no effect here")
-    one_line_error(run("train", "--preset", "contractive", "--projections", "3"), "projections=3 has no effect here")
-    one_line_error(run("train", "--preset", "ksparse", "--dead-after", "9"), "dead_after=9 has no effect here")
+    one_line_error(run("train", "--sigma", "0.5"), "--sigma 0.5 has no effect here")
+    one_line_error(run("train", "--optimizer", "adam", "--momentum", "0.5"), "--momentum 0.5 has no effect here")
+    one_line_error(run("train", "--min-delta", "0.1"), "--min-delta 0.1 has no effect here")
+    one_line_error(run("train", "--preset", "contractive", "--projections", "3"), "--projections 3 has no effect here")
+    one_line_error(run("train", "--preset", "ksparse", "--dead-after", "9"), "--dead-after 9 has no effect here")
 
 
 def test_vae_from_cli_reports_elbo_and_nll(tmp_path, mnist_dir):

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
@@ -82,3 +84,31 @@ def test_train_help_groups_its_options():
     assert heads[:6] == ["Model:", "Data:", "Training:", "Hardware and checkpoints:", "Output:", "Other options:"]
     section = res.stdout.split("Data:")[1].split("Training:")[0]
     assert "--data-dir" in section and "--epochs" not in section
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "sparse", "--penalty", "kl", "--rho", "2"], "error: --rho must be in (0, 1), got 2.0"),
+    (["--preset", "sparse", "--rho", "0.1"], "error: option --rho 0.1 has no effect here: --rho applies to "
+                                             "--penalty kl only"),
+    (["--code-size", "0"], "error: --code-size must be an integer >= 1, got 0"),
+    (["--likelihood", "gauss"], "error: unknown --likelihood 'gauss'"),
+    (["--patience", "2", "--val-fraction", "0"], "error: --patience needs --val-fraction > 0"),
+])
+def test_cli_errors_name_flags_not_python_keywords(tmp_path, args, message):
+    res = run("train", *args, "--out", tmp_path / "run")
+    assert res.exit_code == 2 and res.stderr.startswith(message), res.stderr
+
+
+def test_evaluate_reuses_the_runs_nll_and_the_estimate_shows_progress(tmp_path):
+    rd = tmp_path / "vae"
+    res = run("train", "--preset", "vae", "--code-size", 3, "--hidden", "16", "--epochs", 1, "--iw-samples", 7,
+              "--out", rd)
+    assert res.exit_code == 0, res.output
+    assert "test NLL, k=7 importance samples done" in res.stderr  # its own progress, a line in a log
+    ev = json.loads((rd / "evaluation.json").read_text())
+    res = run("evaluate", rd, "--iw-samples", 7)
+    assert res.exit_code == 0 and "as computed after training" in res.stdout
+    assert "test NLL, k=7" not in res.stderr  # not estimated again
+    assert f"{ev['nll']:.2f}" in res.stdout
+    res = run("evaluate", rd, "--iw-samples", 5)  # another k: estimated
+    assert res.exit_code == 0 and "as computed after training" not in res.stdout and "k=5" in res.stderr

@@ -40,7 +40,7 @@ def test_report_for_every_preset(name, digits, tmp_path):
     assert _figures(page) == expected
     for fig in expected:
         assert (tmp_path / f"{fig}.png").stat().st_size > 1000
-    assert name in page and "train_reconstruction" in page  # config and metrics tables
+    assert name in page and "last epoch: train reconstruction" in page  # config and metrics tables
 
 
 def test_two_dimensional_runs_show_the_vector_field_and_the_chain(tmp_path):

@@ -58,6 +58,29 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def as_flags(msg: str) -> str:
+    """A library message in the command line's words: ``rho=0.1`` → ``--rho 0.1``, ``penalty='kl'`` →
+    ``--penalty kl``, ``code_size`` → ``--code-size``, and an option named at the start of a clause (``rho must``)
+    → ``--rho must``; only the names of preset and training options are touched."""
+    import dataclasses
+    import re
+
+    from ..optim import TrainConfig
+    from ..options import OPTIONS
+
+    names = sorted({*OPTIONS, *(f.name for f in dataclasses.fields(TrainConfig))}, key=len, reverse=True)
+    alt = "|".join(map(re.escape, names))
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    msg = re.sub(rf"\b({alt})=(['\"]?)([^'\",;:)\s]*)\2", lambda m: f"{flag(m[1])} {m[3]}", msg)
+    msg = re.sub(rf"(^|: |; |\(|unknown )({alt})(?= (must|has|have|needs|applies|is|cannot|takes|')\b)",
+                 lambda m: m[1] + flag(m[2]), msg)
+    return re.sub(r"(?<![-\w])(" + "|".join(re.escape(n) for n in names if "_" in n) + r")\b",
+                  lambda m: flag(m[1]), msg)
+
+
 def friendly(fn: Callable) -> Callable:
     """Turn ``ValueError`` (our validation errors), ``FloatingPointError`` (a diverged run) and ``OSError``
     (a file that cannot be written or read: permissions, a full disk, a directory in the way) into a
@@ -71,7 +94,7 @@ def friendly(fn: Callable) -> Callable:
                 warnings.showwarning = lambda m, *a, **k: err.print(f"warning: {m}", markup=False, soft_wrap=True)
                 return fn(*args, **kwargs)
         except (ValueError, FloatingPointError) as e:
-            _fail(str(e))
+            _fail(as_flags(str(e)))
         except OSError as e:
             where = f"{e.filename}: " if e.filename else ""
             _fail(f"{where}{e.strerror or e}")

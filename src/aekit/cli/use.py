@@ -16,7 +16,8 @@ from . import (MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _r
                app, err, friendly, out)
 
 
-def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000) -> dict[str, float]:
+def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000,
+            known: dict | None = None) -> dict[str, float]:
     """Test-set reconstruction error next to PCA's at the same code size (and the ELBO and an
     importance-weighted NLL for a stochastic model); printed and returned."""
     from ..measures import RATIO, readable, warnings_for
@@ -45,7 +46,7 @@ def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples:
     for k, v in rows or []:
         t.add_row(k, v)
     if model.stochastic:
-        res.update(_stochastic_metrics(model, x_te, iw_samples))
+        res.update(_stochastic_metrics(model, x_te, iw_samples, known))
     elif model.is_regularised and not is_sae(model):  # an SAE's sparsity measures come in ``rows``
         res.update(regularised_metrics(model, x_te))
     for name, v in readable(res, model.code_size, model.input_size).items():
@@ -57,20 +58,36 @@ def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples:
     return res
 
 
-def _stochastic_metrics(model, x: np.ndarray, k: int) -> dict[str, float]:
-    """Test ELBO and the k-sample importance-weighted NLL, in nats per sample."""
+def _stochastic_metrics(model, x: np.ndarray, k: int, known: dict | None = None) -> dict[str, float]:
+    """Test ELBO and the k-sample importance-weighted NLL, in nats per sample: ``known`` (the run's own
+    evaluation.json, computed after training on the same data) when it holds them for this k, else computed in
+    chunks of test rows behind their own progress (k = 1000 takes minutes)."""
     import torch
 
     from ..metrics import likelihood_bounds
     from ..model import seeded
+    from ..progress import progress
     from ..variational import nonbinary_bernoulli
+
+    if known and known.get("iw_samples") == k and {"elbo", "kl", "nll"} <= set(known):
+        out.print(f"ELBO and NLL (k={k}) as computed after training (the run's evaluation.json)", markup=False)
+        return {key: known[key] for key in ("elbo", "kl", "nll", "iw_samples")}
 
     grey = nonbinary_bernoulli(model, torch.from_numpy(x))
     if grey:
         warnings.warn("the test data is not binary, so the Bernoulli ELBO and NLL below are cross-entropies, not "
                       "log-likelihoods, and not comparable with published numbers; train with --binarize for those")
-    with seeded(0, next(model.parameters()).device):  # the same estimate at every evaluation
-        return {**likelihood_bounds(model, x, k, allow_nonbinary=grey), "iw_samples": k}
+    chunks = np.array_split(np.arange(len(x)), max(1, -(-len(x) // NLL_CHUNK)))
+    parts = []
+    with seeded(0, next(model.parameters()).device), progress(True, len(chunks)) as bar:  # the same estimate each time
+        task = bar.add_task("nll", total=len(chunks), completed=0, loss="")
+        for i, idx in enumerate(chunks):
+            parts.append((len(idx), likelihood_bounds(model, x[idx], k, allow_nonbinary=grey)))
+            bar.update(task, completed=i + 1, description=f"test NLL, k={k} importance samples", loss="")
+    return {**{key: sum(n * r[key] for n, r in parts) / len(x) for key in parts[0][1]}, "iw_samples": k}
+
+
+NLL_CHUNK = 250  # test rows per step of the NLL estimate (its progress)
 
 
 @app.command()
@@ -107,7 +124,18 @@ def evaluate(
         _, extra = sae_rows(model, split.test.x)
         if lm is not None:
             extra += ce_rows(model, data or _run_data_path(run_dir), lm, contexts, str(dev))[1]
-    _report(model, split, extra, iw_samples=iw_samples)
+    _report(model, split, extra, iw_samples=iw_samples, known=_evaluation_of(run_dir) if data is None else None)
+
+
+def _evaluation_of(run_dir: Path) -> dict | None:
+    """The run's evaluation.json if it is newer than its model (so it measured these weights), else None."""
+    from ..run import Run
+
+    run = Run(run_dir)
+    ev, model = run.file(Run.EVALUATION), run.file(Run.MODEL)
+    if not ev.is_file() or not model.is_file() or ev.stat().st_mtime < model.stat().st_mtime:
+        return None
+    return run.evaluation()
 
 
 def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: str, plugin: list[str] | None,
