@@ -112,3 +112,21 @@ def test_evaluate_reuses_the_runs_nll_and_the_estimate_shows_progress(tmp_path):
     assert f"{ev['nll']:.2f}" in res.stdout
     res = run("evaluate", rd, "--iw-samples", 5)  # another k: estimated
     assert res.exit_code == 0 and "as computed after training" not in res.stdout and "k=5" in res.stderr
+
+
+def test_channels_last_images_are_refused_with_the_fix_not_misread(tmp_path):
+    import numpy as np
+
+    from aekit import read_array
+
+    x = np.random.default_rng(0).random((20, 16, 16, 3), dtype=np.float32)
+    np.save(tmp_path / "rgb.npy", x)
+    res = run("train", "--data", tmp_path / "rgb.npy", "--out", tmp_path / "run")
+    assert res.exit_code == 2 and "channels-last images (N, H, W, C)?" in res.stderr
+    assert "np.moveaxis(x, -1, 1)" in res.stderr
+    flat, _, shape = read_array(tmp_path / "rgb.npy", layout="nhwc")
+    assert shape == (3, 16, 16)
+    np.testing.assert_array_equal(flat.reshape(20, 3, 16, 16)[:, 2], x[..., 2])  # channel 2 is the blue plane
+    assert read_array(tmp_path / "rgb.npy", layout="nchw")[2] == (16, 16, 3)  # as asked, when it is meant
+    np.save(tmp_path / "chw.npy", np.moveaxis(x, -1, 1))
+    assert read_array(tmp_path / "chw.npy")[2] == (3, 16, 16)  # channels first: read as it is

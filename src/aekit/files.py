@@ -49,8 +49,28 @@ def check_array(x: object, what: str = "data", dtype: type = np.float32) -> np.n
     return a
 
 
-def flatten(a: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
-    """(N, D) stays; (N, H, W) is one-channel images; (N, C, H, W) is images."""
+LAYOUTS = ("auto", "nchw", "nhwc")
+
+
+def flatten(a: np.ndarray, layout: str = "auto", what: str = "data") -> tuple[np.ndarray, tuple[int, ...]]:
+    """(N, D) stays; (N, H, W) is one-channel images; (N, C, H, W) is images (``layout="nhwc"``: (N, H, W, C),
+    moved to channels first). ``"auto"`` refuses a 4-D array that looks channels-last, (N, H, W, 1|3|4) with H,
+    W > 4, rather than read it silently as H channels of W × C images.
+
+    Example
+    -------
+    >>> flatten(np.zeros((2, 5, 5, 3)), layout="nhwc")[1]
+    (3, 5, 5)
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if a.ndim == 4 and layout == "nhwc":
+        a = np.moveaxis(a, -1, 1)
+    elif a.ndim == 4 and layout == "auto" and a.shape[3] in (1, 3, 4) and min(a.shape[1:3]) > 4:
+        raise ValueError(f"{what} has shape {a.shape}: channels-last images (N, H, W, C)? aekit reads images as "
+                         f"(N, C, H, W). Save np.moveaxis(x, -1, 1), or in Python read_array(path, layout='nhwc'); "
+                         f"if these really are {a.shape[1]} channels of {a.shape[2]}×{a.shape[3]} images, "
+                         "layout='nchw'")
     shape = a.shape[1:]
     if len(shape) == 2:
         shape = (1, *shape)
@@ -118,8 +138,9 @@ def _is_float(v: str) -> bool:
         return False
 
 
-def read_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
-    """Read samples (and labels if stored) from ``.npy``, ``.npz`` or ``.csv``.
+def read_array(path: str | os.PathLike, layout: str = "auto") -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
+    """Read samples (and labels if stored) from ``.npy``, ``.npz`` or ``.csv``; 4-D images by ``layout``
+    (see :func:`flatten`).
 
     ``.npz`` files use the array ``x`` (or the first array) and, if present, labels ``y``.
     ``uint8`` arrays are images and are scaled to [0, 1]. Returns ``(x, y, shape)``
@@ -153,7 +174,7 @@ def read_array(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None, 
         raise ValueError(f"cannot read {path}: {e}") from None
     if a.dtype == np.uint8:
         a = a / 255.0
-    x, shape = flatten(check_array(a, str(path)))
+    x, shape = flatten(check_array(a, str(path)), layout, str(path))
     if y is not None and len(y) != len(x):
         raise ValueError(f"{path}: {len(y)} labels for {len(x)} samples")
     return x, y, shape
