@@ -130,3 +130,29 @@ def test_channels_last_images_are_refused_with_the_fix_not_misread(tmp_path):
     assert read_array(tmp_path / "rgb.npy", layout="nchw")[2] == (16, 16, 3)  # as asked, when it is meant
     np.save(tmp_path / "chw.npy", np.moveaxis(x, -1, 1))
     assert read_array(tmp_path / "chw.npy")[2] == (3, 16, 16)  # channels first: read as it is
+
+
+def test_score_a_run_on_rows_from_the_command_line(tmp_path):
+    import csv
+
+    import numpy as np
+
+    from aekit import load, load_model
+    from aekit.metrics import reconstruct
+
+    rd = tmp_path / "run"
+    assert run("train", "--code-size", 8, "--hidden", "32", "--epochs", 5, "--out", rd, "--quiet").exit_code == 0
+    d = load("digits")
+    rng = np.random.default_rng(0)
+    x = np.concatenate([d.test.x[:40], rng.random((5, 64), dtype=np.float32)])  # 5 rows of noise: anomalies
+    y = np.r_[np.zeros(40), np.ones(5)].astype(np.int64)
+    np.savez(tmp_path / "rows.npz", x=x, y=y)
+    res = run("score", rd, tmp_path / "rows.npz", "--out", tmp_path / "scores.csv", "--top", 5)
+    assert res.exit_code == 0, res.output
+    assert "45 rows scored" in res.stdout and "labels: 5 anomalous rows; ROC-AUC 1.0000" in res.stdout
+    rows = list(csv.DictReader(open(tmp_path / "scores.csv")))
+    assert [r["row"] for r in rows] == [str(i) for i in range(45)] and rows[-1]["label"] == "1"
+    expect = ((x - reconstruct(load_model(rd), x)) ** 2).sum(1)
+    np.testing.assert_allclose([float(r["score"]) for r in rows], expect, rtol=1e-5)
+    res = run("score", rd, tmp_path / "rows.npz", "--out", tmp_path / "rows.npz")
+    assert res.exit_code == 2 and "never overwritten" in res.stderr

@@ -16,9 +16,9 @@ from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out
 @app.command()
 @friendly
 def score(
-    run_dir: Annotated[Path, typer.Argument(help="A run trained with --window.")],
-    data: Annotated[Path, typer.Argument(help="A series: .csv (a time column, numeric channels, an optional 0/1 label column) or .npy (T, C).")],
-    out_path: Annotated[Optional[Path], typer.Option("--out", help="Write the per-step scores here (.csv: the time column, score, label).")] = None,
+    run_dir: Annotated[Path, typer.Argument(help="A run directory: trained with --window (a score per step) or not (a score per row).")],
+    data: Annotated[Path, typer.Argument(help="A series: .csv (a time column, numeric channels, an optional 0/1 label column) or .npy (T, C); for a run on rows, rows as in training (.npy, .npz with optional labels y, .csv).")],
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="Write the scores here (.csv: the time column or row, score, label).")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw the series and its score track (.png), labelled anomalies shaded.")] = None,
     aggregate: Annotated[str, typer.Option(help="A step's errors over the windows that contain it: min (keeps an anomaly at its steps) or mean.")] = "min",
     top: Annotated[int, typer.Option(help="Print this many highest-scoring steps.")] = 10,
@@ -28,7 +28,8 @@ def score(
 ) -> None:
     """Score every step of a series: the squared reconstruction error of the step (channels standardised as in
     training, summed), over the windows that contain it. Higher is more anomalous; with labels, ROC-AUC and
-    average precision per step are printed too, and the best range-based F1 over thresholds (aekit.ranges)."""
+    average precision per step are printed too, and the best range-based F1 over thresholds (aekit.ranges).
+    For a run trained on rows (tables, images), each row's squared reconstruction error."""
     from .._checks import OneOf, check
     from ..checkpoint import atomic_write
     from ..run import Run
@@ -38,10 +39,10 @@ def score(
     _plugins(plugin)
     check(aggregate, "--aggregate", OneOf("min", "mean"))
     meta = Run(run_dir).data_spec()
-    if meta["window"] is None:
-        _fail(f"{run_dir} was not trained on windows of a series (aekit train --window); use aekit evaluate")
     if out_path is not None and out_path.resolve() == data.resolve():
         _fail(f"--out {out_path} is the input file: choose another name, the input is never overwritten")
+    if meta["window"] is None:
+        return _score_rows(_run_model(run_dir, resolve_device(device), model_fn), data, out_path, top)
     f = read_series(data)
     center, scale = np.asarray(meta["center"]), np.asarray(meta["scale"])
     if f.x.shape[1] != len(center):
@@ -56,26 +57,57 @@ def score(
     out.print(f"{len(s)} steps scored (window {meta['window']}, {aggregate} over windows); highest:")
     for i in order:
         out.print(f"  step {i:>7}  {when[i]:>24}  {s[i]:.4g}", highlight=False)
-    if f.labels is not None and 0 < f.labels.sum() < len(f.labels):
-        from sklearn.metrics import average_precision_score, roc_auc_score
-
+    if _auc(f.labels, s, "steps"):
         from ..ranges import best_range_f1
 
         f1, t = best_range_f1(f.labels, s)
-        out.print(f"labels: {int(f.labels.sum())} anomalous steps; ROC-AUC {roc_auc_score(f.labels, s):.4f}, "
-                  f"average precision {average_precision_score(f.labels, s):.4f}")
         out.print(f"best range F1 {f1:.4f}, flagging scores ≥ {t:.4g}")
     if out_path is not None:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["time" if f.time is not None else "step", "score", *(["label"] if f.labels is not None else [])])
-        for i in range(len(s)):
-            w.writerow([when[i], f"{s[i]:.6g}", *([int(f.labels[i])] if f.labels is not None else [])])
-        atomic_write(out_path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
-        out.print(f"wrote {len(s)} scores to {out_path}")
+        _write_scores(out_path, "time" if f.time is not None else "step", when, s, f.labels)
     if plot is not None:
         from ..report_series import series_scores
 
         fig = series_scores(z, s, f.names, f.labels, recon=series_reconstruction(model, z))
         atomic_write(plot, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
         out.print(f"wrote {plot}")
+
+
+def _auc(labels: np.ndarray | None, s: np.ndarray, what: str) -> bool:
+    """Print ROC-AUC and average precision of the scores ``s`` for 0/1 ``labels`` with both classes present."""
+    if labels is None or not 0 < np.sum(labels) < len(labels):
+        return False
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    out.print(f"labels: {int(np.sum(labels))} anomalous {what}; ROC-AUC {roc_auc_score(labels, s):.4f}, "
+              f"average precision {average_precision_score(labels, s):.4f}")
+    return True
+
+
+def _write_scores(path: Path, key: str, keys, s: np.ndarray, labels: np.ndarray | None) -> None:
+    from ..checkpoint import atomic_write
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([key, "score", *(["label"] if labels is not None else [])])
+    for i in range(len(s)):
+        w.writerow([keys[i], f"{s[i]:.6g}", *([int(labels[i])] if labels is not None else [])])
+    atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
+    out.print(f"wrote {len(s)} scores to {path}")
+
+
+def _score_rows(model, data: Path, out_path: Path | None, top: int) -> None:
+    """Each row's squared reconstruction error (summed over features), for a run trained on rows."""
+    from ..files import read_array
+    from ..metrics import reconstruct
+
+    x, y, _ = read_array(data)
+    if x.shape[1] != model.input_size:
+        _fail(f"{data} has {x.shape[1]} features per row; the run was trained on {model.input_size}")
+    s = ((x - reconstruct(model, x)) ** 2).sum(1)
+    out.print(f"{len(s)} rows scored (squared reconstruction error); highest:")
+    for i in np.argsort(-s, kind="stable")[:max(top, 0)]:
+        out.print(f"  row {i:>7}  {s[i]:.4g}", highlight=False)
+    labels = y.astype(np.int64) if y is not None and set(np.unique(y)) <= {0, 1} else None
+    _auc(labels, s, "rows")
+    if out_path is not None:
+        _write_scores(out_path, "row", range(len(s)), s, labels)
