@@ -156,3 +156,22 @@ def test_score_a_run_on_rows_from_the_command_line(tmp_path):
     np.testing.assert_allclose([float(r["score"]) for r in rows], expect, rtol=1e-5)
     res = run("score", rd, tmp_path / "rows.npz", "--out", tmp_path / "rows.npz")
     assert res.exit_code == 2 and "never overwritten" in res.stderr
+
+
+def test_encode_and_reconstruct_write_csv(tmp_path):
+    import numpy as np
+
+    from aekit import load
+
+    rd = tmp_path / "run"
+    assert run("train", "--code-size", 3, "--hidden", "16", "--epochs", 1, "--out", rd, "--quiet").exit_code == 0
+    x = load("digits").test.x[:7]
+    for src in ("x.npy", "x.csv"):  # streamed (.npy) and read whole (.csv)
+        np.save(tmp_path / "x.npy", x) if src == "x.npy" else np.savetxt(tmp_path / src, x, delimiter=",")
+        assert run("encode", rd, tmp_path / src, "--out", tmp_path / "codes.npy").exit_code == 0
+        assert run("encode", rd, tmp_path / src, "--out", tmp_path / "codes.csv").exit_code == 0
+        head, *rows = (tmp_path / "codes.csv").read_text().splitlines()
+        assert head == "h0,h1,h2" and len(rows) == 7
+        np.testing.assert_allclose(np.loadtxt(rows, delimiter=","), np.load(tmp_path / "codes.npy"), rtol=1e-6)
+        assert run("reconstruct", rd, tmp_path / src, "--out", tmp_path / "r.csv").exit_code == 0
+        assert np.loadtxt(tmp_path / "r.csv", delimiter=",", skiprows=1).shape == (7, 64)

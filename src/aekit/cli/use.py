@@ -148,7 +148,7 @@ def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: s
     if out_path.resolve() == input_path.resolve():
         _fail(f"--out {out_path} is the input file: choose another name, the input is never overwritten")
     if out_path.is_dir():
-        _fail(f"--out {out_path} is a directory; name a .npy file")
+        _fail(f"--out {out_path} is a directory; name a .npy or .csv file")
     model = _run_model(run_dir, resolve_device(device), model_fn)
     fn = encode if what == "codes" else reconstruct
     from ..checkpoint import atomic_write
@@ -162,21 +162,30 @@ def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: s
         if math.prod(rows.sample_shape) != model.input_size:
             _fail(f"{input_path} has {math.prod(rows.sample_shape)} features per sample but the model expects "
                   f"{model.input_size}")
-        shape = (rows.n, model.code_size if what == "codes" else model.input_size)
+        n = rows.n
 
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:  # the .npy header first (its shape is known), then the rows as they come
-                np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
-                for _, x in rows.chunks():
-                    f.write(np.ascontiguousarray(fn(model, x), dtype="<f4").tobytes())
+        def outputs():
+            for _, x in rows.chunks():
+                yield np.ascontiguousarray(fn(model, x), dtype="<f4")
     else:
         x, _, _ = read_array(input_path)
-        y = fn(model, as_tensor(x, model, str(input_path)).numpy())
-        shape = y.shape
+        n = len(x)
 
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:  # exactly the name given: np.save(path) would add .npy to it
-                np.save(f, y)
+        def outputs():
+            yield np.ascontiguousarray(fn(model, as_tensor(x, model, str(input_path)).numpy()), dtype="<f4")
+    shape = (n, model.code_size if what == "codes" else model.input_size)
+
+    def write(tmp: str) -> None:
+        if out_path.suffix == ".csv":  # a header (h0… for codes, x0… for reconstructions), then the rows
+            with open(tmp, "w") as f:
+                f.write(",".join(f"{'h' if what == 'codes' else 'x'}{j}" for j in range(shape[1])) + "\n")
+                for y in outputs():
+                    np.savetxt(f, y, delimiter=",", fmt="%.7g")
+            return
+        with open(tmp, "wb") as f:  # the .npy header first (its shape is known), then the rows as they come
+            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+            for y in outputs():
+                f.write(y.tobytes())
 
     atomic_write(out_path, write)
     out.print(f"wrote {what} {shape} to {out_path}")
@@ -187,7 +196,7 @@ def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: s
 def encode(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     input: Annotated[Path, typer.Argument(help="Samples: .npy, .npz or .csv.")],
-    out_path: Annotated[Path, typer.Option("--out", help="Where to write the codes (.npy).")] = Path("codes.npy"),
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the codes (.npy, or .csv with a header h0, h1, …).")] = Path("codes.npy"),
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     plugin: Plugins = None,
     model_fn: ModelFn = None,
@@ -201,7 +210,7 @@ def encode(
 def reconstruct(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     input: Annotated[Path, typer.Argument(help="Samples: .npy, .npz or .csv.")],
-    out_path: Annotated[Path, typer.Option("--out", help="Where to write the reconstructions (.npy).")] = Path("recon.npy"),
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the reconstructions (.npy, or .csv with a header x0, x1, …).")] = Path("recon.npy"),
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     plugin: Plugins = None,
     model_fn: ModelFn = None,
