@@ -223,7 +223,9 @@ class Run:
                   and isinstance(meta.get("binarize", False), bool) and isinstance(meta.get("stream", False), bool)
                   and (meta.get("window") is None or (type(meta["window"]) is int and type(meta.get("stride")) is int
                                                       and isinstance(meta.get("center"), list)
-                                                      and isinstance(meta.get("scale"), list))))
+                                                      and isinstance(meta.get("scale"), list)))
+                  and (meta.get("standardize") is None or (isinstance(meta["standardize"], list)
+                                                           and len(meta["standardize"]) == 2)))
         if not ok:
             raise ValueError(f"corrupted file {self.file(self.DATA)}: expected 'data' (a string), and data_dir, "
                              "seed, binarize and stream of the right types")

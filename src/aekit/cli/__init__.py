@@ -193,12 +193,34 @@ def _run_data_path(run_dir: Path) -> str:
 
 
 def _split_of_run(run_dir: Path):
-    """The data a run was trained on, as its data.json records it."""
+    """The data a run was trained on, as its data.json records it (standardised as in training)."""
     from ..run import Run
 
     meta = Run(run_dir).data_spec()
-    return _load_split(meta["data"], _opt_path(meta["data_dir"]), meta["seed"], meta["binarize"], meta["stream"],
-                       meta["window"], meta["stride"])
+    split = _load_split(meta["data"], _opt_path(meta["data_dir"]), meta["seed"], meta["binarize"], meta["stream"],
+                        meta["window"], meta["stride"])
+    return standardized(split, *meta["standardize"]) if meta.get("standardize") else split
+
+
+def standardized(split, center, scale):
+    """``split`` with every feature's ``center`` subtracted and divided by its ``scale`` (the training rows')."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    c, s = np.asarray(center, dtype=np.float32), np.asarray(scale, dtype=np.float32)
+    return replace(split, train=replace(split.train, x=(split.train.x - c) / s),
+                   test=replace(split.test, x=(split.test.x - c) / s))
+
+
+def run_scaler(run_dir: Path) -> tuple | None:
+    """(center, scale) of a run trained with --standardize (float32 arrays), else None."""
+    import numpy as np
+
+    from ..run import Run
+
+    std = Run(run_dir).data_spec().get("standardize")
+    return None if not std else (np.asarray(std[0], dtype=np.float32), np.asarray(std[1], dtype=np.float32))
 
 
 from . import interp, retrieval, series, train, use  # noqa: E402, F401  (registers the commands)

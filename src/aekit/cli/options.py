@@ -24,6 +24,7 @@ class Spec:
     stream: bool = False
     window: int | None = None
     stride: int = 1
+    standardize: bool = False
     seed: int = 0
     iw_samples: int = 1000
     plugins: list[str] = field(default_factory=list)

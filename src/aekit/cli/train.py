@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import MAX_IW, GroupedCommand, ModelFn, Plugins, _fail, _load_split, _plugins, _split_of_run, app, err, friendly, out
+from . import (MAX_IW, GroupedCommand, ModelFn, Plugins, _fail, _load_split, _plugins, _split_of_run, app, err, friendly,
+               out, standardized)
 from ..run import Run
 from .options import Spec, data_spec, resolve
 
@@ -42,6 +43,7 @@ def train(
     binarize: Annotated[Optional[bool], typer.Option("--binarize", help="Stochastically binarise the data once (seeded): binarised MNIST for VAE likelihoods.", rich_help_panel="Data")] = None,
     window: Annotated[Optional[int], typer.Option(help="Read --data as one series (.csv with a time column, or a .npy of shape (T, C)) and train on windows of this many steps; the first 80 % of the steps train, the rest test.", rich_help_panel="Data")] = None,
     stride: Annotated[Optional[int], typer.Option(help="Steps between the starts of windows (with --window).  [default: 1]", rich_help_panel="Data")] = None,
+    standardize: Annotated[Optional[bool], typer.Option("--standardize", help="Standardise each feature by the training rows' mean and standard deviation (stored in the run; encode, reconstruct, score and search apply it): for tabular data whose columns have different units.", rich_help_panel="Data")] = None,
     stream: Annotated[Optional[bool], typer.Option("--stream", help="Leave a .npy file or shard directory on disk and stream it (data larger than memory).", rich_help_panel="Data")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/PRESET-DATA-TIME).", rich_help_panel="Output")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow --out to name a directory that already holds a run.", rich_help_panel="Output")] = False,
@@ -96,7 +98,8 @@ def train(
     if resume is not None:
         given = [k for k, v in {**train_flags, "preset": preset, "data": data, "data_dir": data_dir,
                                 "binarize": binarize, "out": out_dir, "config": config, "seed": seed,
-                                "stream": stream, "window": window, "stride": stride}.items()
+                                "stream": stream, "window": window, "stride": stride,
+                                "standardize": standardize}.items()
                  if v is not None and k not in RESUME_OPTIONS]
         if given or ctx.args or print_config:
             dropped = [f"--{k.replace('_', '-')}" for k in given] + ctx.args + (["--print-config"] * print_config)
@@ -113,7 +116,7 @@ def train(
     from ..runconfig import dumps, read_run_config
 
     top = dict(preset=preset, data=data, data_dir=str(data_dir) if data_dir else None, binarize=binarize, seed=seed,
-               iw_samples=iw_samples, stream=stream, window=window, stride=stride)
+               iw_samples=iw_samples, stream=stream, window=window, stride=stride, standardize=standardize)
     spec = resolve(read_run_config(config) if config else {}, top, train_flags, [] if model_fn else ctx.args)
     spec.plugins = sorted({*spec.plugins, *(plugin or [])})
     integer(spec.iw_samples, "--iw-samples", high=MAX_IW)  # checked before training, not after it
@@ -126,6 +129,8 @@ def train(
         _fail("give --out when training on several processes: every rank must write to the same run")
     split = _load_split(spec.data, Path(spec.data_dir) if spec.data_dir else None, spec.seed, spec.binarize,
                         spec.stream, spec.window, spec.stride)
+    scaler = _scaler(split, spec)
+    split = standardized(split, *scaler) if scaler else split
     model, cfg = _build(spec, split, quiet, model_fn)
     resolved = _resolved(spec, model, cfg)
     text = (f"# model: built by --model {model_fn} (pass it again: a configuration never imports code)\n"
@@ -146,7 +151,8 @@ def train(
         series = {"window": spec.window, "stride": spec.stride, "center": split.scaler.mean_.tolist(),
                   "scale": split.scaler.scale_.tolist()} if spec.window else {}  # what `aekit score` applies
         run.write_json(Run.DATA, {"data": resolved["data"], "data_dir": resolved.get("data_dir"), "seed": spec.seed,
-                                  "binarize": spec.binarize, "stream": spec.stream, **series})
+                                  "binarize": spec.binarize, "stream": spec.stream, **series,
+                                  **({"standardize": [c.tolist() for c in scaler]} if scaler else {})})
         run.write_json(Run.TRAIN, {"train": asdict(cfg), "model": model.config})
         run.write_text(Run.CONFIG, text)
         if main:
@@ -154,6 +160,32 @@ def train(
             err.print(f"{label} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
                       f"input {model.input_size}, code {model.code_size}, {n_params:,} parameters → {path}")
         _fit_and_report(model, split, cfg, run, iw_samples=spec.iw_samples, html=report, trackers=trackers)
+
+
+SCALE_SPREAD = 100.0  # features whose standard deviations differ more than this: ask for --standardize
+
+
+def _scaler(split, spec: Spec) -> tuple | None:
+    """With --standardize, each feature's (mean, standard deviation) over the training rows (1 where constant);
+    without it, None — after a warning when a table's feature scales differ by orders of magnitude."""
+    import warnings
+
+    import numpy as np
+
+    x = split.train.x
+    if spec.standardize and (spec.stream or spec.window):
+        _fail("--standardize applies to data read into memory, not with --stream; a series (--window) is "
+              "standardised per channel already")
+    if spec.window or spec.stream or not isinstance(x, np.ndarray):
+        return None
+    sd = x.std(0)
+    if spec.standardize:
+        return x.mean(0), np.where(sd > 0, sd, 1.0).astype(np.float32)
+    live = sd[sd > 0]
+    if len(split.train.shape) == 1 and len(live) > 1 and live.max() > SCALE_SPREAD * live.min():
+        warnings.warn(f"the features' standard deviations range from {live.min():.3g} to {live.max():.3g} "
+                      f"({live.max() / live.min():.0f}×): the loss is dominated by the widest; pass --standardize")
+    return None
 
 
 def _build(spec: Spec, split, quiet: bool, model_fn: str | None = None):
@@ -187,6 +219,7 @@ def _resolved(spec: Spec, model, cfg) -> dict:
     return {"preset": spec.preset if model.config else None, "data": data_spec(spec.data),
             "data_dir": str(Path(spec.data_dir).resolve()) if spec.data_dir else None, "binarize": spec.binarize,
             "stream": spec.stream or None, "window": spec.window, "stride": spec.stride if spec.window else None,
+            "standardize": spec.standardize or None,
             "seed": spec.seed, "iw_samples": spec.iw_samples, "plugins": spec.plugins or None,
             "model": dict(model.config["options"]) if model.config else None,
             "train": {k: v for k, v in asdict(cfg).items() if k not in ("progress", "seed")}}

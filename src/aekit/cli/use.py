@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from . import (MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _run_data, _run_data_path, _run_model,
-               app, err, friendly, out)
+               app, err, friendly, out, run_scaler)
 
 
 def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000,
@@ -150,7 +150,13 @@ def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: s
     if out_path.is_dir():
         _fail(f"--out {out_path} is a directory; name a .npy or .csv file")
     model = _run_model(run_dir, resolve_device(device), model_fn)
-    fn = encode if what == "codes" else reconstruct
+    scaler = run_scaler(run_dir)
+
+    def fn(model, x):  # in the units the run was trained in (standardised), answered in the data's own
+        if scaler is None:
+            return (encode if what == "codes" else reconstruct)(model, x)
+        z = (x - scaler[0]) / scaler[1]
+        return encode(model, z) if what == "codes" else reconstruct(model, z) * scaler[1] + scaler[0]
     from ..checkpoint import atomic_write
 
     if input_path.suffix == ".npy" or input_path.is_dir():  # streamed: memory bounded by a chunk, not the file
