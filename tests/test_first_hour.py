@@ -218,3 +218,32 @@ def test_standardize_is_fitted_on_training_rows_stored_and_applied_everywhere(tm
     np.testing.assert_allclose(scores, ((z - reconstruct(model, z)) ** 2).sum(1), rtol=1e-4)
     res = run("evaluate", tmp_path / "std")  # re-reads the data and standardises it as in training
     assert res.exit_code == 0 and f"{ev['test_squared_error']:.4f}" in res.stdout
+
+
+def test_a_csv_tables_label_and_id_columns_from_the_command_line(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    kind = np.where(x[:, 0] > 0, "big", "small")
+    lines = ["id,a,b,c,d,kind"] + [f"row{i},{','.join(f'{v:.6f}' for v in r)},{k}" for i, (r, k) in enumerate(zip(x, kind))]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    res = run("train", "--data", tmp_path / "t.csv", "--code-size", 2, "--hidden", "8", "--epochs", 2,
+              "--likelihood", "gaussian", "--out", tmp_path / "r", "--quiet")
+    assert res.exit_code == 2 and "non-numeric value 'row0'" in res.stderr and "'id'" in res.stderr
+    res = run("train", "--data", tmp_path / "t.csv", "--label-column", "kind", "--drop-columns", "id", "--code-size",
+              2, "--hidden", "8", "--epochs", 2, "--likelihood", "gaussian", "--out", tmp_path / "r", "--quiet")
+    assert res.exit_code == 0, res.output
+    assert "input 4, code 2" in res.stderr  # the four numeric features: no id, no label
+    meta = json.loads((tmp_path / "r" / "data.json").read_text())
+    assert meta["label_column"] == "kind" and meta["drop_columns"] == ["id"]
+    assert run("encode", tmp_path / "r", tmp_path / "t.csv", "--out", tmp_path / "h.csv").exit_code == 0  # same columns
+    assert len((tmp_path / "h.csv").read_text().splitlines()) == 301
+    res = run("score", tmp_path / "r", tmp_path / "t.csv")
+    assert res.exit_code == 0 and "300 rows scored" in res.stdout  # labels: class names numbered, big 0, small 1
+    assert f"labels: {int((kind == 'small').sum())} anomalous rows" in res.stdout
+    res = run("train", "--data", tmp_path / "t.csv", "--label-column", "kin", "--drop-columns", "id",
+              "--out", tmp_path / "r2")
+    assert res.exit_code == 2 and "'kin' is not a column" in res.stderr and "id, a, b, c, d, kind" in res.stderr
+    res = run("train", "--label-column", "kind", "--out", tmp_path / "r3")  # digits: not a table
+    assert res.exit_code == 2 and "apply to .csv files" in res.stderr

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,6 +214,8 @@ def load(
     test_fraction: float = 0.2,
     seed: int = 0,
     binarize: bool = False,
+    label_column: str | None = None,
+    drop_columns: Sequence[str] = (),
 ) -> Split:
     """Load a train/test split by name or path.
 
@@ -229,6 +232,9 @@ def load(
         For MNIST-family names without ``data_dir``: download into the cache if absent.
     test_fraction, seed
         How digits and user files are split (a seeded permutation).
+    label_column, drop_columns
+        For a ``.csv`` file: the column of labels, and columns to leave out (IDs, text), by header name or
+        0-based index.
     binarize
         Stochastically binarise both sets once (see :func:`binarize`; train with seed 0,
         test with seed 1), for likelihood work with a Bernoulli decoder.
@@ -239,7 +245,9 @@ def load(
     >>> s.train.x.shape, s.test.x.shape, s.train.shape
     ((1438, 64), (359, 64), (1, 8, 8))
     """
-    split = _load(spec, data_dir, download_missing, test_fraction, seed)
+    if (label_column is not None or drop_columns) and Path(spec).suffix != ".csv":
+        raise ValueError(f"label_column and drop_columns apply to .csv files, not {spec!r}")
+    split = _load(spec, data_dir, download_missing, test_fraction, seed, label_column, tuple(drop_columns))
     if binarize:
         for i, d in enumerate((split.train, split.test)):
             d.x, d.name = _binarize(d.x, seed=i, what=f"{d.name} ({'train' if i == 0 else 'test'})"), f"{d.name} (binarised)"
@@ -292,7 +300,8 @@ def binarize(x: np.ndarray, seed: int = 0) -> np.ndarray:
     return _binarize(check_array(x), seed)
 
 
-def _load(spec: str, data_dir, download_missing: bool, test_fraction: float, seed: int) -> Split:
+def _load(spec: str, data_dir, download_missing: bool, test_fraction: float, seed: int, label_column: str | None = None,
+          drop_columns: tuple[str, ...] = ()) -> Split:
     if spec == "digits":
         from sklearn.datasets import load_digits
 
@@ -313,6 +322,6 @@ def _load(spec: str, data_dir, download_missing: bool, test_fraction: float, see
     if path.is_dir():
         return _read_idx_dir(path, path.name)
     if path.suffix in (".npy", ".npz", ".csv") or path.exists():
-        x, y, shape = read_array(path)
+        x, y, shape = read_array(path, label_column=label_column, drop_columns=drop_columns)
         return _split(x, y, shape, path.stem, test_fraction, seed)
     raise ValueError(f"unknown data {spec!r}: not one of {', '.join(NAMES)}, nor an existing file or directory")

@@ -13,6 +13,7 @@ import struct
 import warnings
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,27 +80,55 @@ def flatten(a: np.ndarray, layout: str = "auto", what: str = "data") -> tuple[np
     return np.ascontiguousarray(a.reshape(len(a), -1)), tuple(int(s) for s in shape)
 
 
-def _read_csv(path: Path) -> np.ndarray:
+def _read_csv(path: Path, label: str | None = None, drop: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray | None]:
+    """The numeric columns of a CSV file (one header line allowed) and, with ``label``, that column as labels
+    (numbers, or class names numbered in sorted order); ``drop`` columns (IDs, free text) are left out. Columns
+    are named by the header or by 0-based index."""
     with open(path, newline="") as f:
         rows = [r for r in csv.reader(f) if r]
     if not rows:
         raise ValueError(f"{path} is empty")
+    header = None if all(_is_float(v) for v in rows[0]) else rows[0]  # one header line is allowed
+    start = 0 if header is None else 1
+    widths = {len(r) for r in rows[start:]}
+    if len(widths) > 1:
+        raise ValueError(f"{path}: rows have different numbers of columns {sorted(widths)}")
+    if not rows[start:]:
+        raise ValueError(f"{path} has a header but no data rows")
+    width = widths.pop()
+
+    def column(ref: str, flag: str) -> int:
+        if header is not None and ref in header:
+            return header.index(ref)
+        if ref.isdigit() and int(ref) < width:
+            return int(ref)
+        names = f"; its columns: {', '.join(header)}" if header else f" (no header: give an index 0–{width - 1})"
+        raise ValueError(f"{flag} {ref!r} is not a column of {path}{names}")
+
+    skip = {column(c, "drop column") for c in drop}
+    y = None
+    if label is not None:
+        j = column(label, "label column")
+        skip.add(j)
+        values = [r[j] for r in rows[start:]]
+        if all(_is_float(v) for v in values):
+            y = np.array(values, dtype=np.float64)
+            y = y.astype(np.int64) if np.all(y == np.round(y)) else y
+        else:
+            y = np.unique(values, return_inverse=True)[1].astype(np.int64)
+    keep = [j for j in range(width) if j not in skip]
+    if not keep:
+        raise ValueError(f"{path}: no feature columns left after the label and dropped columns")
 
     def parse(i: int, row: list[str]) -> list[float]:
         try:
-            return [float(v) for v in row]
+            return [float(row[j]) for j in keep]
         except ValueError:
-            bad = next(v for v in row if not _is_float(v))
-            raise ValueError(f"{path}: non-numeric value {bad!r} on line {i + 1}") from None
+            bad = next(row[j] for j in keep if not _is_float(row[j]))
+            name = f" (column {header[row.index(bad)]!r}: leave it out with drop_columns, --drop-columns)" if header else ""
+            raise ValueError(f"{path}: non-numeric value {bad!r} on line {i + 1}{name}") from None
 
-    start = 0 if all(_is_float(v) for v in rows[0]) else 1  # one header line is allowed
-    data = [parse(i, r) for i, r in enumerate(rows[start:], start)]
-    if not data:
-        raise ValueError(f"{path} has a header but no data rows")
-    widths = {len(r) for r in data}
-    if len(widths) > 1:
-        raise ValueError(f"{path}: rows have different numbers of columns {sorted(widths)}")
-    return np.array(data, dtype=np.float32)
+    return np.array([parse(i, r) for i, r in enumerate(rows[start:], start)], dtype=np.float32), y
 
 
 def _read_npy(f, available: int, what: str) -> np.ndarray:
@@ -138,9 +167,11 @@ def _is_float(v: str) -> bool:
         return False
 
 
-def read_array(path: str | os.PathLike, layout: str = "auto") -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
+def read_array(path: str | os.PathLike, layout: str = "auto", label_column: str | None = None,
+               drop_columns: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray | None, tuple[int, ...]]:
     """Read samples (and labels if stored) from ``.npy``, ``.npz`` or ``.csv``; 4-D images by ``layout``
-    (see :func:`flatten`).
+    (see :func:`flatten`); a CSV's ``label_column`` as labels and ``drop_columns`` left out (by header name or
+    0-based index).
 
     ``.npz`` files use the array ``x`` (or the first array) and, if present, labels ``y``.
     ``uint8`` arrays are images and are scaled to [0, 1]. Returns ``(x, y, shape)``
@@ -149,6 +180,9 @@ def read_array(path: str | os.PathLike, layout: str = "auto") -> tuple[np.ndarra
     path = Path(path)
     if not path.exists():
         raise ValueError(f"file not found: {path}")
+    if (label_column is not None or drop_columns) and path.suffix != ".csv":
+        raise ValueError(f"a label column and dropped columns apply to .csv files; {path} is {path.suffix or 'not'}"
+                         " (an .npz holds labels as its array y)")
     y = None
     try:
         if path.suffix == ".npy":
@@ -162,7 +196,7 @@ def read_array(path: str | os.PathLike, layout: str = "auto") -> tuple[np.ndarra
                 a = _read_member(z, names.get("x", next(iter(names.values()))), path)
                 y = _read_member(z, names["y"], path) if "y" in names else None
         elif path.suffix == ".csv":
-            a = _read_csv(path)
+            a, y = _read_csv(path, label_column, drop_columns)
         else:
             raise ValueError(f"unsupported file type {path.suffix!r} for {path}; use .npy, .npz or .csv")
     except (OSError, EOFError, zlib.error, zipfile.BadZipFile, csv.Error, MemoryError, NotImplementedError,

@@ -225,7 +225,9 @@ class Run:
                                                       and isinstance(meta.get("center"), list)
                                                       and isinstance(meta.get("scale"), list)))
                   and (meta.get("standardize") is None or (isinstance(meta["standardize"], list)
-                                                           and len(meta["standardize"]) == 2)))
+                                                           and len(meta["standardize"]) == 2))
+                  and isinstance(meta.get("label_column"), (str, type(None)))
+                  and isinstance(meta.get("drop_columns", []), list))
         if not ok:
             raise ValueError(f"corrupted file {self.file(self.DATA)}: expected 'data' (a string), and data_dir, "
                              "seed, binarize and stream of the right types")

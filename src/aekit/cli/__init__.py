@@ -159,9 +159,12 @@ def _ints(text: str | None, what: str) -> list[int] | None:
 
 
 def _load_split(data: str, data_dir: Optional[Path], seed: int = 0, binarize: bool = False, stream: bool = False,
-                window: int | None = None, stride: int = 1):
+                window: int | None = None, stride: int = 1, label_column: str | None = None,
+                drop_columns: list[str] | None = None):
     from ..data import load, stream_split
 
+    if (label_column is not None or drop_columns) and (window is not None or stream):
+        _fail("--label-column and --drop-columns read a table into memory: not with --window or --stream")
     if window is not None:
         from ..series import series_split
 
@@ -172,7 +175,8 @@ def _load_split(data: str, data_dir: Optional[Path], seed: int = 0, binarize: bo
         if binarize or data_dir:
             _fail("--stream reads a .npy file or a shard directory as it is: drop --binarize and --data-dir")
         return stream_split(data, seed)
-    return load(data, data_dir=data_dir, seed=seed, binarize=binarize)
+    return load(data, data_dir=data_dir, seed=seed, binarize=binarize, label_column=label_column,
+                drop_columns=drop_columns or ())
 
 
 def _opt_path(p: str | None) -> Path | None:
@@ -198,7 +202,7 @@ def _split_of_run(run_dir: Path):
 
     meta = Run(run_dir).data_spec()
     split = _load_split(meta["data"], _opt_path(meta["data_dir"]), meta["seed"], meta["binarize"], meta["stream"],
-                        meta["window"], meta["stride"])
+                        meta["window"], meta["stride"], *run_columns(run_dir))
     return standardized(split, *meta["standardize"]) if meta.get("standardize") else split
 
 
@@ -211,6 +215,22 @@ def standardized(split, center, scale):
     c, s = np.asarray(center, dtype=np.float32), np.asarray(scale, dtype=np.float32)
     return replace(split, train=replace(split.train, x=(split.train.x - c) / s),
                    test=replace(split.test, x=(split.test.x - c) / s))
+
+
+def run_columns(run_dir: Path) -> tuple[str | None, list[str]]:
+    """The label column and dropped columns of a run trained on a CSV table (None, [] otherwise)."""
+    from ..run import Run
+
+    meta = Run(run_dir).data_spec()
+    return meta.get("label_column"), list(meta.get("drop_columns") or [])
+
+
+def read_like_run(path: Path, run_dir: Path):
+    """``read_array(path)`` as the run read its training table: a CSV's label column and dropped columns out."""
+    from ..files import read_array
+
+    label, drop = run_columns(run_dir) if Path(path).suffix == ".csv" else (None, [])
+    return read_array(path, label_column=label, drop_columns=drop)
 
 
 def run_scaler(run_dir: Path) -> tuple | None:

@@ -25,6 +25,8 @@ class Spec:
     window: int | None = None
     stride: int = 1
     standardize: bool = False
+    label_column: str | None = None
+    drop_columns: list[str] = field(default_factory=list)
     seed: int = 0
     iw_samples: int = 1000
     plugins: list[str] = field(default_factory=list)

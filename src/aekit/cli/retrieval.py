@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, run_scaler
+from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, read_like_run, run_scaler
 
 
 def _hasher(run_dir: Path, device: str, model_fn: str | None):
@@ -24,11 +24,13 @@ def _hasher(run_dir: Path, device: str, model_fn: str | None):
     return ModelHasher(model)
 
 
-def _rows(path: Path, hasher, scaler: tuple | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The rows of ``path`` as the run was trained on them (standardised with --standardize), and their labels."""
-    from ..files import as_tensor, read_array
+def _rows(path: Path, hasher, run_dir: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows of ``path`` as the run was trained on them (its columns; standardised with --standardize), and
+    their labels."""
+    from ..files import as_tensor
 
-    x, y, _ = read_array(path)
+    x, y, _ = read_like_run(path, run_dir)
+    scaler = run_scaler(run_dir)
     x = as_tensor(x, hasher.model, str(path)).numpy()  # checked here to name the file in the error
     return (x if scaler is None else (x - scaler[0]) / scaler[1]), y
 
@@ -51,7 +53,7 @@ def index(
     if out_path.resolve() == corpus.resolve():
         _fail(f"--out {out_path} is the corpus file: choose another name, the input is never overwritten")
     hasher = _hasher(run_dir, device, model_fn)
-    x, y = _rows(corpus, hasher, run_scaler(run_dir))
+    x, y = _rows(corpus, hasher, run_dir)
     idx = HammingIndex(hasher).add(x, y)
     atomic_write(out_path, lambda tmp: idx.save(tmp))
     out.print(f"indexed {len(x)} items as {hasher.model.code_size}-bit codes{' with labels' if y is not None else ''} "
@@ -83,7 +85,7 @@ def search(
     idx = HammingIndex.load(index_path, hasher)
     if idx.codes.shape[1] != -(-hasher.model.code_size // 64):
         _fail(f"{index_path} holds codes of another width than {run_dir}'s {hasher.model.code_size} bits")
-    q, y = _rows(queries, hasher, run_scaler(run_dir))
+    q, y = _rows(queries, hasher, run_dir)
     dist, nn = idx.search(q, k)
     for i in range(min(show, len(q))):
         pairs = ", ".join(f"{j} ({d})" for j, d in zip(nn[i], dist[i]))

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, run_scaler
+from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, read_like_run, run_scaler
 
 
 @app.command()
@@ -42,8 +42,7 @@ def score(
     if out_path is not None and out_path.resolve() == data.resolve():
         _fail(f"--out {out_path} is the input file: choose another name, the input is never overwritten")
     if meta["window"] is None:
-        return _score_rows(_run_model(run_dir, resolve_device(device), model_fn), data, out_path, top,
-                           run_scaler(run_dir))
+        return _score_rows(_run_model(run_dir, resolve_device(device), model_fn), data, out_path, top, run_dir)
     f = read_series(data)
     center, scale = np.asarray(meta["center"]), np.asarray(meta["scale"])
     if f.x.shape[1] != len(center):
@@ -96,13 +95,13 @@ def _write_scores(path: Path, key: str, keys, s: np.ndarray, labels: np.ndarray 
     out.print(f"wrote {len(s)} scores to {path}")
 
 
-def _score_rows(model, data: Path, out_path: Path | None, top: int, scaler: tuple | None = None) -> None:
-    """Each row's squared reconstruction error (summed over features), for a run trained on rows; in
-    standardised units for a run trained with --standardize, as in its training."""
-    from ..files import read_array
+def _score_rows(model, data: Path, out_path: Path | None, top: int, run_dir: Path) -> None:
+    """Each row's squared reconstruction error (summed over features), for a run trained on rows; read and
+    standardised as in its training (a CSV's label column is the labels)."""
     from ..metrics import reconstruct
 
-    x, y, _ = read_array(data)
+    x, y, _ = read_like_run(data, run_dir)
+    scaler = run_scaler(run_dir)
     if x.shape[1] != model.input_size:
         _fail(f"{data} has {x.shape[1]} features per row; the run was trained on {model.input_size}")
     x = x if scaler is None else (x - scaler[0]) / scaler[1]

@@ -43,6 +43,8 @@ def train(
     binarize: Annotated[Optional[bool], typer.Option("--binarize", help="Stochastically binarise the data once (seeded): binarised MNIST for VAE likelihoods.", rich_help_panel="Data")] = None,
     window: Annotated[Optional[int], typer.Option(help="Read --data as one series (.csv with a time column, or a .npy of shape (T, C)) and train on windows of this many steps; the first 80 % of the steps train, the rest test.", rich_help_panel="Data")] = None,
     stride: Annotated[Optional[int], typer.Option(help="Steps between the starts of windows (with --window).  [default: 1]", rich_help_panel="Data")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="A .csv table's column of labels (header name or 0-based index): kept out of the features, used by the report's code map and the linear probe.", rich_help_panel="Data")] = None,
+    drop_columns: Annotated[Optional[str], typer.Option(help="A .csv table's columns to leave out, e.g. IDs or text (comma-separated names or indices).", rich_help_panel="Data")] = None,
     standardize: Annotated[Optional[bool], typer.Option("--standardize", help="Standardise each feature by the training rows' mean and standard deviation (stored in the run; encode, reconstruct, score and search apply it): for tabular data whose columns have different units.", rich_help_panel="Data")] = None,
     stream: Annotated[Optional[bool], typer.Option("--stream", help="Leave a .npy file or shard directory on disk and stream it (data larger than memory).", rich_help_panel="Data")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/PRESET-DATA-TIME).", rich_help_panel="Output")] = None,
@@ -99,7 +101,8 @@ def train(
         given = [k for k, v in {**train_flags, "preset": preset, "data": data, "data_dir": data_dir,
                                 "binarize": binarize, "out": out_dir, "config": config, "seed": seed,
                                 "stream": stream, "window": window, "stride": stride,
-                                "standardize": standardize}.items()
+                                "standardize": standardize, "label_column": label_column,
+                                "drop_columns": drop_columns}.items()
                  if v is not None and k not in RESUME_OPTIONS]
         if given or ctx.args or print_config:
             dropped = [f"--{k.replace('_', '-')}" for k in given] + ctx.args + (["--print-config"] * print_config)
@@ -116,7 +119,9 @@ def train(
     from ..runconfig import dumps, read_run_config
 
     top = dict(preset=preset, data=data, data_dir=str(data_dir) if data_dir else None, binarize=binarize, seed=seed,
-               iw_samples=iw_samples, stream=stream, window=window, stride=stride, standardize=standardize)
+               iw_samples=iw_samples, stream=stream, window=window, stride=stride, standardize=standardize,
+               label_column=label_column, drop_columns=[c.strip() for c in drop_columns.split(",") if c.strip()]
+               if drop_columns else None)
     spec = resolve(read_run_config(config) if config else {}, top, train_flags, [] if model_fn else ctx.args)
     spec.plugins = sorted({*spec.plugins, *(plugin or [])})
     integer(spec.iw_samples, "--iw-samples", high=MAX_IW)  # checked before training, not after it
@@ -128,7 +133,7 @@ def train(
     if out_dir is None and context().distributed:
         _fail("give --out when training on several processes: every rank must write to the same run")
     split = _load_split(spec.data, Path(spec.data_dir) if spec.data_dir else None, spec.seed, spec.binarize,
-                        spec.stream, spec.window, spec.stride)
+                        spec.stream, spec.window, spec.stride, spec.label_column, spec.drop_columns)
     scaler = _scaler(split, spec)
     split = standardized(split, *scaler) if scaler else split
     model, cfg = _build(spec, split, quiet, model_fn)
@@ -152,7 +157,9 @@ def train(
                   "scale": split.scaler.scale_.tolist()} if spec.window else {}  # what `aekit score` applies
         run.write_json(Run.DATA, {"data": resolved["data"], "data_dir": resolved.get("data_dir"), "seed": spec.seed,
                                   "binarize": spec.binarize, "stream": spec.stream, **series,
-                                  **({"standardize": [c.tolist() for c in scaler]} if scaler else {})})
+                                  **({"standardize": [c.tolist() for c in scaler]} if scaler else {}),
+                                  **({"label_column": spec.label_column} if spec.label_column is not None else {}),
+                                  **({"drop_columns": spec.drop_columns} if spec.drop_columns else {})})
         run.write_json(Run.TRAIN, {"train": asdict(cfg), "model": model.config})
         run.write_text(Run.CONFIG, text)
         if main:
@@ -219,7 +226,8 @@ def _resolved(spec: Spec, model, cfg) -> dict:
     return {"preset": spec.preset if model.config else None, "data": data_spec(spec.data),
             "data_dir": str(Path(spec.data_dir).resolve()) if spec.data_dir else None, "binarize": spec.binarize,
             "stream": spec.stream or None, "window": spec.window, "stride": spec.stride if spec.window else None,
-            "standardize": spec.standardize or None,
+            "standardize": spec.standardize or None, "label_column": spec.label_column,
+            "drop_columns": spec.drop_columns or None,
             "seed": spec.seed, "iw_samples": spec.iw_samples, "plugins": spec.plugins or None,
             "model": dict(model.config["options"]) if model.config else None,
             "train": {k: v for k, v in asdict(cfg).items() if k not in ("progress", "seed")}}

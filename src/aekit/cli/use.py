@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from . import (MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _run_data, _run_data_path, _run_model,
-               app, err, friendly, out, run_scaler)
+               app, err, friendly, out, read_like_run, run_scaler)
 
 
 def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000,
@@ -140,7 +140,6 @@ def _evaluation_of(run_dir: Path) -> dict | None:
 
 def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: str, plugin: list[str] | None,
            model_fn: str | None) -> None:
-    from ..data import read_array
     from ..metrics import encode, reconstruct
     from ..train import as_tensor, resolve_device
 
@@ -174,7 +173,7 @@ def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: s
             for _, x in rows.chunks():
                 yield np.ascontiguousarray(fn(model, x), dtype="<f4")
     else:
-        x, _, _ = read_array(input_path)
+        x, _, _ = read_like_run(input_path, run_dir)
         n = len(x)
 
         def outputs():
