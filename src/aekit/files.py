@@ -124,8 +124,10 @@ def _read_csv(path: Path, label: str | None = None, drop: Sequence[str] = ()) ->
         try:
             return [float(row[j]) for j in keep]
         except ValueError:
-            bad = next(row[j] for j in keep if not _is_float(row[j]))
-            name = f" (column {header[row.index(bad)]!r}: leave it out with drop_columns, --drop-columns)" if header else ""
+            j = next(j for j in keep if not _is_float(row[j]))
+            bad = row[j]
+            name = f" (column {header[j]!r}: leave it out with drop_columns, --drop-columns)" \
+                if header and j < len(header) else ""
             raise ValueError(f"{path}: non-numeric value {bad!r} on line {i + 1}{name}") from None
 
     return np.array([parse(i, r) for i, r in enumerate(rows[start:], start)], dtype=np.float32), y

@@ -61,10 +61,13 @@ def _fail(msg: str) -> None:
 def as_flags(msg: str) -> str:
     """A library message in the command line's words: ``rho=0.1`` → ``--rho 0.1``, ``penalty='kl'`` →
     ``--penalty kl``, ``code_size`` → ``--code-size``, and an option named at the start of a clause (``rho must``)
-    → ``--rho must``; only the names of preset and training options are touched."""
+    → ``--rho must``; only the names of preset and training options are touched. A message that lists the
+    accepted keys is about a configuration file's keys, and keeps them."""
     import dataclasses
     import re
 
+    if "accepted:" in msg:
+        return msg
     from ..optim import TrainConfig
     from ..options import OPTIONS
 
@@ -221,7 +224,10 @@ def run_columns(run_dir: Path) -> tuple[str | None, list[str]]:
     """The label column and dropped columns of a run trained on a CSV table (None, [] otherwise)."""
     from ..run import Run
 
-    meta = Run(run_dir).data_spec()
+    run = Run(run_dir)
+    if not run.file(Run.DATA).is_file():  # a model saved from Python: no record of its data
+        return None, []
+    meta = run.data_spec()
     return meta.get("label_column"), list(meta.get("drop_columns") or [])
 
 
@@ -239,7 +245,8 @@ def run_scaler(run_dir: Path) -> tuple | None:
 
     from ..run import Run
 
-    std = Run(run_dir).data_spec().get("standardize")
+    run = Run(run_dir)
+    std = run.data_spec().get("standardize") if run.file(Run.DATA).is_file() else None
     return None if not std else (np.asarray(std[0], dtype=np.float32), np.asarray(std[1], dtype=np.float32))
 
 
