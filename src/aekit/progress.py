@@ -48,8 +48,8 @@ class LineProgress:
         done = completed % self.steps == 0
         if done or now - self.last >= self.every:
             self.last = now
-            print(f"{description}{' done' if done else ''}: step {completed}/{self.total}, {loss}, "
-                  f"{now - self.t0:.0f} s", file=self.stream, flush=True)
+            print(f"{description}{' done' if done else ''}: step {completed}/{self.total}, "
+                  f"{loss + ', ' if loss else ''}{now - self.t0:.0f} s", file=self.stream, flush=True)
 
 
 def progress(enabled: bool, steps_per_epoch: int) -> Progress | LineProgress:
