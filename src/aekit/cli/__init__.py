@@ -12,12 +12,14 @@ import functools
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import click
 import typer
 from rich.console import Console
 from typer.core import TyperCommand
+
+if TYPE_CHECKING:  # typer carries its own click: no import of the click package at run time
+    import click
 
 app = typer.Typer(
     help="The autoencoder family: train, evaluate and use autoencoders.",
