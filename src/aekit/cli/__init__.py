@@ -12,14 +12,11 @@ import functools
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from typer.core import TyperCommand
-
-if TYPE_CHECKING:  # typer carries its own click: no import of the click package at run time
-    import click
 
 app = typer.Typer(
     help="The autoencoder family: train, evaluate and use autoencoders.",
@@ -43,7 +40,7 @@ class GroupedCommand(TyperCommand):
     """A command whose ``--help`` lists its options in groups (each option's ``rich_help_panel``), in the plain
     text the CLI prints everywhere (no rich boxes)."""
 
-    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_options(self, ctx: typer.Context, formatter: Any) -> None:  # formatter: click's HelpFormatter
         groups: dict[str, list[tuple[str, str]]] = {}
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
