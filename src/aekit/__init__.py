@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 _WHERE = {  # module: the public names it defines
     "checkpoint": ("load_model", "save_model"),
     "corruption": ("Corruption", "Identity"),
+    "deploy": ("Deployable", "export_model", "run_exported"),
     "data": ("Dataset", "Split", "binarize", "check_array", "download", "load", "open_rows", "read_array", "read_idx",
              "write_shards"),
     "likelihoods": ("Bernoulli", "Gaussian", "LearnedGaussian", "Likelihood", "make_likelihood"),
@@ -39,6 +40,7 @@ __all__ = [
     "Dataset", "Split", "load", "binarize", "download", "read_idx", "read_array", "check_array",
     "write_shards", "open_rows",
     "save_model", "load_model",
+    "Deployable", "export_model", "run_exported",
     "squared_error", "pca_error", "principal_angles", "reconstruct",
 ]
 
@@ -58,6 +60,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # static checkers and IDEs see the eager imports
     from .checkpoint import load_model, save_model
     from .corruption import Corruption, Identity
+    from .deploy import Deployable, export_model, run_exported
     from .data import (Dataset, Split, binarize, check_array, download, load, open_rows, read_array, read_idx,
                        write_shards)
     from .likelihoods import Bernoulli, Gaussian, LearnedGaussian, Likelihood, make_likelihood

@@ -171,7 +171,8 @@ class BatchTopK(CodeConstraint):
     def forward(self, a: Tensor) -> Tensor:
         a = a.relu()
         if not self.training:
-            return a * (a > self.threshold) if not self.threshold.isnan() else a
+            # a tensor choice, not a Python branch on the buffer: the exported graph (aekit.deploy) keeps both ways
+            return torch.where(self.threshold.isnan(), a, a * (a > self.threshold))
         vals, idx = a.flatten().topk(min(self.k * len(a), a.numel()))
         h = torch.zeros_like(a).flatten().scatter(0, idx, vals).view_as(a)
         with torch.no_grad():

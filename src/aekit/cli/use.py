@@ -224,6 +224,47 @@ def reconstruct(
     _apply(run_dir, input, out_path, device, "reconstructions", plugin, model_fn)
 
 
+@app.command("export")
+@friendly
+def export_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    out_path: Annotated[Path, typer.Argument(help="The file to write: .onnx (ONNX) or .pt2 (torch.export).")],
+    part: Annotated[str, typer.Option(help="encoder (x → codes) or scorer (x → anomaly score, as `aekit score`).")] = "encoder",
+    check_data: Annotated[Optional[Path], typer.Option("--check-data", help="Rows to check the exported file on (.npy, .npz, .csv); random rows in the training scale otherwise.")] = None,
+    plugin: Plugins = None,
+    model_fn: ModelFn = None,
+) -> None:
+    """Export the run's encoder or anomaly scorer as one graph for deployment, its standardisation inside (it
+    reads data in its own units, like `aekit encode` and `aekit score`), with a dynamic batch axis; then run the
+    written file and check that it gives the model's outputs."""
+    from .._checks import OneOf, check
+    from ..deploy import PARTS, export_model
+    from ..run import Run
+
+    _plugins(plugin)
+    check(part, "--part", OneOf(*PARTS))
+    if out_path.is_dir():
+        _fail(f"{out_path} is a directory; name a .onnx or .pt2 file")
+    model = _run_model(run_dir, "cpu", model_fn)
+    meta = Run(run_dir).data_spec() if Run(run_dir).file(Run.DATA).is_file() else {}
+    windows = meta.get("window") is not None
+    scaler = (meta["center"], meta["scale"]) if windows else run_scaler(run_dir)
+    example = None
+    if check_data is not None:
+        example, _, _ = read_like_run(check_data, run_dir)
+        example = example[:256]
+    try:
+        diff = export_model(model, out_path, part, *(scaler or (None, None)), example=example,
+                            windows=windows and part == "scorer")
+    except ImportError as e:
+        _fail(str(e))
+    shape = ", ".join(str(s) for s in model.input_shape)
+    output = f"codes (batch, {model.code_size})" if part == "encoder" else "scores (batch,)"
+    out.print(f"wrote {out_path}: the {part} of {run_dir}, x (batch, {shape}) in the data's units"
+              f"{' (standardised inside, as in training)' if scaler else ''} → {output}; checked against the model: "
+              f"largest difference {diff:.2g}", highlight=False, soft_wrap=True)
+
+
 @app.command("report")
 @friendly
 def report_cmd(
