@@ -107,6 +107,8 @@ def test_bad_requests_are_one_clear_line(tmp_path, monkeypatch):
         Deployable(model, "decoder")
     with pytest.raises(ValueError, match="give center and scale together"):
         Deployable(model, center=[0, 0, 0, 0])
+    with pytest.raises(ValueError, match="center has 4 values and scale 3"):
+        Deployable(model, center=[0] * 4, scale=[1] * 3)
     with pytest.raises(ValueError, match="center and scale have 3 values; the model reads 4 features"):
         Deployable(model, center=[0, 0, 0], scale=[1, 1, 1])
     with pytest.raises(ValueError, match="every scale must be positive"):

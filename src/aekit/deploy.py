@@ -30,8 +30,9 @@ class Deployable(nn.Module):
     ``part="scorer"``: each row's anomaly score ``(batch,)`` as ``aekit score`` computes it — the squared
     reconstruction error summed over features; with ``windows=True``, for a model of windows ``(T, C)`` of a
     series, the mean over the window's steps of the error summed over channels (the units of
-    :func:`aekit.series.window_errors`). Higher is more anomalous. ``center`` and ``scale`` (one per feature, or one per channel of a window) standardise the
-    input first, as in training, so the graph reads data in its own units.
+    :func:`aekit.series.window_errors`). Higher is more anomalous. ``center`` and ``scale`` (one per feature, or
+    one per channel of a window) standardise the input first, as in training, so the graph reads data in its own
+    units.
 
     Example
     -------
@@ -50,6 +51,8 @@ class Deployable(nn.Module):
             raise ValueError(f"part must be one of {', '.join(PARTS)}, got {part!r}")
         if (center is None) != (scale is None):
             raise ValueError("give center and scale together (the training rows' mean and standard deviation)")
+        if center is not None and np.size(center) != np.size(scale):
+            raise ValueError(f"center has {np.size(center)} values and scale {np.size(scale)}: one of each per feature")
         self.model, self.part, self.windows = model, part, windows
         self.standardize = center is not None
         shape = self._stats_shape(len(np.ravel(center))) if center is not None else ()
