@@ -83,8 +83,8 @@ def test_a_series_scorer_reads_raw_windows_and_answers_in_window_error_units(tmp
     rd = tmp_path / "run"
     assert run("train", "--data", tmp_path / "s.npy", "--window", 20, "--likelihood", "gaussian", "--code-size", 4,
                "--epochs", 3, "--out", rd, "--quiet").exit_code == 0
-    res = run("export", rd, tmp_path / "w.pt2", "--part", "scorer")
-    assert res.exit_code == 0 and "x (batch, 20, 2)" in res.stdout, res.output
+    res = run("export", rd, tmp_path / "w.pt2", "--part", "scorer", "--check-data", tmp_path / "s.npy")
+    assert res.exit_code == 0 and "x (batch, 20, 2)" in res.stdout, res.output  # checked on the series' windows
     meta = json.loads((rd / "data.json").read_text())
     z = (x - np.float32(meta["center"])) / np.float32(meta["scale"])
     starts, expect = window_errors(load_model(rd), z, stride=20)

@@ -250,9 +250,13 @@ def export_cmd(
     windows = meta.get("window") is not None
     scaler = (meta["center"], meta["scale"]) if windows else run_scaler(run_dir)
     example = None
-    if check_data is not None:
-        example, _, _ = read_like_run(check_data, run_dir)
-        example = example[:256]
+    if check_data is not None and windows:  # a series: its windows, every window length apart
+        from ..series import read_series
+        from ..series import windows as cut
+
+        example = cut(read_series(check_data).x.astype(np.float32), meta["window"], meta["window"])[0][:256]
+    elif check_data is not None:
+        example = read_like_run(check_data, run_dir)[0][:256]
     try:
         diff = export_model(model, out_path, part, *(scaler or (None, None)), example=example,
                             windows=windows and part == "scorer")
