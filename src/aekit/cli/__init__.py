@@ -219,14 +219,17 @@ def standardized(split, center, scale):
                    test=replace(split.test, x=(split.test.x - c) / s))
 
 
-def run_columns(run_dir: Path) -> tuple[str | None, list[str]]:
-    """The label column and dropped columns of a run trained on a CSV table (None, [] otherwise)."""
+def run_meta(run_dir: Path) -> dict:
+    """The run's data.json (what it was trained on, and how it was read), or {} for a model saved from Python."""
     from ..run import Run
 
     run = Run(run_dir)
-    if not run.file(Run.DATA).is_file():  # a model saved from Python: no record of its data
-        return None, []
-    meta = run.data_spec()
+    return run.data_spec() if run.file(Run.DATA).is_file() else {}
+
+
+def run_columns(run_dir: Path) -> tuple[str | None, list[str]]:
+    """The label column and dropped columns of a run trained on a CSV table (None, [] otherwise)."""
+    meta = run_meta(run_dir)
     return meta.get("label_column"), list(meta.get("drop_columns") or [])
 
 
@@ -238,14 +241,22 @@ def read_like_run(path: Path, run_dir: Path):
     return read_array(path, label_column=label, drop_columns=drop)
 
 
+def rows_like_run(path: Path, run_dir: Path, model):
+    """The rows of ``path`` as ``model``'s run trained on them — its CSV columns, checked against the model (the
+    error names the file), standardised with its --standardize — and their labels (or None)."""
+    from ..files import as_tensor
+
+    x, y, _ = read_like_run(path, run_dir)
+    x = as_tensor(x, model, str(path)).numpy()
+    scaler = run_scaler(run_dir)
+    return (x if scaler is None else (x - scaler[0]) / scaler[1]), y
+
+
 def run_scaler(run_dir: Path) -> tuple | None:
     """(center, scale) of a run trained with --standardize (float32 arrays), else None."""
     import numpy as np
 
-    from ..run import Run
-
-    run = Run(run_dir)
-    std = run.data_spec().get("standardize") if run.file(Run.DATA).is_file() else None
+    std = run_meta(run_dir).get("standardize")
     return None if not std else (np.asarray(std[0], dtype=np.float32), np.asarray(std[1], dtype=np.float32))
 
 

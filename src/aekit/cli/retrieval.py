@@ -7,10 +7,9 @@ import io
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 
-from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, read_like_run, run_scaler
+from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, rows_like_run
 
 
 def _hasher(run_dir: Path, device: str, model_fn: str | None):
@@ -22,17 +21,6 @@ def _hasher(run_dir: Path, device: str, model_fn: str | None):
     if not any(isinstance(m, BinaryCode) for m in model.encoder.modules()):
         _fail(f"{run_dir} has no binary code: train it with --preset hashing")
     return ModelHasher(model)
-
-
-def _rows(path: Path, hasher, run_dir: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """The rows of ``path`` as the run was trained on them (its columns; standardised with --standardize), and
-    their labels."""
-    from ..files import as_tensor
-
-    x, y, _ = read_like_run(path, run_dir)
-    scaler = run_scaler(run_dir)
-    x = as_tensor(x, hasher.model, str(path)).numpy()  # checked here to name the file in the error
-    return (x if scaler is None else (x - scaler[0]) / scaler[1]), y
 
 
 @app.command()
@@ -53,7 +41,7 @@ def index(
     if out_path.resolve() == corpus.resolve():
         _fail(f"--out {out_path} is the corpus file: choose another name, the input is never overwritten")
     hasher = _hasher(run_dir, device, model_fn)
-    x, y = _rows(corpus, hasher, run_dir)
+    x, y = rows_like_run(corpus, run_dir, hasher.model)
     idx = HammingIndex(hasher).add(x, y)
     atomic_write(out_path, lambda tmp: idx.save(tmp))
     out.print(f"indexed {len(x)} items as {hasher.model.code_size}-bit codes{' with labels' if y is not None else ''} "
@@ -85,7 +73,7 @@ def search(
     idx = HammingIndex.load(index_path, hasher)
     if idx.codes.shape[1] != -(-hasher.model.code_size // 64):
         _fail(f"{index_path} holds codes of another width than {run_dir}'s {hasher.model.code_size} bits")
-    q, y = _rows(queries, hasher, run_dir)
+    q, y = rows_like_run(queries, run_dir, hasher.model)
     dist, nn = idx.search(q, k)
     for i in range(min(show, len(q))):
         pairs = ", ".join(f"{j} ({d})" for j, d in zip(nn[i], dist[i]))

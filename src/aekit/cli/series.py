@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, read_like_run, run_scaler
+from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, rows_like_run
 
 
 @app.command()
@@ -100,11 +100,7 @@ def _score_rows(model, data: Path, out_path: Path | None, top: int, run_dir: Pat
     standardised as in its training (a CSV's label column is the labels)."""
     from ..metrics import reconstruct
 
-    x, y, _ = read_like_run(data, run_dir)
-    scaler = run_scaler(run_dir)
-    if x.shape[1] != model.input_size:
-        _fail(f"{data} has {x.shape[1]} features per row; the run was trained on {model.input_size}")
-    x = x if scaler is None else (x - scaler[0]) / scaler[1]
+    x, y = rows_like_run(data, run_dir, model)
     s = ((x - reconstruct(model, x)) ** 2).sum(1)
     out.print(f"{len(s)} rows scored (squared reconstruction error); highest:")
     for i in np.argsort(-s, kind="stable")[:max(top, 0)]:

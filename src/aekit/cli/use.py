@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from . import (MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _run_data, _run_data_path, _run_model,
-               app, err, friendly, out, read_like_run, run_scaler)
+               app, err, friendly, out, read_like_run, run_meta, run_scaler)
 
 
 def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000,
@@ -239,14 +239,13 @@ def export_cmd(
     written file and check that it gives the model's outputs."""
     from .._checks import OneOf, check
     from ..deploy import PARTS, export_model
-    from ..run import Run
 
     _plugins(plugin)
     check(part, "--part", OneOf(*PARTS))
     if out_path.is_dir():
         _fail(f"{out_path} is a directory; name a .onnx or .pt2 file")
     model = _run_model(run_dir, "cpu", model_fn)
-    meta = Run(run_dir).data_spec() if Run(run_dir).file(Run.DATA).is_file() else {}
+    meta = run_meta(run_dir)
     windows = meta.get("window") is not None
     scaler = (meta["center"], meta["scale"]) if windows else run_scaler(run_dir)
     example = None
