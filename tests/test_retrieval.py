@@ -138,20 +138,23 @@ def load_model_of(run_dir):
     return load_model(run_dir)
 
 
-def test_bit_balance_is_the_kl_of_each_bits_rate_to_one_half_and_evens_the_rates():
+def test_bit_balance_is_the_mean_kl_of_each_bits_rate_to_one_half_and_evens_the_rates():
     from aekit.model import Batch
 
-    model = aekit.create("hashing", (4,), code_size=2, hidden=[8], balance=0.5)
-    kl, = model.penalties
     h = torch.tensor([[1.0, 0.9], [0.0, 0.7], [1.0, 0.8], [0.0, 0.6]])  # rates 1/2 (balanced) and 3/4
-    expect = 0.5 * (0.5 * np.log(0.5 / 0.75) + 0.5 * np.log(0.5 / 0.25))  # β·KL(½ ‖ ¾); the first bit adds 0
-    assert float(kl(Batch(x=h, x_tilde=h, h=h, r=h, model=model))) == pytest.approx(expect, rel=1e-5)
+    kl_one = 0.5 * np.log(0.5 / 0.75) + 0.5 * np.log(0.5 / 0.25)  # KL(½ ‖ ¾); the first bit's is 0
+    for bits in (h, torch.cat([h, h], 1)):  # 2 bits, and the same two bits twice: the same mean
+        model = aekit.create("hashing", (4,), code_size=bits.shape[1], hidden=[8], balance=0.5)
+        kl, = model.penalties
+        value = float(kl(Batch(x=bits, x_tilde=bits, h=bits, r=bits, model=model)))
+        assert value == pytest.approx(0.5 * kl_one / 2, rel=1e-5)  # β · mean over the bits
+    assert list(aekit.create("hashing", (4,), code_size=2, hidden=[8], balance=0).penalties) == []
 
     d = aekit.load("digits")
     skew = {}
-    for beta in (0.0, 1.0):
+    for beta in (0.0, 16.0):
         torch.manual_seed(0)
         m = aekit.create("hashing", d.train.shape, code_size=16, hidden=[64], likelihood="gaussian", balance=beta)
         aekit.fit(m, d.train.x, epochs=8, val_fraction=0, seed=0, progress=False)
         skew[beta] = float(np.abs(ModelHasher(m).bits(d.test.x).mean(0) - 0.5).mean())
-    assert skew[1.0] < 0.75 * skew[0.0]  # each bit closer to on for half the items (measured 0.29 vs 0.50)
+    assert skew[16.0] < 0.75 * skew[0.0]  # each bit closer to on for half the items (measured 0.29 vs 0.50)

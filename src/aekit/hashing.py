@@ -56,18 +56,22 @@ def _register() -> None:
     @register("hashing", "semantic hashing: a deep autoencoder whose code is K bits (noisy sigmoid or "
               "straight-through), for Hamming-distance search (Salakhutdinov & Hinton 2009)", epochs=10, lr=1e-3)
     def hashing(input_shape: tuple[int, ...], code_size: int = 32, binary: str = "noise", code_noise: float = 4.0,
-                balance: float = 0.0, body: MLPBody = MLPBody(hidden=(1000, 500, 250), activation="relu"),
+                balance: float = 1.6, body: MLPBody = MLPBody(hidden=(1000, 500, 250), activation="relu"),
                 out: Output = Output()) -> Autoencoder:
         """``code_size`` bits; ``binary`` how training pushes them to 0/1 (``code_noise``: the noise's σ);
-        ``balance`` β > 0 adds β·Σⱼ KL(½ ‖ ρ̂ⱼ), each bit on for half the batch (Weiss et al. 2008's balance).
+        ``balance`` β > 0 adds β times the mean over the K bits of KL(½ ‖ ρ̂ⱼ), each bit on for half the batch
+        (Weiss et al. 2008's balance); a mean, so that one β weighs the same against the reconstruction at any K.
 
         The body is Hinton & Salakhutdinov's (2006) deep autoencoder. Measured on MNIST (benchmarks/hashing.py,
         32 bits, mAP of label retrieval): 0.455 with it after 10 epochs, 0.411 with 512-256, which fell to 0.379
-        after 30 epochs — longer training serves reconstruction, not the bits' semantics."""
+        after 30 epochs — longer training serves reconstruction, not the bits' semantics. The balance's default
+        β = 1.6 took MNIST's mAP at 16 / 32 / 64 bits from 0.362 / 0.455 / 0.511 (β = 0) to 0.392 / 0.452 / 0.504,
+        above ITQ's 0.390 / 0.413 / 0.435 at every length."""
         _unused(binary == "noise", code_noise=(code_noise, 4.0))
         code = BinaryCode(binary, code_noise)
-        balanced = [KLSparsity(0.5, balance)] if number(balance, "balance", 0) else []
-        return body.autoencoder(input_shape, _need_code_size(code_size), out, code, penalties=balanced)
+        code_size = _need_code_size(code_size)
+        balanced = [KLSparsity(0.5, balance / code_size)] if number(balance, "balance", 0) else []
+        return body.autoencoder(input_shape, code_size, out, code, penalties=balanced)
 
 
 _register()

@@ -73,7 +73,8 @@ OPTIONS: dict[str, Option] = {
     "binary": _opt("hashing: how training drives the bits to 0/1: noise (Gaussian noise before the sigmoid) or "
                    "ste (hard bits, the sigmoid's gradient)", OneOf("noise", "ste")),
     "code_noise": _opt("hashing binary=noise: σ of the noise added before each bit's sigmoid", _POSITIVE),
-    "balance": _opt("hashing: weight β of Σ KL(½ ‖ each bit's rate), each bit on for half the items", _WEIGHT),
+    "balance": _opt("hashing: weight β of the mean over the bits of KL(½ ‖ each bit's rate), each bit on for "
+                    "half the items (0: off)", _WEIGHT),
     # sequence bodies (windows of a series)
     "kernel": _opt("tcn: width of each temporal convolution (odd)", Interval(int, 1)),
     "hidden_size": _opt("lstm: units of each recurrent layer", Interval(int, 1)),
