@@ -18,6 +18,7 @@ from . import tails
 from .base import _AutoencoderEstimator, _score
 from .density import AUTO_MAX_FEATURES, combine, fit_robust, parts
 from .robust import AUTO_MEMBERS, robust_scale, subsample
+from .scaling import ScaledRows, fit_scale, scaled
 
 
 class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
@@ -61,6 +62,13 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         with the autoencoder's score, both standardised by their median and IQR on the training rows
         (:mod:`aekit.estimators.tails`); ``"auto"``: ``True`` for data of at most 100 features. Measured:
         it finds what no autoencoder sees in tables with flags and counts (a value past a column's range).
+    scale
+        ``True``: centre each feature on its training mean and divide it by max(σⱼ, ½·σ̄), σ̄ the root mean
+        square of the features' standard deviations (:mod:`aekit.estimators.scaling`); the model trains and
+        scores in those units (``center_``, ``scale_``; ``None`` when off). Measured on one-class image tasks: it raised Fashion-MNIST's mean ROC-AUC from
+        0.918 to 0.927 and lowered MNIST's from 0.967 to 0.950 (``benchmarks/anomaly.py``), so it is off by
+        default. Unlike a ``StandardScaler`` in a pipeline, the floor keeps near-constant features (an image's
+        border) from dominating the score, and stored rows still stream.
     early_stopping
         Hold out 10 % of the rows (seeded) and stop when their reconstruction loss has not improved for
         5 epochs, keeping the best weights.
@@ -110,6 +118,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         trim: float = 0.0,
         code_density: bool | str = "auto",
         tails: bool | str = "auto",
+        scale: bool = False,
         early_stopping: bool = False,
         random_state: int | np.random.RandomState | None = None,
         verbose: bool = False,
@@ -117,6 +126,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self.preset, self.n_components, self.contamination = preset, n_components, contamination
         self.n_estimators, self.max_samples, self.trim = n_estimators, max_samples, trim
         self.early_stopping, self.code_density, self.tails = early_stopping, code_density, tails
+        self.scale = scale
         self.hidden, self.activation, self.likelihood, self.sigma = hidden, activation, likelihood, sigma
         self.penalty, self.lam, self.rho, self.k, self.alpha = penalty, lam, rho, k, alpha
         self.noise, self.level, self.beta, self.free_bits = noise, level, beta, free_bits
@@ -134,6 +144,7 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         "trim": [Interval(float, 0, 0.5, "left")],
         "code_density": [OneOf(True, False, "auto")],
         "tails": [OneOf(True, False, "auto")],
+        "scale": [BOOL],
         "early_stopping": [BOOL],
     }
 
@@ -149,6 +160,8 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
     def fit(self, X: Any, y: Any = None) -> "AutoencoderOutlierDetector":
         """Train on ``X`` (mostly normal samples) and set ``offset_`` from the training scores."""
         data = self._fit_data(X)
+        self.center_, self.scale_ = fit_scale(data) if self.scale else (None, None)
+        data = self._scaled(data)
         self.seed_ = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         rng = np.random.default_rng(self.seed_)
         self.n_estimators_ = self.n_estimators if self.n_estimators != "auto" else \
@@ -204,7 +217,16 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
             return _score(m, X, seed)
         return combine(parts(*_split(m, X), densities[i]), densities[i])
 
+    def _scaled(self, data: np.ndarray | Rows) -> np.ndarray | Rows:
+        """``data`` in the units the models read: standardised where ``fit`` measured a scale, else as it is."""
+        center = getattr(self, "center_", None)  # none in a detector saved before scale
+        if center is None:
+            return data
+        center, scale = np.asarray(center, np.float32), np.asarray(self.scale_, np.float32)
+        return ScaledRows(data, center, scale) if isinstance(data, Rows) else scaled(data, center, scale)
+
     def _score(self, X: np.ndarray) -> np.ndarray:
+        X = self._scaled(X)
         models = getattr(self, "models_", [self.model_])  # a detector saved before ensembles has one model
         seeds = getattr(self, "seeds_", [self.seed_])
         scores = [self._member(i, m, s, X) for i, (m, s) in enumerate(zip(models, seeds))]
