@@ -65,10 +65,11 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
     scale
         ``True``: centre each feature on its training mean and divide it by max(σⱼ, ½·σ̄), σ̄ the root mean
         square of the features' standard deviations (:mod:`aekit.estimators.scaling`); the model trains and
-        scores in those units (``center_``, ``scale_``; ``None`` when off). Measured on one-class image tasks: it raised Fashion-MNIST's mean ROC-AUC from
-        0.918 to 0.927 and lowered MNIST's from 0.967 to 0.950 (``benchmarks/anomaly.py``), so it is off by
-        default. Unlike a ``StandardScaler`` in a pipeline, the floor keeps near-constant features (an image's
-        border) from dominating the score, and stored rows still stream.
+        scores in those units (``center_``, ``scale_``; ``None`` when off). Measured on one-class image
+        tasks: it raised Fashion-MNIST's mean ROC-AUC from 0.918 to 0.927 and lowered MNIST's from 0.967 to
+        0.950 (``benchmarks/anomaly.py``), so it is off by default. Unlike a ``StandardScaler`` in a
+        pipeline, the floor keeps near-constant features (an image's border) from dominating the score, and
+        stored rows still stream.
     early_stopping
         Hold out 10 % of the rows (seeded) and stop when their reconstruction loss has not improved for
         5 epochs, keeping the best weights.

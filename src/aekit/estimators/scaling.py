@@ -27,7 +27,7 @@ def fit_scale(data: np.ndarray | Rows, floor: float = FLOOR) -> tuple[np.ndarray
     -------
     >>> x = np.array([[0.0, 10.0, 5.0], [2.0, 30.0, 5.0]])
     >>> center, scale = fit_scale(x, floor=0.5)
-    >>> center.tolist(), [round(float(s), 3) for s in scale]  # σ = (1, 10, 0), σ̄ = √(101 / 3) ≈ 5.8: floored at 2.9
+    >>> center.tolist(), [round(float(s), 3) for s in scale]  # σ = (1, 10, 0), σ̄ = √(101 / 3): floor 2.9
     ([1.0, 20.0, 5.0], [2.901, 10.0, 2.901])
     """
     n, mean, m2 = 0, 0.0, 0.0
@@ -62,8 +62,10 @@ class ScaledRows(Rows):
         return scaled(x, self.center, self.scale).reshape(len(x), *self.sample_shape)
 
 
-def _chunks(data: np.ndarray | Rows):
+def _chunks(data: np.ndarray | Rows, rows: int = 65_536):
+    """Blocks of rows (n, D): stored rows as read, an array's in slices (float64 copies stay bounded)."""
     if isinstance(data, Rows):
         yield from (x for _, x in data.chunks())
     else:
-        yield data.reshape(len(data), -1)
+        for lo in range(0, len(data), rows):
+            yield data[lo : lo + rows].reshape(-1, data[0].size)
