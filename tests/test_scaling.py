@@ -32,6 +32,8 @@ def test_fit_scale_matches_numpy_whole_and_chunk_by_chunk():
         np.testing.assert_allclose(c, center, rtol=1e-6)
         np.testing.assert_allclose(s, scale, rtol=1e-5)
     np.testing.assert_array_equal(scaled(x, *fit_scale(x))[:, 7], 0.0)
+    long = rng.normal(size=(150_000, 2)) * [1e-3, 1e3] + 1e4  # an array in three slices of 65,536 rows
+    np.testing.assert_allclose(np.stack(fit_scale(long)), np.stack(by_numpy(long)), rtol=1e-6)
 
 
 def test_all_constant_features_are_only_centred():
