@@ -7,15 +7,15 @@ deviation from it dominates the reconstruction error: PyOD's AutoEncoder, which 
 mean ROC-AUC of 0.914 on MNIST's one-class tasks against 0.967 for aekit's raw pixels
 (``benchmarks/anomaly.py``). A constant feature (σ = 0 everywhere) is only centred.
 
-Stored rows (a file, shards) are measured in one pass, chunk by chunk, and read through :class:`ScaledRows`,
-so training still streams.
+Rows (an array, a file, shards) are measured in one pass, chunk by chunk, in float64; stored rows are read
+through :class:`ScaledRows`, so training still streams.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..rows import Rows, as_float
+from ..rows import ArrayRows, Rows, as_float
 
 FLOOR = 0.5  # c: no feature's scale is below c times the root mean square of the features' standard deviations
 
@@ -31,7 +31,8 @@ def fit_scale(data: np.ndarray | Rows, floor: float = FLOOR) -> tuple[np.ndarray
     ([1.0, 20.0, 5.0], [2.901, 10.0, 2.901])
     """
     n, mean, m2 = 0, 0.0, 0.0
-    for x in _chunks(data):  # Chan et al.'s pairwise update of (count, mean, sum of squared deviations)
+    rows = data if isinstance(data, Rows) else ArrayRows(data)
+    for _, x in rows.chunks():  # ~8 MB at a time; Chan et al.'s pairwise update of (count, mean, squared deviations)
         x = x.astype(np.float64)
         k, mu = len(x), x.mean(0)
         delta = mu - mean
@@ -60,12 +61,3 @@ class ScaledRows(Rows):
     def read(self, lo: int, hi: int) -> np.ndarray:
         x = as_float(self.rows.read(lo, hi))
         return scaled(x, self.center, self.scale).reshape(len(x), *self.sample_shape)
-
-
-def _chunks(data: np.ndarray | Rows, rows: int = 65_536):
-    """Blocks of rows (n, D): stored rows as read, an array's in slices (float64 copies stay bounded)."""
-    if isinstance(data, Rows):
-        yield from (x for _, x in data.chunks())
-    else:
-        for lo in range(0, len(data), rows):
-            yield data[lo : lo + rows].reshape(-1, data[0].size)
