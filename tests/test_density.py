@@ -116,6 +116,7 @@ def test_auto_gives_tables_the_density_and_an_ensemble_but_not_wide_data():
     det = fitted(table)
     assert det.n_estimators_ == len(det.models_) == len(det.densities_) == AUTO_MEMBERS > 1
     assert fitted(table, preset="vae").densities_ == [] and fitted(table, preset="vae").n_estimators_ == AUTO_MEMBERS
-    det = fitted(wide)
-    assert det.densities_ == [] and det.n_estimators_ == len(det.models_) == 1
-    assert len(fitted(wide, code_density=True).densities_) == 1 and fitted(wide, n_estimators=2).n_estimators_ == 2
+    det = fitted(wide)  # one sample, a raw and a standardised model (scale="auto")
+    assert det.densities_ == [] and det.n_estimators_ == 1 and len(det.models_) == 2
+    assert len(fitted(wide, code_density=True, scale=False).densities_) == 1
+    assert fitted(wide, n_estimators=2).n_estimators_ == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -66,12 +68,59 @@ def test_detector_with_scale_is_the_detector_on_standardised_rows(tmp_path):
     np.testing.assert_array_equal(stored.score_samples(tmp_path / "x.npy"), det.score_samples(X))
     loaded = AutoencoderOutlierDetector.load(det.save(tmp_path / "det"))
     np.testing.assert_array_equal(loaded.score_samples(X), det.score_samples(X))
-    # off (the default): nothing measured, the rows as they are
+    # off (the default for tables, "auto" at 6 features): nothing measured, the rows as they are
     plain = AutoencoderOutlierDetector(**FAST).fit(X)
-    assert plain.center_ is None and plain.scale_ is None
+    assert plain.center_ is None and plain.scale_ is None and set(plain.units_) == {False}
 
 
-@pytest.mark.parametrize("bad", [1, "yes", "auto"])
+def test_both_averages_a_raw_and_a_standardised_member_each_standardised(tmp_path):
+    rng = np.random.default_rng(2)
+    X = (rng.normal(size=(300, 6)) * [1, 2, 5, 0.01, 0.001, 1]).astype(np.float32)
+    new = (rng.normal(size=(40, 6)) * 3).astype(np.float32)
+    ONE = dict(FAST, n_estimators=1, code_density=False, tails=False)  # scores: the reconstruction alone
+    both = AutoencoderOutlierDetector(scale="both", **ONE).fit(X)
+    assert both.units_ == [False, True] and len(both.models_) == 2 and both.seeds_[0] == both.seeds_[1]
+    # its members are the raw detector's and the scale=True detector's models (same seed, same rows)
+    raw, std = (AutoencoderOutlierDetector(scale=s, **ONE).fit(X) for s in (False, True))
+    np.testing.assert_array_equal(both.center_, std.center_)
+
+    def z(det, rows):  # a score standardised by the median and IQR (as a normal's σ) of the training rows' scores
+        q1, med, q3 = np.percentile(det.score_samples(X), [25, 50, 75])
+        return (det.score_samples(rows) - med) / ((q3 - q1) / 1.349)
+
+    for rows in (X, new):
+        np.testing.assert_allclose(both.score_samples(rows), (z(raw, rows) + z(std, rows)) / 2, rtol=1e-5, atol=1e-6)
+    assert both.offset_ == pytest.approx(np.percentile((z(raw, X) + z(std, X)) / 2, 10), rel=1e-5)
+    # saved and loaded; stored rows stream through both members
+    loaded = AutoencoderOutlierDetector.load(both.save(tmp_path / "det"))
+    np.testing.assert_array_equal(loaded.score_samples(new), both.score_samples(new))
+    np.save(tmp_path / "x.npy", X)
+    stored = AutoencoderOutlierDetector(scale="both", **ONE).fit(tmp_path / "x.npy")
+    np.testing.assert_allclose(stored.score_samples(new), both.score_samples(new), rtol=1e-6)
+
+
+def test_auto_is_both_for_wide_data_only_and_old_saves_still_load(tmp_path):
+    rng = np.random.default_rng(3)
+    wide = rng.random((200, 120), dtype=np.float32)
+    det = AutoencoderOutlierDetector(**FAST).fit(wide)
+    assert det.n_estimators_ == 1 and det.units_ == [False, True] and det.scale_.shape == (120,)
+    assert set(AutoencoderOutlierDetector(**FAST).fit(wide[:, :100]).units_) == {False}  # 5 members
+    # the Bernoulli likelihood reads [0, 1]: "auto" leaves its rows raw, and asking to standardise is refused
+    assert AutoencoderOutlierDetector(likelihood="bernoulli", **FAST).fit(wide).units_ == [False]
+    with pytest.raises(ValueError, match="scale='both' standardises .* Bernoulli"):
+        AutoencoderOutlierDetector(likelihood="bernoulli", scale="both", **FAST).fit(wide)
+    # a detector saved before units_ existed: its models all read the rows as center_ says
+    std = AutoencoderOutlierDetector(scale=True, **FAST).fit(wide)
+    path = std.save(tmp_path / "old")
+    meta = json.loads((path / "estimator.json").read_text())
+    del meta["fitted"]["units_"]
+    (path / "estimator.json").write_text(json.dumps(meta))
+    old = AutoencoderOutlierDetector.load(path)
+    assert not hasattr(old, "units_")
+    np.testing.assert_array_equal(old.score_samples(wide[:20]), std.score_samples(wide[:20]))
+
+
+@pytest.mark.parametrize("bad", [1, "yes", "Both"])
 def test_a_bad_scale_is_named(bad):
     with pytest.raises(ValueError, match="scale"):
         AutoencoderOutlierDetector(scale=bad, epochs=1).fit(np.zeros((20, 3)))
