@@ -177,18 +177,19 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         units = [False, True] if mode == "both" else [bool(mode)]  # per sample drawn: raw and/or standardised
         self.center_, self.scale_ = fit_scale(data) if mode else (None, None)
         size = self._sample_size(len(data))
+        views = {std: self._in_units(data, std) for std in units}  # an array standardised once, if at all
         self.models_, self.seeds_, self.units_, self.scales_ = [], [], [], []
         for i in range(self.n_estimators_):
             seed = self.seed_ if i == 0 else int(rng.integers(np.iinfo(np.int32).max))
             sample = subsample(data, size, rng)
             for std in units:
-                model, history = self._train(self._in_units(sample, std), seed, self.trim)
+                part = views[std] if sample is data else self._in_units(sample, std)
+                model, history = self._train(part, seed, self.trim)
                 self.models_.append(model)
                 self.seeds_.append(seed)
                 self.units_.append(std)
                 if len(self.models_) == 1:
                     self.model_, self.history_ = model, history
-        views = {std: self._in_units(data, std) for std in units}
         # every member scores the training rows once: its scale (an ensemble's) and the offset come from them
         use = self.code_density if self.code_density != "auto" else not self.model_.stochastic and not wide
         self.densities_, raw = [], []
