@@ -148,6 +148,7 @@ ALTERNATIVES = {
     "binary": (["ste"], {}),
     "code_noise": ([1.0], {}),
     "balance": ([0.5], {}),
+    "decorrelation": ([1.0], {}),
 }
 
 

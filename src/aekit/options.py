@@ -75,6 +75,7 @@ OPTIONS: dict[str, Option] = {
     "code_noise": _opt("hashing binary=noise: σ of the noise added before each bit's sigmoid", _POSITIVE),
     "balance": _opt("hashing: weight β of the mean over the bits of KL(½ ‖ each bit's rate), each bit on for "
                     "half the items (0: off)", _WEIGHT),
+    "decorrelation": _opt("hashing: weight of the bits' mean squared correlation over the batch (0: off)", _WEIGHT),
     # sequence bodies (windows of a series)
     "kernel": _opt("tcn: width of each temporal convolution (odd)", Interval(int, 1)),
     "hidden_size": _opt("lstm: units of each recurrent layer", Interval(int, 1)),
