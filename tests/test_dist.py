@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent('''
     data, run, extra = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     x = data if extra.pop("stream", False) else np.load(data)
     torch.manual_seed(0)
-    m = aekit.create("undercomplete", (1, 8, 8), code_size=6, hidden=[32])
+    m = aekit.create(extra.pop("preset", "undercomplete"), (1, 8, 8), code_size=6, hidden=[32])
     opts = dict(epochs=3, batch_size=64, lr=3e-3, schedule="cosine", val_fraction=0.2, seed=3, progress=False)
     opts.update(extra)
     resume = opts.pop("resume", False)
@@ -89,6 +89,16 @@ def test_streamed_data_on_two_processes(work):
     res = fit_run(work, "two-stream", 2, stream=True)
     assert res.returncode == 0, res.stderr
     assert close(work / "one", work / "two-stream")
+
+
+def test_a_code_fitted_after_training_follows_one_process(work):
+    """The hashing preset's ITQ rotation, fitted to the training codes at the end, is the same on two processes."""
+    for name, nproc in [("itq-one", 1), ("itq-two", 2)]:
+        res = fit_run(work, name, nproc, preset="hashing")
+        assert res.returncode == 0, res.stderr
+    assert close(work / "itq-one", work / "itq-two", rel=1e-4)
+    rotation = load_file(work / "itq-two" / "model.safetensors")["encoder.final.rotation"]
+    assert not np.allclose(rotation.numpy(), np.eye(6))  # fitted, not the identity it starts from
 
 
 @pytest.mark.parametrize("first, then", [(2, 1), (1, 2)])

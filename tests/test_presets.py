@@ -146,9 +146,9 @@ ALTERNATIVES = {
     "steps": ([3], {}),
     "walkback": ([1], {}),
     "binary": (["ste"], {}),
-    "code_noise": ([1.0], {}),
-    "balance": ([0.5], {}),
-    "decorrelation": ([1.0], {}),
+    "code_noise": ([1.0], {"binary": "noise"}),
+    "balance": ([0.5], {"binary": "noise"}),
+    "decorrelation": ([1.0], {"binary": "noise"}),
 }
 
 

@@ -76,7 +76,7 @@ def test_binary_code_trains_by_noise_or_straight_through_and_is_bits_otherwise()
         aekit.create("hashing", (8,), binary="ste", code_noise=1.0)
 
 
-@pytest.mark.parametrize("binary", ["noise", "ste"])
+@pytest.mark.parametrize("binary", ["itq", "noise", "ste"])
 def test_a_trained_hashing_model_retrieves_its_own_class_better_than_chance(binary, tmp_path):
     d = aekit.load("digits")
     torch.manual_seed(0)
@@ -112,7 +112,7 @@ def test_index_and_search_from_the_command_line(tmp_path, digits):
 
     np.savez(tmp_path / "corpus.npz", x=digits.train.x.reshape(len(digits.train.x), -1), y=digits.train.y)
     np.savez(tmp_path / "queries.npz", x=digits.test.x[:20].reshape(20, -1), y=digits.test.y[:20])
-    res = run("train", "--preset", "hashing", "--code-size", 16, "--hidden", "64", "--binary", "ste", "--epochs", 3,
+    res = run("train", "--preset", "hashing", "--code-size", 16, "--hidden", "64", "--binary", "itq", "--epochs", 3,
               "--likelihood", "gaussian", "--out", tmp_path / "run", "--quiet")
     assert res.exit_code == 0, res.output
     res = run("index", tmp_path / "run", tmp_path / "corpus.npz", "--out", tmp_path / "index.npz")
@@ -144,17 +144,18 @@ def test_bit_balance_is_the_mean_kl_of_each_bits_rate_to_one_half_and_evens_the_
     h = torch.tensor([[1.0, 0.9], [0.0, 0.7], [1.0, 0.8], [0.0, 0.6]])  # rates 1/2 (balanced) and 3/4
     kl_one = 0.5 * np.log(0.5 / 0.75) + 0.5 * np.log(0.5 / 0.25)  # KL(½ ‖ ¾); the first bit's is 0
     for bits in (h, torch.cat([h, h], 1)):  # 2 bits, and the same two bits twice: the same mean
-        model = aekit.create("hashing", (4,), code_size=bits.shape[1], hidden=[8], balance=0.5)
+        model = aekit.create("hashing", (4,), code_size=bits.shape[1], hidden=[8], binary="noise", balance=0.5)
         kl, = model.penalties
         value = float(kl(Batch(x=bits, x_tilde=bits, h=bits, r=bits, model=model)))
         assert value == pytest.approx(0.5 * kl_one / 2, rel=1e-5)  # β · mean over the bits
-    assert list(aekit.create("hashing", (4,), code_size=2, hidden=[8], balance=0).penalties) == []
+    assert list(aekit.create("hashing", (4,), code_size=2, hidden=[8], binary="noise", balance=0).penalties) == []
 
     d = aekit.load("digits")
     skew = {}
     for beta in (0.0, 16.0):
         torch.manual_seed(0)
-        m = aekit.create("hashing", d.train.shape, code_size=16, hidden=[64], likelihood="gaussian", balance=beta)
+        m = aekit.create("hashing", d.train.shape, code_size=16, hidden=[64], likelihood="gaussian", binary="noise",
+                         balance=beta)
         aekit.fit(m, d.train.x, epochs=8, val_fraction=0, seed=0, progress=False)
         skew[beta] = float(np.abs(ModelHasher(m).bits(d.test.x).mean(0) - 0.5).mean())
     assert skew[16.0] < 0.75 * skew[0.0]  # each bit closer to on for half the items (measured 0.29 vs 0.50)
@@ -180,8 +181,48 @@ def test_bit_decorrelation_is_the_mean_squared_correlation_of_balanced_bits_and_
     for weight in (0.0, 16.0):
         torch.manual_seed(0)
         m = aekit.create("hashing", d.train.shape, code_size=16, hidden=[64], likelihood="gaussian",
-                         decorrelation=weight)
+                         binary="noise", decorrelation=weight)
         aekit.fit(m, d.train.x, epochs=30, val_fraction=0, seed=0, progress=False)
         cov = np.cov(ModelHasher(m).bits(d.train.x).astype(float), rowvar=False, bias=True)
         mean_sq[weight] = 16 * float((cov[~np.eye(16, dtype=bool)] ** 2).mean())
     assert mean_sq[16.0] < 0.8 * mean_sq[0.0], mean_sq  # the penalty's measure on the hard bits: 0.18 → 0.12
+
+
+def test_itq_code_is_itq_fitted_to_the_trained_codes_and_saved_with_the_model(tmp_path):
+    from aekit import load_model
+    from aekit.hashing import ITQCode
+
+    d = aekit.load("digits")
+    torch.manual_seed(0)
+    model = aekit.create("hashing", d.train.shape, code_size=16, hidden=[64], likelihood="gaussian")  # itq: default
+    code, = model.finishes
+    assert isinstance(code, ITQCode) and len(model.penalties) == 0
+    aekit.fit(model, d.train.x, epochs=5, val_fraction=0, seed=0, progress=False, run_dir=tmp_path / "run")
+    h = model.code(torch.from_numpy(d.train.x)).detach()  # the real-valued code: the decoder's and the scores'
+    assert not torch.isin(h, torch.tensor([0.0, 1.0])).all()
+    ref = ITQ(16, iters=50, seed=0).fit(h.double().numpy())  # ITQ itself on the training codes
+    np.testing.assert_allclose(code.center.numpy(), ref.mean_, atol=1e-5)
+    np.testing.assert_allclose(code.rotation.numpy(), ref.proj_, atol=1e-5)
+    bits = ModelHasher(model).bits(d.test.x)
+    expected = ref.bits(model.code(torch.from_numpy(d.test.x)).detach().double().numpy())
+    assert (bits == expected).mean() > 0.999  # float32 against float64 at the threshold
+    assert 0.3 < bits.mean() < 0.7  # centred: about half the bits on
+    again = ModelHasher(load_model(tmp_path / "run")).bits(d.test.x)
+    np.testing.assert_array_equal(again, bits)
+
+
+def test_itq_code_before_fitting_and_on_fewer_rows_than_bits():
+    from aekit.hashing import ITQCode
+
+    code = ITQCode(3).eval()
+    a = torch.tensor([[-1.0, 0.5, 2.0], [0.3, -0.2, 0.0]])
+    assert torch.equal(code(a), a)  # not as features: the code itself
+    code.features = True
+    assert code(a).tolist() == [[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]  # before finish: 1[h > 0]
+    with pytest.warns(UserWarning, match="2 training rows are fewer than the 3 bits"):
+        code.finish(a)
+    assert code(a).tolist() == [[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]]  # centred at the mean, not rotated
+    with pytest.raises(ValueError, match="balance=0.5 has no effect here"):
+        aekit.create("hashing", (8,), balance=0.5)
+    with pytest.raises(ValueError, match="binary"):
+        aekit.create("hashing", (8,), binary="round")

@@ -75,6 +75,12 @@ class Context:
         dist.all_gather(out, _hold(t))
         return out
 
+    def broadcast(self, t: Tensor) -> Tensor:
+        """``t`` of rank 0, in place, on every rank."""
+        if self.distributed:
+            dist.broadcast(_hold(t), 0)
+        return t
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

@@ -177,12 +177,14 @@ class Penalty(nn.Module, ABC):
 class CodeConstraint(nn.Module, ABC):
     """Interface for a code activation that limits what the code can carry (e.g. TopK).
 
-    A model whose encoder contains one counts as regularised. ``features`` is True while
-    :meth:`Autoencoder.encode` computes codes for use as features; a constraint may then
-    loosen (TopK keeps αk units) — never while the model reconstructs or scores.
+    A model whose encoder contains one counts as regularised (unless ``limits`` is False: a layer that
+    only reads the code, as ITQ's bits do). ``features`` is True while :meth:`Autoencoder.encode` computes
+    codes for use as features; a constraint may then loosen (TopK keeps αk units) — never while the model
+    reconstructs or scores.
     """
 
     features: bool = False
+    limits: bool = True
 
     @abstractmethod
     def forward(self, a: Tensor) -> Tensor: ...
@@ -307,7 +309,7 @@ class Autoencoder(nn.Module):
     @property
     def is_regularised(self) -> bool:
         """Whether anything (corruption, penalty or a constrained code such as TopK) stops a code copying x."""
-        constrained = any(isinstance(m, CodeConstraint) for m in self.encoder.modules())  # e.g. TopK
+        constrained = any(isinstance(m, CodeConstraint) and m.limits for m in self.encoder.modules())  # e.g. TopK
         return constrained or len(self.penalties) > 0 or not isinstance(self.corruption, Identity)
 
     def forward(self, x: Tensor, corrupt: bool | None = None, weights: Mapping[str, float] | None = None) -> Output:
@@ -343,6 +345,19 @@ class Autoencoder(nn.Module):
         for part in (self.corruption, self.encoder, self.decoder, self.likelihood, *self.penalties):
             if callable(getattr(part, "prepare", None)):
                 part.prepare(x)
+
+    @property
+    def finishes(self) -> list[CodeConstraint]:
+        """Code layers fitted after training: those with a ``finish(h)`` method (ITQ's rotation of a code)."""
+        return [m for m in self.encoder.modules() if isinstance(m, CodeConstraint) and hasattr(m, "finish")]
+
+    @torch.no_grad()
+    def finish(self, x: Tensor, batch_size: int = 4096) -> None:
+        """Let :attr:`finishes` see the codes of the training data ``x`` (N, D), in eval mode (called by
+        :func:`~aekit.train.fit` after the last epoch)."""
+        h = torch.cat([self.code(xb) for xb in x.split(batch_size)])
+        for m in self.finishes:
+            m.finish(h)
 
     def encode(self, x: Tensor) -> Tensor:
         """The code h = f(x) as features, shape (B, K), without corruption; the posterior mean for a

@@ -70,12 +70,14 @@ OPTIONS: dict[str, Option] = {
     "projections": _opt("contractive: random projections of the stochastic estimate", Interval(int, 1)),
     "gamma": _opt("psd: weight γ of ½‖h* − f(x)‖², which pulls the fast predictor to the sparse codes", _POSITIVE),
     "steps": _opt("psd: FISTA iterations that find each training batch's sparse codes", Interval(int, 1)),
-    "binary": _opt("hashing: how training drives the bits to 0/1: noise (Gaussian noise before the sigmoid) or "
-                   "ste (hard bits, the sigmoid's gradient)", OneOf("noise", "ste")),
+    "binary": _opt("hashing: how the code becomes bits: itq (ITQ's rotation of the real-valued code, after "
+                   "training), noise (Gaussian noise before the sigmoid) or ste (hard bits, the sigmoid's "
+                   "gradient)", OneOf("itq", "noise", "ste")),
     "code_noise": _opt("hashing binary=noise: σ of the noise added before each bit's sigmoid", _POSITIVE),
-    "balance": _opt("hashing: weight β of the mean over the bits of KL(½ ‖ each bit's rate), each bit on for "
-                    "half the items (0: off)", _WEIGHT),
-    "decorrelation": _opt("hashing: weight of the bits' mean squared correlation over the batch (0: off)", _WEIGHT),
+    "balance": _opt("hashing binary=noise/ste: weight β of the mean over the bits of KL(½ ‖ each bit's rate), "
+                    "each bit on for half the items (0: off)", _WEIGHT),
+    "decorrelation": _opt("hashing binary=noise/ste: weight of the bits' mean squared correlation over the batch "
+                          "(0: off)", _WEIGHT),
     # sequence bodies (windows of a series)
     "kernel": _opt("tcn: width of each temporal convolution (odd)", Interval(int, 1)),
     "hidden_size": _opt("lstm: units of each recurrent layer", Interval(int, 1)),

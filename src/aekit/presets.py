@@ -163,6 +163,8 @@ def _unused(used: bool, **given_vs_default: tuple[Any, Any]) -> None:
 
 _WHEN = {
     "code_noise": "applies to binary='noise' only",
+    "balance": "applies to the trained bits only (binary='noise' or 'ste')",
+    "decorrelation": "applies to the trained bits only (binary='noise' or 'ste')",
     "rho": "applies to penalty='kl' only",
     "rho_momentum": "applies to penalty='kl' only",
     "activation": "applies to hidden layers only (set hidden=...)",

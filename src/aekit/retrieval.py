@@ -77,7 +77,8 @@ def mean_average_precision(dist: np.ndarray, q_labels: np.ndarray, db_labels: np
 
 
 class ModelHasher:
-    """The bits of a trained autoencoder with a binary code (preset ``hashing``): 1[a > 0] per code unit."""
+    """The bits of a trained autoencoder with a binary code (preset ``hashing``): its features, 0/1 per code unit
+    (1[a > 0] of a trained binary code; ITQ's bits of a real-valued one)."""
 
     def __init__(self, model: Autoencoder, batch_size: int = 4096) -> None:
         self.model, self.batch_size = model, integer(batch_size, "batch_size")

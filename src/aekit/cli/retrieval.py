@@ -13,12 +13,12 @@ from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out,
 
 
 def _hasher(run_dir: Path, device: str, model_fn: str | None):
-    from ..hashing import BinaryCode
+    from ..hashing import BinaryCode, ITQCode
     from ..retrieval import ModelHasher
     from ..train import resolve_device
 
     model = _run_model(run_dir, resolve_device(device), model_fn)
-    if not any(isinstance(m, BinaryCode) for m in model.encoder.modules()):
+    if not any(isinstance(m, (BinaryCode, ITQCode)) for m in model.encoder.modules()):
         _fail(f"{run_dir} has no binary code: train it with --preset hashing")
     return ModelHasher(model)
 
