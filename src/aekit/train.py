@@ -317,10 +317,11 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     model.eval()
-    if model.finishes:
+    if finishing := model.finishes:
         model.finish(prepare_sample(source))
-        for b in model.buffers():  # each rank fitted the same rows: rank 0's result everywhere, bit for bit
-            ctx.broadcast(b)
+        for m in finishing:  # each rank fitted the same rows: rank 0's result everywhere, bit for bit
+            for b in m.buffers():
+                ctx.broadcast(b)
     if run is not None and run.writes:
         save_model(model, run.path)
         run.write_json(Run.TRAIN, {"train": asdict(cfg), "model": model.config, "outcome": hist.outcome()})
