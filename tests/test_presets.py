@@ -31,6 +31,7 @@ def test_preset_shapes_loss_and_backward(name):
 
 
 @pytest.mark.filterwarnings("ignore:the code.*identity copy")
+@pytest.mark.filterwarnings("ignore:.*training rows are fewer than the")  # hashing on a batch of 16
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_preset_overfits_one_batch(name):
     model = create(name, IMAGE)
@@ -220,6 +221,7 @@ def test_options_that_apply_are_accepted():
 
 
 @pytest.mark.filterwarnings("ignore:the code.*identity copy")
+@pytest.mark.filterwarnings("ignore:.*training rows are fewer than the")  # hashing on a batch of 16
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_works_in_float64(name, digits):
     """Issue 17.6: tests against exact answers need float64 (``vae.double()`` failed)."""

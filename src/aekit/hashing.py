@@ -89,11 +89,11 @@ class ITQCode(CodeConstraint):
             return a
         return ((a - self.center.to(a.dtype)) @ self.rotation.to(a.dtype) > 0).to(a.dtype)
 
-    @torch.no_grad()
     def finish(self, h: Tensor) -> None:
         """Fit μ and R to the training codes ``h`` (N, K)."""
         from .retrieval import ITQ
 
+        h = h.detach()
         k = self.center.numel()
         if len(h) < k:  # PCA needs as many rows as bits: keep every bit, unrotated
             warnings.warn(f"{len(h)} training rows are fewer than the {k} bits: the bits are the signs of the "
