@@ -201,11 +201,8 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
                 else:
                     r = self._chunked(views[std], lambda x, m=m, s=s: _score(m, x, s))
                 raw.append(r)
-        if len(raw) > 1:
-            self.scales_ = [robust_scale(r) for r in raw]
-            train = np.mean([(r - loc) / scale for r, (loc, scale) in zip(raw, self.scales_)], axis=0)
-        else:
-            train = raw[0]
+        self.scales_ = [robust_scale(r) for r in raw] if len(raw) > 1 else []
+        train = self._averaged(raw)
         data = views[units[0]]  # the tails read the first member's units (ranks: the same in either)
         self.tails_ = {}
         if self.tails if self.tails != "auto" else self.n_features_in_ <= AUTO_MAX_FEATURES:
@@ -251,11 +248,16 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         views = {std: self._in_units(X, std) for std in set(units)}  # X standardised once, if at all
         seeds = getattr(self, "seeds_", [self.seed_])
         scores = [self._member(i, m, s, views[u]) for i, (m, s, u) in enumerate(zip(self._models(), seeds, units))]
-        score = scores[0] if len(scores) == 1 else \
-            np.mean([(r - loc) / scale for r, (loc, scale) in zip(scores, self.scales_)], axis=0)
+        score = self._averaged(scores)
         if getattr(self, "tails_", {}):  # none in a detector saved before tails
             score = self._with_tails(score, self._surprise(views[units[0]]))
         return score
+
+    def _averaged(self, scores: list[np.ndarray]) -> np.ndarray:
+        """The members' scores as one: each standardised by its training median and IQR (``scales_``), averaged."""
+        if len(scores) == 1:
+            return scores[0]
+        return np.mean([(r - loc) / scale for r, (loc, scale) in zip(scores, self.scales_)], axis=0)
 
     def _surprise(self, X: np.ndarray) -> np.ndarray:
         """The tails' surprise of rows ``X`` as the model reads them (float32), so a training row scores as in ``fit``."""
