@@ -142,3 +142,61 @@ def test_run_files_that_are_damaged_are_named(tmp_path, name, content, match):
         Run(tmp_path).data_spec() if name == "data.json" else Run(tmp_path).train_meta()
     with pytest.raises(ValueError, match="file not found: .*evaluation.json"):
         Run(tmp_path).read("evaluation.json")
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from aekit.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("name", [HOLDER, ".aekit.lock", "metrics.jsonl", "model.safetensors", "loss.png"])
+def test_a_symbolic_link_in_a_run_directory_is_refused_and_its_target_never_written(tmp_path, name):
+    run, victim = tmp_path / "run", tmp_path / "victim.txt"
+    run.mkdir()
+    victim.write_text("precious")
+    (run / name).symlink_to(victim)
+    res = _cli("train", "--epochs", 2, "--code-size", 4, "--hidden", 16, "--quiet", "--out", run)
+    assert res.exit_code == 2, res.output
+    assert f"run directory {run} holds symbolic links ({name})" in res.stderr
+    assert victim.read_text() == "precious" and not (run / "train.json").exists()
+
+
+def test_metrics_are_appended_through_no_link_and_a_torn_last_line_is_left_out(tmp_path):
+    from aekit.run import Run
+
+    run = Run(tmp_path)
+    run.write_metrics([{"epoch": 1}])
+    (tmp_path / "elsewhere.jsonl").write_text("")
+    with open(run.file(Run.METRICS), "a") as f:
+        f.write('{"epoch": 2, "lo')  # a kill inside an append
+    assert run.metrics() == [{"epoch": 1}]
+    run.file(Run.METRICS).unlink()
+    run.file(Run.METRICS).symlink_to(tmp_path / "elsewhere.jsonl")
+    with pytest.raises(ValueError, match="metrics.jsonl is a symbolic link"):
+        run.write_metrics([{"epoch": 3}], append=True)
+    assert (tmp_path / "elsewhere.jsonl").read_text() == ""
+    run.write_metrics([{"epoch": 1}])  # a whole rewrite replaces the link itself, never its target
+    assert not run.file(Run.METRICS).is_symlink() and (tmp_path / "elsewhere.jsonl").read_text() == ""
+
+
+def test_an_overwrite_killed_while_clearing_is_finished_before_the_next_run(tmp_path):
+    from aekit.run import CLEARING
+
+    run = tmp_path / "run"
+    assert _cli("train", "--epochs", 1, "--code-size", 4, "--hidden", 16, "--quiet", "--report", "--out", run
+                ).exit_code == 0
+    old = {p.name for p in run.iterdir()}
+    assert {"evaluation.json", "report.html", "run.toml", "metrics.jsonl"} <= old
+    # what a kill inside Run.clear leaves: the marker, train.json already gone, the old evaluation and report kept
+    (run / CLEARING).write_text("")
+    for name in ("train.json", "model.json", "trainer.safetensors"):
+        (run / name).unlink()
+    res = _cli("train", "--epochs", 1, "--code-size", 4, "--hidden", 16, "--quiet", "--out", run)
+    assert res.exit_code == 0, res.output
+    assert not (run / "report.html").exists() and not list(run.glob("*.png")) and not (run / CLEARING).exists()
+    # a kill before the marker was written removed nothing: the run is still there and needs --overwrite
+    res = _cli("train", "--epochs", 1, "--code-size", 4, "--hidden", 16, "--quiet", "--out", run)
+    assert res.exit_code == 2 and "already holds a run" in res.stderr

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .atomic import atomic_write  # noqa: E402
 from .data import Split  # noqa: E402
 from .metrics import encode, reconstruct  # noqa: E402
 from .model import seeded  # noqa: E402
@@ -60,10 +61,13 @@ def compare(split: Split, presets: list[str], code_sizes: list[int], out_dir: st
     for r in rows:
         r["vs_pca"] = r["test_squared_error"] / pca_of[r["code_size"]]
 
-    with open(out / "compare.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    def write_csv(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+
+    atomic_write(out / "compare.csv", write_csv)
     lines = [f"Test set of {split.test.name} ({len(xte)} samples); squared error per sample summed over "
              f"{xte.shape[1]} dimensions; {epochs or 'preset-default'} epochs per autoencoder.", "",
              "| method | code size | test squared error | vs PCA | linear-probe accuracy | train time | parameters |",
@@ -72,7 +76,7 @@ def compare(split: Split, presets: list[str], code_sizes: list[int], out_dir: st
         lines.append(f"| {r['method']} | {r['code_size']} | {r['test_squared_error']:.3f} | "
                      f"{r['vs_pca']:.2f}x ({100 * (r['vs_pca'] - 1):+.0f} %) | {100 * r['linear_probe_accuracy']:.2f} % | "
                      f"{r['train_seconds']:.1f} s | {r['parameters']:,} |")
-    (out / "compare.md").write_text("\n".join(lines) + "\n")
+    atomic_write(out / "compare.md", lambda tmp: Path(tmp).write_text("\n".join(lines) + "\n"))
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for m in [*presets, "PCA"]:  # PCA last, dashed on top: the linear autoencoder lies under it
@@ -87,6 +91,6 @@ def compare(split: Split, presets: list[str], code_sizes: list[int], out_dir: st
     ax.set_title("reconstruction error against code size")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "compare.png", dpi=100)
+    atomic_write(out / "compare.png", lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return rows

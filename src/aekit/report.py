@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .atomic import atomic_write  # noqa: E402
 from .corruption import Identity  # noqa: E402
 from .data import Split  # noqa: E402
 from .measures import readable, warnings_for  # noqa: E402
@@ -211,7 +212,7 @@ def chain_figure(model: Autoencoder, start: np.ndarray, shape: tuple[int, ...] |
 
 
 def _png(fig: Figure, path: Path) -> str:
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
     plt.close(fig)
     return base64.b64encode(path.read_bytes()).decode("ascii")
 

@@ -24,8 +24,12 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from .atomic import append_lines, atomic_write, fsync_dir
+from .atomic import write_json as _write_json
+
 LOCK = ".aekit.lock"
 HOLDER = ".aekit.holder"
+CLEARING = ".aekit.clearing"  # present while --overwrite removes an old run: an interrupted clear is finished
 
 
 class RunLocked(ValueError):
@@ -41,7 +45,9 @@ def lock(run_dir: str | os.PathLike) -> Iterator[Path]:
 
     Re-entrant within a process (the CLI holds it around ``fit``, which takes it too). A second
     process gets :class:`RunLocked` at once, naming the directory and the holder's PID. Left-over
-    ``*.tmp`` files of writes that a killed process never finished are removed on entry.
+    ``*.tmp`` files of writes that a killed process never finished are removed on entry, and so is what
+    an interrupted :meth:`Run.clear` left. A directory with a symbolic link in it is refused (``ValueError``):
+    aekit never writes through a link (``RUN/metrics.jsonl -> ~/.bashrc``).
 
     Example
     -------
@@ -62,6 +68,7 @@ def lock(run_dir: str | os.PathLike) -> Iterator[Path]:
         finally:
             _HELD[key][1] -= 1
         return
+    _refuse_links(run)
     fl = FileLock(run / LOCK, timeout=0)
     try:
         fl.acquire()
@@ -72,14 +79,24 @@ def lock(run_dir: str | os.PathLike) -> Iterator[Path]:
         raise ValueError(f"cannot lock the run directory {run}: {e.strerror or e}") from None
     _HELD[key] = [fl, 1]
     try:
-        (run / HOLDER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                              "command": " ".join(sys.argv[:3])}))
+        _refuse_links(run)  # again, now that no other aekit process can add one
+        holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join(sys.argv[:3])})
+        atomic_write(run / HOLDER, lambda tmp: Path(tmp).write_text(holder))
         for tmp in run.glob("*.tmp"):  # an atomic write cut short by a kill: never the real file
             tmp.unlink(missing_ok=True)
+        if (run / CLEARING).exists():
+            Run(run).clear()
         yield run
     finally:
         del _HELD[key]
         fl.release()
+
+
+def _refuse_links(run: Path) -> None:
+    links = sorted(p.name for p in run.iterdir() if p.is_symlink())
+    if links:
+        raise ValueError(f"run directory {run} holds symbolic links ({', '.join(links[:5])}); aekit does not write "
+                         "through links: remove them, or write the run to another directory")
 
 
 def _holder(run: Path) -> str:
@@ -181,27 +198,30 @@ class Run:
         return any(self.file(f).exists() for f in (self.MODEL_CONFIG, self.TRAINER, self.TRAIN))
 
     def clear(self) -> None:
-        """Remove what an earlier run left (--overwrite): no old file survives beside the new run's."""
+        """Remove what an earlier run left (--overwrite): no old file survives beside the new run's.
+
+        A marker file is written first and removed last, so a clear cut short by a kill is finished the next
+        time the directory is locked: an old evaluation never sits beside a new run."""
         import shutil
 
         if self.writes:
+            marker = self.file(CLEARING)
+            atomic_write(marker, lambda tmp: Path(tmp).write_text("an --overwrite is removing the old run\n"))
             for pattern in self.FILES:
                 for f in self.path.glob(pattern):
-                    shutil.rmtree(f) if f.is_dir() else f.unlink()
+                    shutil.rmtree(f) if f.is_dir() and not f.is_symlink() else f.unlink()
+            fsync_dir(self.path)
+            marker.unlink()
 
     def read(self, name: str) -> Any:
         """The JSON file ``name``; ``ValueError`` naming it when it is missing or damaged."""
         return read_json(self.file(name))
 
     def write_json(self, name: str, obj: Any) -> None:
-        from .checkpoint import write_json  # atomic; imported here so that the CLI starts without torch
-
         if self.writes:
-            write_json(self.file(name), obj)
+            _write_json(self.file(name), obj)
 
     def write_text(self, name: str, text: str) -> None:
-        from .checkpoint import atomic_write
-
         if self.writes:
             atomic_write(self.file(name), lambda tmp: Path(tmp).write_text(text))
 
@@ -238,12 +258,19 @@ class Run:
         return self.read(self.EVALUATION) if self.file(self.EVALUATION).is_file() else {}
 
     def metrics(self) -> list[dict[str, Any]]:
-        """The per-epoch rows of ``metrics.jsonl`` (none before the first epoch ends)."""
+        """The per-epoch rows of ``metrics.jsonl`` (none before the first epoch ends; a last line that a kill cut
+        short is left out)."""
         path = self.file(self.METRICS)
-        return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+        text = path.read_text() if path.is_file() else ""
+        return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
 
     def write_metrics(self, rows: list[dict[str, Any]], append: bool = False) -> None:
-        """Write ``rows`` as ``metrics.jsonl`` (``append``: after those there)."""
-        if self.writes:
-            with open(self.file(self.METRICS), "a" if append else "w") as f:
-                f.writelines(json.dumps(r) + "\n" for r in rows)
+        """Write ``rows`` as ``metrics.jsonl``, atomically; ``append``: after those there, flushed to disk (a kill
+        can cut only the line being appended, which :meth:`metrics` then leaves out)."""
+        if not self.writes:
+            return
+        lines = [json.dumps(r) + "\n" for r in rows]
+        if append:
+            append_lines(self.file(self.METRICS), lines)
+        else:
+            self.write_text(self.METRICS, "".join(lines))
