@@ -24,8 +24,26 @@ def test_the_automatic_count_is_one_thread_for_a_small_step_only(two_threads):
     assert threads_for(0, torch.nn.Linear(784, 1000), batch_size=128) == 2
     assert threads_for(0) == 2 and threads_for(3) == 3 and threads_for(-1) >= 1
     for bad in (-2, 1.5, "2", None):
-        with pytest.raises(ValueError, match="threads must be an integer >= -1"):
+        with pytest.raises(ValueError, match="threads must be -1, 0 or a count up to"):
             threads_for(bad)
+
+
+def test_more_threads_than_the_machine_can_run_are_one_error_before_anything_is_written(tmp_path):
+    """--threads 100000 segfaulted in libgomp (exit 139) after writing train.json."""
+    from typer.testing import CliRunner
+
+    from aekit.cli import app
+    from aekit.threads import MAX_THREADS, cores
+
+    assert MAX_THREADS == 4 * cores() and threads_for(MAX_THREADS) == MAX_THREADS
+    for bad in (MAX_THREADS + 1, 100_000):
+        with pytest.raises(ValueError, match=rf"threads must be -1, 0 or a count up to {MAX_THREADS} \(4 × the"):
+            threads_for(bad)
+        res = CliRunner().invoke(app, ["train", "--threads", str(bad), "--epochs", "1", "--out", str(tmp_path / "r")])
+        assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.output
+        assert f"--threads must be -1, 0 or a count up to {MAX_THREADS}" in res.stderr and not (tmp_path / "r").exists()
+    with pytest.raises(ValueError, match=f"n_jobs must be None, -1 or an integer in \\[1, {MAX_THREADS}\\]"):
+        AutoencoderOutlierDetector(n_jobs=100_000).fit(np.zeros((20, 3)))
 
 
 def test_fit_trains_on_the_threads_asked_for_and_restores_the_callers(two_threads):
@@ -36,7 +54,7 @@ def test_fit_trains_on_the_threads_asked_for_and_restores_the_callers(two_thread
         fit(m, x, epochs=1, threads=threads, progress=False,
             callbacks=[lambda epoch, row, model: seen.append(torch.get_num_threads())])
         assert seen[-1] == want and torch.get_num_threads() == 2
-    with pytest.raises(ValueError, match="threads must be an integer >= -1"):
+    with pytest.raises(ValueError, match="threads must be -1, 0 or a count up to"):
         fit(create("undercomplete", (6,), code_size=2), x, threads=-3)
     with using_threads(1):  # restored even when the block raises
         with pytest.raises(RuntimeError), using_threads(2):

@@ -14,6 +14,7 @@ import torch
 from ._checks import BOOL, Interval, OneOf, check, validate
 from .model import Autoencoder
 from .registry import get_preset
+from .threads import THREADS
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -43,7 +44,7 @@ CONSTRAINTS = {
     "device": [_Device()], "precision": [OneOf(*PRECISIONS)], "checkpoint_every": [_COUNT],
     "checkpoint_steps": [_COUNT], "checkpoint_minutes": [Interval(float, 0)], "nan_policy": [OneOf(*NAN_POLICIES)],
     "shuffle_buffer": [_COUNT], "max_time": [_NONE, _POSITIVE], "kl_warmup_epochs": [Interval(float, 0)],
-    "threads": [Interval(int, -1)], "progress": [BOOL],
+    "threads": [THREADS], "progress": [BOOL],
 }
 
 

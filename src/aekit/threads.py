@@ -12,12 +12,36 @@ from contextlib import contextmanager
 
 import torch
 
-from ._checks import Interval, check
+from ._checks import Constraint, Interval, check
 
 # One thread below this many multiply-adds per step (parameters × batch size): small tabular models. Measured
 # (benchmarks/threads.py, 2 cores): a 768×8 `vae` step (~1.3 M) is 10× faster on 1 thread; MNIST MLPs
 # (≥ 10⁸ per step) gain from every core.
 SMALL_STEP = 2**24
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform says, else the machine's)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+# More threads than this only wait on each other, and far more crash OpenMP (100,000: a segfault in libgomp)
+MAX_THREADS = 4 * cores()
+
+
+class _Threads(Constraint):
+    """What ``threads`` accepts: -1 every core, 0 automatic, or a count up to :data:`MAX_THREADS`."""
+
+    def accepts(self, v: object) -> bool:
+        return Interval(int, -1, MAX_THREADS).accepts(v)
+
+    def __str__(self) -> str:
+        return f"-1, 0 or a count up to {MAX_THREADS} (4 × the {cores()} cores this process may use)"
+
+
+THREADS = _Threads()
 
 
 def threads_for(threads: int, model: torch.nn.Module | None = None, batch_size: int = 1) -> int:
@@ -33,13 +57,11 @@ def threads_for(threads: int, model: torch.nn.Module | None = None, batch_size: 
     >>> threads_for(3)
     3
     """
-    check(threads, "threads", Interval(int, -1))
+    check(threads, "threads", THREADS)
     if threads > 0:
         return threads
     if threads == -1:
-        import os
-
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return cores()
     if model is not None and sum(p.numel() for p in model.parameters()) * batch_size < SMALL_STEP:
         return 1
     return torch.get_num_threads()

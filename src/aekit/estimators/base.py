@@ -26,7 +26,7 @@ from .robust import trimmed_fit
 from ..presets import create, get_preset
 from ..rows import Rows, open_rows
 from ..sources import streamable
-from ..threads import threads_for, using_threads
+from ..threads import MAX_THREADS, threads_for, using_threads
 from ..train import History, fit
 from ..variational import elbo
 
@@ -61,7 +61,7 @@ class _AutoencoderEstimator(BaseEstimator):
         "preset": [Text()],
         "n_components": [Interval(int, 1), OneOf("auto")],
         "preset_options": [_NONE, Instance(dict, "a dict of the preset's options by name")],
-        "n_jobs": [_NONE, OneOf(-1), Interval(int, 1)],
+        "n_jobs": [_NONE, OneOf(-1), Interval(int, 1, MAX_THREADS)],
         "random_state": [_NONE, Interval(int, 0, 2**32, "left"), Instance(np.random.RandomState, "a RandomState")],
         "verbose": [OneOf(True, False), Interval(int, 0)],
     }
