@@ -147,9 +147,22 @@ def test_non_finite_weights_are_refused_on_load(tmp_path):
     lambda m: m.update(epoch=10**9),
     lambda m: m["best"].update(bad=None),
     lambda m: m.update(optim_groups="nonsense"),
+    # issue 37.4: a torch TypeError traceback, a bare int() error, junk accepted until `aekit report` failed
+    lambda m: m["optim_groups"][0].update(lr="x"),
+    lambda m: m["optim_groups"][0].update(betas=[0.9]),
+    lambda m: m["optim_groups"][0].update(params=[0, 0]),
+    lambda m: m.update(position={"batch": 1, "samples": "abc", "skipped": 0, "seconds": 0.0}),
+    lambda m: m.update(position={"batch": 0, "samples": 1, "skipped": 0, "seconds": 0.0}),
+    lambda m: m["history"].update(rows=["junk", 3]),
+    lambda m: m["history"]["rows"].pop(),
+    lambda m: m["history"].update(best_epoch="soon"),
+    lambda m: m["best"].update(loss=float("nan")),
+    lambda m: m["sched"].update(base_lrs=[1.0, 2.0]),
+    lambda m: m["optim_scalars"].update({"0": {"step": "x"}}),
 ])
 def test_crafted_trainer_metadata_is_one_clear_error(tmp_path, digits, damage):
-    """Issue 20.3: crafted trainer metadata reached LambdaLR.load_state_dict."""
+    """Issue 20.3: crafted trainer metadata reached LambdaLR.load_state_dict; issue 37.4: the whole header is
+    checked against what this run's own objects save."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
@@ -162,9 +175,60 @@ def test_crafted_trainer_metadata_is_one_clear_error(tmp_path, digits, damage):
     meta = json.loads(blob["json"])
     damage(meta)
     save_file(tensors, path, metadata={**blob, "json": json.dumps(meta)})
-    with pytest.raises(ValueError, match="corrupted checkpoint|cannot resume"):
+    with pytest.raises(ValueError, match="corrupted checkpoint .*trainer.safetensors: (trainer header: )?[a-z_]+"
+                                         "|cannot resume") as e:
         fit(create("undercomplete", (1, 8, 8), code_size=4), digits.train.x[:100], epochs=2, progress=False,
             run_dir=tmp_path, resume=True)
+    assert "\n" not in str(e.value)
+
+
+def _damage_tensor(path, name, value):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(path, "pt") as f:
+        blob = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors[name].view(-1)[0] = value
+    save_file(tensors, path, metadata=blob)
+
+
+@pytest.mark.parametrize("name, value", [("encoder.final.rotation", float("nan")),
+                                         ("encoder.final.center", float("inf"))])
+def test_non_finite_buffers_are_refused_on_load_end_to_end(tmp_path, name, value):
+    """Issue 37.3: a NaN in the hashing model's rotation (a buffer, not a parameter) loaded and gave wrong codes."""
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from aekit.cli import app
+
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "--preset", "hashing", "--code-size", "16", "--epochs", "1", "--quiet",
+                                   "--out", str(run)])
+    assert res.exit_code == 0, res.output
+    _damage_tensor(run / "model.safetensors", name, value)
+    with pytest.raises(ValueError, match=f"refusing to load .*non-finite \\(NaN or inf\\) values in {name}"):
+        load_model(run)
+    np.save(tmp_path / "x.npy", np.zeros((3, 64), np.float32))
+    res = CliRunner().invoke(app, ["encode", str(run), str(tmp_path / "x.npy"), "--out", str(tmp_path / "c.npy")])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1 and name in res.stderr, res.output
+    # a trainer state with the same damage is refused on resume
+    _damage_tensor(run / "trainer.safetensors", f"model.{name}", value)
+    res = CliRunner().invoke(app, ["train", "--resume", str(run), "--quiet"])
+    assert res.exit_code == 2 and f"non-finite (NaN or inf) values in model.{name}" in res.stderr, res.output
+
+
+def test_a_buffer_declared_unset_may_be_all_nan_and_nothing_else(tmp_path):
+    """BatchTopK's threshold is NaN until its first training batch: such a model saves and loads; half NaN does not."""
+    model = create("sae-batchtopk", (16,), code_size=32, k=4)
+    assert model.state_dict()["encoder.final.threshold"].isnan()
+    save_model(model, tmp_path)
+    assert load_model(tmp_path).state_dict()["encoder.final.threshold"].isnan()
+    kl = create("sparse", (1, 8, 8), code_size=8, penalty="kl")
+    kl.penalties[0].setup(kl)
+    kl.penalties[0].running[0] = 0.5  # partly set: not "unset"
+    with pytest.raises(FloatingPointError, match="penalties.0.running"):
+        save_model(kl, tmp_path / "kl")
 
 
 def test_a_config_that_disagrees_with_the_header_is_refused_before_allocating(tmp_path):

@@ -122,18 +122,32 @@ def _compare(own: dict[str, tuple], stored: dict[str, tuple], where: str, what: 
         raise ValueError(f"{where}: weights do not match {what} ({'; '.join(p for p in parts if p)})")
 
 
-def _all_finite(v: Tensor) -> bool:
+def all_finite(v: Tensor) -> bool:
+    """Whether every value of ``v`` is finite."""
     # max and min propagate NaN and reach ±inf: no full-size temporary, unlike isfinite(v).all()
     return v.numel() == 0 or bool(torch.isfinite(v.amax()) & torch.isfinite(v.amin()))
 
 
+def nonfinite(state: dict[str, Tensor], unset: set[str] = frozenset()) -> list[str]:
+    """The floating-point tensors of ``state`` that hold NaN or inf, but for those named in ``unset`` that are all
+    NaN (a buffer's "not set yet", see :func:`unset_buffers`)."""
+    return [k for k, v in state.items() if v.is_floating_point() and not all_finite(v.detach())
+            and not (k in unset and bool(v.isnan().all()))]
+
+
+def unset_buffers(model: torch.nn.Module) -> set[str]:
+    """The state-dict names of buffers whose modules declare (class attribute ``unset``) that all-NaN means "not
+    set yet": e.g. BatchTopK's threshold before its first training batch."""
+    return {f"{name}.{b}" if name else b for name, m in model.named_modules() for b in getattr(m, "unset", ())}
+
+
 def check_finite(model: torch.nn.Module, what: str, error: type[Exception] = FloatingPointError) -> None:
-    """Raise ``error`` if a parameter of ``model`` is NaN or inf (buffers may hold NaN as "not set yet",
-    e.g. a running mean before its first batch)."""
-    bad = [k for k, v in model.named_parameters() if not _all_finite(v.detach())]
+    """Raise ``error`` if a tensor of ``model`` (a parameter or a buffer) is NaN or inf; a buffer its module
+    declares unset may be all NaN."""
+    bad = nonfinite(model.state_dict(), unset_buffers(model))
     if bad:
         raise error(f"{what}: non-finite (NaN or inf) values in {', '.join(bad[:3])}"
-                                 f"{' and more' if len(bad) > 3 else ''}")
+                    f"{' and more' if len(bad) > 3 else ''}")
 
 
 def _model_paths(path: str | os.PathLike) -> tuple[Path, Path]:

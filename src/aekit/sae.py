@@ -162,6 +162,8 @@ class BatchTopK(CodeConstraint):
     evaluation every activation above θ is kept, so a token's code no longer depends on its batch.
     """
 
+    unset = ("threshold",)  # NaN until the first training batch
+
     def __init__(self, k: int, momentum: float = 0.99) -> None:
         super().__init__()
         self.k = integer(k, "k")

@@ -64,6 +64,7 @@ class KLSparsity(Penalty):
     """
 
     name = "kl_sparsity"
+    unset = ("running",)  # all NaN until a training batch sets it (never, with momentum 0)
 
     def __init__(self, rho: float, beta: float = 1.0, momentum: float = 0.0) -> None:
         super().__init__()

@@ -3,6 +3,7 @@ metadata carries the JSON half — at an epoch's end or inside an epoch (:class:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checkpoint import check_finite, load_state, load_tensors, save_tensors
+from .checkpoint import check_finite, nonfinite, unset_buffers, load_state, load_tensors, save_tensors
 from .model import Autoencoder
 from .optim import as_saved
 
@@ -130,8 +131,95 @@ def restore_trainer(path: Path, s: TrainerState, cfg: dict, defaults: dict, rank
         raise ValueError(f"corrupted checkpoint {path}: bad trainer state ({type(e).__name__}: {str(e)[:200]})") from None
 
 
+def _like(v: Any, ref: Any, where: str) -> None:
+    """``v`` has the JSON shape of ``ref`` (what a freshly built object saves): else ``ValueError`` naming ``where``."""
+    if ref is None or isinstance(ref, bool):  # flags saved as None or a boolean (foreach, fused, ...)
+        ok, want = v is None or isinstance(v, bool), "true, false or null"
+    elif isinstance(ref, int):
+        ok, want = type(v) is int, "an integer"
+    elif isinstance(ref, float):
+        ok, want = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), "a finite number"
+    elif isinstance(ref, str):
+        ok, want = isinstance(v, str), "a string"
+    elif isinstance(ref, (list, tuple)):
+        ok, want = isinstance(v, list) and len(v) == len(ref), f"a list of {len(ref)}"
+        for i, (a, b) in enumerate(zip(v, ref) if ok else ()):
+            _like(a, b, f"{where}[{i}]")
+    elif isinstance(ref, dict):
+        ok, want = isinstance(v, dict) and set(v) <= set(ref), f"an object with keys among {', '.join(map(str, ref))}"
+        for k in (v if ok else ()):
+            _like(v[k], ref[k], f"{where}.{k}")
+    else:
+        ok, want = True, ""
+    if not ok:
+        raise ValueError(f"{where} must be {want}, got {str(v)[:60]!r}")
+
+
+def _count(v: Any, where: str, low: int = 0, high: float = math.inf) -> int:
+    if not (type(v) is int and low <= v <= high):
+        raise ValueError(f"{where} must be an integer in [{low}, {high}], got {str(v)[:60]!r}")
+    return v
+
+
+def check_header(meta: dict, s: TrainerState, epochs: int) -> None:
+    """The trainer header (the JSON half of ``trainer.safetensors``) against what this run's fresh objects save:
+    every value of the optimiser's groups and the schedule of their type, the position, history and early-stopping
+    state in range. ``ValueError`` naming the first bad field (a crafted header never reaches torch)."""
+    if not isinstance(meta.get("train"), dict):
+        raise ValueError("train must be an object of training options")
+    epoch = _count(meta.get("epoch"), "epoch", 0, epochs)
+    groups = s.opt.state_dict()["param_groups"]
+    _like(meta.get("optim_groups"), groups, "optim_groups")
+    for i, (g, ref) in enumerate(zip(meta["optim_groups"], groups)):
+        if g.get("params") != ref["params"]:
+            raise ValueError(f"optim_groups[{i}].params must be {ref['params']}, got {str(g.get('params'))[:60]!r}")
+    scalars = meta.get("optim_scalars")
+    if not (isinstance(scalars, dict) and all(k.isdigit() and isinstance(v, dict) for k, v in scalars.items())):
+        raise ValueError("optim_scalars must map parameter indices to objects")
+    for i, st in scalars.items():
+        for k, v in st.items():
+            _like(v, 0.0, f"optim_scalars.{i}.{k}")
+    fresh = {k: v for k, v in s.sched.state_dict().items() if k != "lr_lambdas"}
+    _like(meta.get("sched"), fresh, "sched")
+    _count(meta["sched"].get("last_epoch"), "sched.last_epoch", -1)
+    pos = meta.get("position")
+    if pos is not None:
+        if not (isinstance(pos, dict) and set(pos) == {"batch", "samples", "skipped", "seconds"}):
+            raise ValueError(f"position must be null or an object of batch, samples, skipped and seconds, got "
+                             f"{str(pos)[:60]!r}")
+        _count(pos["batch"], "position.batch", 1)
+        _count(pos["samples"], "position.samples")
+        _count(pos["skipped"], "position.skipped")
+        _like(pos["seconds"], 0.0, "position.seconds")
+    hist = meta.get("history")
+    if not (isinstance(hist, dict) and isinstance(hist.get("rows"), list)):
+        raise ValueError("history must be an object with a list of rows")
+    rows = hist["rows"]
+    if len(rows) != epoch:
+        raise ValueError(f"history.rows must hold one row per epoch done ({epoch}), got {len(rows)}")
+    for i, row in enumerate(rows):
+        if not (isinstance(row, dict) and row.get("epoch") == i + 1 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in row.values())):
+            raise ValueError(f"history.rows[{i}] must be the numbers of epoch {i + 1}, got {str(row)[:60]!r}")
+    if hist.get("best_epoch") is not None:
+        _count(hist["best_epoch"], "history.best_epoch", 1, max(epoch, 1))
+    best = meta.get("best")
+    if not (isinstance(best, dict) and isinstance(best.get("loss"), (int, float)) and not isinstance(best["loss"], bool)
+            and not math.isnan(best["loss"])):
+        raise ValueError("best.loss must be a number")
+    _count(best.get("bad"), "best.bad")
+
+
 def _restore(tensors: dict[str, Tensor], meta: dict, s: TrainerState, cfg: dict, defaults: dict, path: Path,
              rank: int) -> int:
+    try:
+        check_header(meta, s, cfg["epochs"])
+    except ValueError as e:
+        raise ValueError(f"corrupted checkpoint {path}: trainer header: {e}") from None
+    unset = {f"{part}.{k}" for k in unset_buffers(s.model) for part in ("model", "best")}
+    bad = nonfinite(tensors, unset)
+    if bad:
+        raise ValueError(f"corrupted checkpoint {path}: non-finite (NaN or inf) values in {', '.join(bad[:3])}")
     saved = {**defaults, **as_saved(meta["train"])}
     diff = [k for k, v in cfg.items() if k not in RESUME_FREE and saved.get(k) != v]
     if diff:
@@ -142,8 +230,6 @@ def _restore(tensors: dict[str, Tensor], meta: dict, s: TrainerState, cfg: dict,
     if meta["model"] != s.model.config:
         raise ValueError(f"cannot resume: the run's model config differs from this model's ({meta['model']})")
     epoch = meta["epoch"]
-    if not (isinstance(epoch, int) and 0 <= epoch <= cfg["epochs"]):
-        raise ValueError(f"corrupted checkpoint {path}: epoch {epoch!r} is not in [0, {cfg['epochs']}]")
     dev = next(s.model.parameters()).device
     load_state(s.model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, str(path))
     state: dict[int, dict] = {}
@@ -154,8 +240,6 @@ def _restore(tensors: dict[str, Tensor], meta: dict, s: TrainerState, cfg: dict,
     for i, scalars in meta["optim_scalars"].items():
         state.setdefault(int(i), {}).update(scalars)
     sched = meta["sched"]
-    if not (isinstance(sched, dict) and isinstance(sched.get("last_epoch"), int)):
-        raise ValueError(f"corrupted checkpoint {path}: bad learning-rate schedule state")
     try:  # torch's own loaders: their complaints about a damaged file become one line
         s.opt.load_state_dict({"state": state, "param_groups": meta["optim_groups"]})
         s.sched.load_state_dict({**sched, "lr_lambdas": [None] * len(s.opt.param_groups)})
@@ -171,8 +255,6 @@ def _restore(tensors: dict[str, Tensor], meta: dict, s: TrainerState, cfg: dict,
     s.hist.rows[:] = list(meta["history"]["rows"])
     s.hist.best_epoch = meta["history"]["best_epoch"]
     s.best.update({k: meta["best"][k] for k in ("loss", "bad")})
-    if not (isinstance(s.best["loss"], (int, float)) and isinstance(s.best["bad"], int)):
-        raise ValueError(f"corrupted checkpoint {path}: bad early-stopping state")
     if any(k.startswith("best.") for k in tensors):
         s.best["state"] = {k[5:]: v.to(dev) for k, v in tensors.items() if k.startswith("best.")}
     pos = meta.get("position")
