@@ -160,3 +160,41 @@ def test_closed_form_only_for_aekits_own_one_layer_encoder():
     m = model("auto")
     x = torch.randn(5, 6, dtype=torch.float64)
     torch.testing.assert_close(m(x).terms["contractive"], frobenius_exact(m.encoder, x).mean())
+
+
+class _Tripled(nn.Linear):
+    def forward(self, x):
+        return 3 * super().forward(x)
+
+
+class _Inherits(MLP):
+    """Inherits MLP.forward but computes 3(Wx + b): the closed form of MLP is not its."""
+
+    def __init__(self, sizes, **kw):
+        super().__init__(sizes, **kw)
+        self.linears[0] = _Tripled(sizes[0], sizes[1])
+
+
+@pytest.mark.parametrize("swap", ["subclass", "layer"])
+def test_a_subclass_of_mlp_or_a_swapped_layer_never_gets_the_closed_form(swap):
+    """Issue 37.7: a subclass inheriting forward got the closed form: penalty 0.0522 vs exact 0.4702."""
+    from aekit import Autoencoder
+    from aekit.contractive import Contractive
+    from aekit.likelihoods import Gaussian
+
+    torch.manual_seed(0)
+    if swap == "subclass":
+        enc = _Inherits([6, 4], final="sigmoid").double()
+    else:
+        enc = MLP([6, 4], final="sigmoid").double()
+        enc.linears[0] = _Tripled(6, 4).double()
+    assert enc.jacobian_norm(torch.rand(2, 4, dtype=torch.float64)) is None
+    m = Autoencoder(enc, MLP([4, 6]).double(), Gaussian(), input_shape=(6,), code_size=4,
+                    penalties=[Contractive(1.0, "auto")])
+    assert m.penalties[0].method == "exact"
+    x = torch.randn(5, 6, dtype=torch.float64)
+    exact = frobenius_exact(m.encoder, x).mean()
+    torch.testing.assert_close(m(x).terms["contractive"], exact)
+    plain = MLP([6, 4], final="sigmoid").double()
+    plain.load_state_dict({k: v for k, v in enc.state_dict().items()})
+    assert not torch.isclose(frobenius_exact(plain, x).mean(), exact)  # the formula would have been wrong

@@ -86,7 +86,9 @@ class MLP(Encoder):
 
     def jacobian_norm(self, h: Tensor) -> Tensor | None:
         final = self.final
-        if type(self).forward is not MLP.forward:  # a subclass computes something else: the formula is not its
+        # exactly aekit's MLP over a plain nn.Linear: a subclass, or a layer swapped for another module, may compute
+        # something else (3·(Wx + b)) while inheriting forward, and the formula would silently be wrong for it
+        if type(self) is not MLP or type(self.linears[0]) is not nn.Linear:
             return None
         if len(self.linears) != 1 or type(final) not in DERIVATIVE_FROM_OUTPUT:
             return None
