@@ -243,3 +243,35 @@ def test_every_preset_works_in_float64(name, digits):
         xb = (x > 0.5).double()
         assert elbo(model, xb)["elbo"].dtype == log_likelihood(model, xb, k=4).dtype == torch.float64
         assert sample(model, 2).dtype == interpolate(model, x[0], x[1]).dtype == torch.float64
+
+
+def test_float64_models_stay_float64_around_the_presets():
+    """Issue 37.8: score_estimate and chain cast to float32 and crashed on a .double() model; PSD's FISTA ran
+    in float32; BatchTopK's threshold became float32 after training; DecoderNormL1 computed in float32."""
+    from aekit import create, fit
+    from aekit.denoising import chain, score_estimate
+    from aekit.psd import optimal_code, sparse_code
+
+    x = torch.rand(6, 4, dtype=torch.float64)
+    dae = create("denoising", (4,), code_size=8, noise="gaussian", level=0.1, likelihood="gaussian").double()
+    assert score_estimate(dae, x).dtype == torch.float64
+    draws, means = chain(create("denoising", (4,), code_size=8).double(), x, steps=2)
+    assert draws.dtype == means.dtype == torch.float64
+
+    psd = create("psd", (4,), code_size=3).double()
+    h = optimal_code(psd, x, tol=0.0, steps=2000)
+    assert h.dtype == torch.float64
+    w = psd.decoder.weight.detach()
+    # FISTA in float64 reaches the lasso's optimality conditions to float64 precision, far below float32's
+    grad = (x - h @ w.T) @ w / psd.encoder.sigma ** 2
+    on = h != 0
+    assert (grad[on] - psd.encoder.lam * h[on].sign()).abs().max() < 1e-10
+    assert sparse_code(x.float(), w, 0.1).dtype == torch.float64  # the wider of the two
+
+    sae = create("sae-batchtopk", (16,), code_size=32, k=4).double()
+    fit(sae, np.random.default_rng(0).random((64, 16)), epochs=1, progress=False)
+    assert sae.encoder.final.threshold.dtype == torch.float64
+
+    relu = create("sae-relu", (16,), code_size=32).double()
+    out = relu(torch.rand(8, 16, dtype=torch.float64))
+    assert all(v.dtype == torch.float64 for v in out.terms.values()), {k: v.dtype for k, v in out.terms.items()}

@@ -24,7 +24,7 @@ __all__ = ["Walkback", "chain", "score_estimate"]
 
 def _device_rows(model: Autoencoder, x) -> Tensor:
     w = next(model.parameters())
-    x = torch.as_tensor(x).to(w.device, torch.float32).reshape(len(x), -1)
+    x = torch.as_tensor(x).to(w.device, w.dtype if w.is_floating_point() else torch.float32).reshape(len(x), -1)
     if x.shape[1] != model.input_size:
         raise ValueError(f"the model takes {model.input_size} values per sample, got rows of {x.shape[1]}")
     return x

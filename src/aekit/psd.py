@@ -22,7 +22,7 @@ from torch.nn.utils import parametrize
 
 from ._checks import integer, number
 from .likelihoods import Gaussian
-from .model import Autoencoder, Batch, Encoder, Penalty, evaluating
+from .model import Autoencoder, Batch, Encoder, Penalty, evaluating, fp32
 from .registry import register
 from .sae import INIT_NORM, UnitColumns
 from .sparse import L1
@@ -46,16 +46,17 @@ def sparse_code(x: Tensor, w: Tensor, lam: float, *, sigma: float = 1.0, gamma: 
     >>> sparse_code(torch.tensor([[3.0, 0.5]]), w, lam=1.0)  # soft thresholding: an orthonormal dictionary
     tensor([[2., 0.]])
     """
-    x, w = x.float(), w.float()
+    dtype = torch.promote_types(fp32(x).dtype, fp32(w).dtype)  # bf16 (autocast) computes in fp32, fp64 stays fp64
+    x, w = x.to(dtype), w.to(dtype)
     if gamma and target is None:
         raise ValueError("gamma > 0 needs the target code f(x)")
-    target = target.float() if target is not None else None
+    target = target.to(dtype) if target is not None else None
     gram, xw = w.t() @ w / sigma**2, x @ w / sigma**2  # (K, K), (B, K): each iteration is then O(B K²)
     # the gradient's Lipschitz constant ‖W‖₂²/σ² + γ, from the smaller of WᵀW and WWᵀ (one value; for K = 2D the
     # (D, D) one is ~9× cheaper, and this runs every training step)
     small = gram if w.shape[1] <= w.shape[0] else w @ w.t() / sigma**2
     lip = float(torch.linalg.eigvalsh(small.double())[-1]) + gamma
-    h = (h0 if h0 is not None else target if target is not None else x.new_zeros(len(x), w.shape[1])).float()
+    h = (h0 if h0 is not None else target if target is not None else x.new_zeros(len(x), w.shape[1])).to(dtype)
     y, t = h, 1.0
     for _ in range(integer(steps, "steps", 1)):
         grad = y @ gram - xw

@@ -25,7 +25,7 @@ from torch.nn.utils import parametrize
 
 from ._checks import OneOf, check, integer, number
 from .likelihoods import Likelihood
-from .model import Autoencoder, Batch, CodeConstraint, Encoder, Penalty, TracksDeadUnits
+from .model import Autoencoder, Batch, CodeConstraint, Encoder, Penalty, TracksDeadUnits, fp32
 from .registry import OptionGroup, register
 from .sparse import AuxK, TopK
 
@@ -180,7 +180,7 @@ class BatchTopK(CodeConstraint):
         with torch.no_grad():
             low = vals[vals > 0].min() if (vals > 0).any() else vals.new_zeros(())
             t = self.threshold
-            self.threshold = low.float() if t.isnan() else self.momentum * t + (1 - self.momentum) * low.float()
+            self.threshold = low.to(t) if t.isnan() else self.momentum * t + (1 - self.momentum) * low.to(t)
         return h
 
 
@@ -252,7 +252,7 @@ class DecoderNormL1(Penalty):
             raise ValueError("DecoderNormL1 needs an SAEDecoder")
 
     def forward(self, b: Batch) -> Tensor:
-        return self.lam * (b.h.float().abs() @ b.model.decoder.norms().float()).mean()
+        return self.lam * (fp32(b.h).abs() @ fp32(b.model.decoder.norms())).mean()
 
 
 class L0(Penalty):
@@ -269,7 +269,7 @@ class L0(Penalty):
             raise ValueError("the L0 penalty needs a JumpReLU code")
 
     def forward(self, b: Batch) -> Tensor:
-        return self.lam * b.model.encoder.final.gates.float().sum(1).mean()
+        return self.lam * fp32(b.model.encoder.final.gates).sum(1).mean()
 
 
 class ScaledGaussian(Likelihood):
