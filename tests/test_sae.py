@@ -64,6 +64,23 @@ def test_jumprelu_threshold_gradients_are_the_smoothed_objectives():
     assert torch.equal(h, a * (a > theta0))
 
 
+def test_jumprelu_window_is_on_the_raw_pre_activation():
+    """Issue 37.9: with θ < ε/2 a ReLU before the window put every negative pre-activation in the kernel: the
+    θ gradient was −0.080 instead of the paper's −0.040 in this hand example."""
+    eps, theta = 0.1, 0.04  # θ < ε/2
+    jr = JumpReLU(1, threshold=theta, bandwidth=eps).double()
+    a = torch.tensor([[-0.5], [0.05]], dtype=torch.float64)  # |−0.5 − θ| > ε/2: outside; |0.05 − θ| < ε/2: inside
+    h = jr(a)
+    assert torch.equal(h, torch.tensor([[0.0], [0.05]], dtype=torch.float64))
+    h.sum().backward()
+    # ∂h/∂θ = −(θ/ε)·Σ 1{|a − θ| < ε/2} = −0.4 · 1; through log θ: times θ
+    torch.testing.assert_close(jr.log_threshold.grad / theta, torch.tensor([-0.4], dtype=torch.float64))
+    jr.log_threshold.grad = None
+    jr(a)
+    jr.gates.sum().backward()  # the L0 term: −(1/ε)·1 = −10
+    torch.testing.assert_close(jr.log_threshold.grad / theta, torch.tensor([-10.0], dtype=torch.float64))
+
+
 def test_decoder_columns_stay_unit_norm_after_every_step():
     x = sparse_data()
     m = create("sae-topk", (16,), expansion=4, k=3)

@@ -231,8 +231,9 @@ class JumpReLU(CodeConstraint):
         self.gates: Tensor | None = None
 
     def forward(self, a: Tensor) -> Tensor:
+        # on the raw pre-activation, as the paper defines it: θ > 0 makes h ≥ 0 without a ReLU, and a ReLU first
+        # would move every negative a to 0, inside the kernel's window whenever θ < ε/2
         theta = self.log_threshold.exp().to(a.dtype)
-        a = a.relu()
         self.gates = _Step.apply(a, theta, self.bandwidth)
         return _JumpReLU.apply(a, theta, self.bandwidth)
 
