@@ -275,3 +275,25 @@ def test_float64_models_stay_float64_around_the_presets():
     relu = create("sae-relu", (16,), code_size=32).double()
     out = relu(torch.rand(8, 16, dtype=torch.float64))
     assert all(v.dtype == torch.float64 for v in out.terms.values()), {k: v.dtype for k, v in out.terms.items()}
+
+
+@pytest.mark.parametrize("preset, options, match", [
+    ("undercomplete", {"hidden": [], "activation": "tanh"}, "option activation='tanh' has no effect here"),
+    ("hinton2006", {"hidden": [], "activation": "relu"}, "option activation='relu' has no effect here"),
+    ("hashing", {"hidden": [], "activation": "tanh"}, "option activation='tanh' has no effect here"),
+    ("ksparse", {"code_size": 32, "k": 10, "alpha": 4.0}, r"alpha·k = 4·10 keeps 40 units at encode time, more than"),
+    ("vae", {"beta": 0.0, "free_bits": 0.5}, "option free_bits=0.5 has no effect here: free_bits needs beta > 0"),
+])
+def test_options_that_would_be_ignored_are_refused(preset, options, match):
+    """Issue 37.10: relu and tanh gave identical losses with hidden=[]; alpha·k > code size was clipped."""
+    with pytest.raises(ValueError, match=match):
+        create(preset, (1, 8, 8), **options)
+
+
+def test_activation_is_used_when_hidden_layers_exist_and_by_sparse_presets_as_the_code():
+    x = torch.rand(4, 64)
+    losses = [create("undercomplete", (1, 8, 8), hidden=[16], activation=a, code_size=4)(x).loss.item()
+              for a in ("relu", "tanh")]
+    assert losses[0] != losses[1]
+    create("sparse", (1, 8, 8), hidden=[], activation="tanh")  # the code's activation: used
+    create("ksparse", (1, 8, 8), code_size=32, k=10, alpha=3.2)  # 32 units: all of them

@@ -419,3 +419,23 @@ def test_step_hooks_weight_terms_see_every_step_and_log():
     torch.manual_seed(0)
     out = model(torch.from_numpy(x[:16]), weights=Warmup("l1", 6).weights(3))
     torch.testing.assert_close(out.loss, out.terms["reconstruction"] + 0.5 * out.terms["l1"])
+
+
+@pytest.mark.parametrize("options, match", [
+    ({"decay_all": True}, "option decay_all=True has no effect here: decay_all needs weight_decay > 0"),
+    ({"checkpoint_every": 2}, "option checkpoint_every=2 has no effect here: checkpoints are saved in a run dir"),
+    ({"checkpoint_steps": 5}, "option checkpoint_steps=5 has no effect here"),
+    ({"checkpoint_minutes": 1.0}, "option checkpoint_minutes=1.0 has no effect here"),
+])
+def test_training_options_that_would_be_ignored_are_refused(options, match):
+    """Issue 37.10: decay_all without weight decay and checkpoints without a run directory did nothing."""
+    with pytest.raises(ValueError, match=match):
+        fit(create("undercomplete", (6,), code_size=2, hidden=[8]), np.random.rand(20, 6), epochs=1,
+            progress=False, **options)
+
+
+def test_kl_warmup_with_beta_zero_is_refused():
+    with pytest.raises(ValueError, match="option kl_warmup_epochs=2.0 has no effect here: the KL term is weighted by "
+                                         "beta=0"):
+        fit(create("vae", (6,), code_size=2, hidden=[8], beta=0.0, likelihood="gaussian"), np.random.rand(20, 6),
+            epochs=3, kl_warmup_epochs=2.0, progress=False)

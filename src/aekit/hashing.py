@@ -161,6 +161,7 @@ def _register() -> None:
         code_size = _need_code_size(code_size)
         check(binary, "binary", OneOf("itq", "noise", "ste"))
         _unused(binary == "noise", code_noise=(code_noise, 4.0))
+        _unused(bool(body.hidden), activation=(body.activation, "relu"))
         _unused(binary != "itq", balance=(balance, 1.6), decorrelation=(decorrelation, 0.0))
         if binary == "itq":
             return body.autoencoder(input_shape, code_size, out, ITQCode(code_size))

@@ -136,6 +136,7 @@ class TrainConfig:
                              f"patience={self.patience!r} with val_fraction=0")
         # an option this configuration would ignore is an error, never silently dropped
         unused = {"momentum": (self.optimizer != "sgd", "applies to optimizer='sgd' only"),
+                  "decay_all": (self.weight_decay == 0, "needs weight_decay > 0"),
                   "min_delta": (self.patience is None, "needs patience (early stopping)")}
         for name, (ignored, why) in unused.items():
             if ignored and getattr(self, name) != _DEFAULTS[name]:
@@ -239,8 +240,12 @@ def step_hooks(model: Autoencoder, cfg: TrainConfig, steps_per_epoch: int) -> li
     """The step hooks ``cfg`` asks for, checked against ``model``."""
     hooks: list[StepHook] = []
     if cfg.kl_warmup_epochs:
-        if "kl" not in {p.name for p in model.penalties}:
+        kl = [p for p in model.penalties if p.name == "kl"]
+        if not kl:
             raise ValueError("kl_warmup_epochs needs a model with a KL term (preset 'vae'); this one has none")
+        if all(getattr(p, "beta", 1.0) == 0 for p in kl):
+            raise ValueError(f"option kl_warmup_epochs={cfg.kl_warmup_epochs!r} has no effect here: the KL term is "
+                             "weighted by beta=0")
         hooks.append(Warmup("kl", math.ceil(cfg.kl_warmup_epochs * steps_per_epoch)))
     return hooks
 

@@ -71,6 +71,7 @@ def undercomplete(
     out: Output = Output(),
 ) -> Autoencoder:
     """MLP ``D → hidden → K → hidden → D`` with K < D."""
+    _unused(bool(body.hidden), activation=(body.activation, "relu"))
     d = math.prod(input_shape)
     if _need_code_size(code_size) >= d:
         raise ValueError(
@@ -128,6 +129,7 @@ def hinton2006(
     out: Output = Output(),
 ) -> Autoencoder:
     """The deep autoencoder of Hinton & Salakhutdinov (2006), trained end to end (no RBM pre-training)."""
+    _unused(bool(body.hidden), activation=(body.activation, "gelu"))
     return body.autoencoder(input_shape, _need_code_size(code_size), out, None)
 
 
@@ -172,6 +174,7 @@ _WHEN = {
     "anneal_steps": "needs k_start > k",
     "aux_coef": "needs aux_k > 0",
     "dead_after": "needs aux_k > 0 (it decides which units AuxK revives)",
+    "free_bits": "needs beta > 0 (the KL it floors is weighted by beta)",
     "level": "is used only by noise parts without a level of their own (e.g. 'masking', not 'masking:0.3')",
 }
 
@@ -325,6 +328,7 @@ def vae(
     """
     d = math.prod(input_shape)
     code_size = _need_code_size(code_size)
+    _unused(beta > 0, free_bits=(free_bits, 0.0))
     if not hidden:
         raise ValueError("vae needs at least one hidden layer (hidden=[...]) before the mu and log-variance heads")
     body = MLP([d, *hidden], activation, final=activation)

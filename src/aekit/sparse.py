@@ -146,6 +146,9 @@ class TopK(CodeConstraint, TracksDeadUnits):
         for name, v in (("k", self.k), ("k_start", self.k_start)):
             if v > code_size:
                 raise ValueError(f"{name}={v} is larger than the code size {code_size}")
+        if round(self.alpha * self.k) > code_size:
+            raise ValueError(f"alpha·k = {self.alpha:g}·{self.k} keeps {round(self.alpha * self.k)} units at encode time, "
+                             f"more than the code size {code_size}; alpha must be at most {code_size / self.k:g} here")
         self.since_fired = torch.zeros(code_size, dtype=torch.long)
 
     def current_k(self) -> int:

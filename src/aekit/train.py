@@ -176,6 +176,10 @@ def fit(
     if run_dir is None:
         if resume:
             raise ValueError("cannot resume without run_dir")
+        for name in ("checkpoint_every", "checkpoint_steps", "checkpoint_minutes"):  # nowhere to save: never silent
+            if getattr(cfg, name) != getattr(TrainConfig, name):
+                raise ValueError(f"option {name}={getattr(cfg, name)!r} has no effect here: checkpoints are saved "
+                                 "in a run directory (pass run_dir=...)")
         with using_threads(n_threads):
             return _fit(model, data, cfg, dev, ctx, None, False, callbacks, hooks)
     with Run(run_dir, writes=ctx.main).writing() as run:  # one writer: rank 0
