@@ -92,3 +92,17 @@ def test_python_helpers_validate_like_training(x, message):
     for helper in (reconstruct, encode):
         with pytest.raises(ValueError, match=message):
             helper(model, x)
+
+
+def test_mmd2_default_bandwidth_is_the_documented_one():
+    """Issue 37.11: the default is the median distance over √2; the docstring said the median."""
+    from scipy.spatial.distance import pdist
+
+    from aekit.metrics import mmd2
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(30, 3)), rng.normal(0.5, 1, size=(40, 3))
+    ell = np.median(pdist(np.concatenate([x, y]))) / np.sqrt(2)
+    assert np.isclose(mmd2(x, y), mmd2(x, y, bandwidth=ell), rtol=1e-9, atol=0)
+    assert not np.isclose(mmd2(x, y), mmd2(x, y, bandwidth=ell * np.sqrt(2)), rtol=1e-3, atol=0)
+    assert "divided by √2" in mmd2.__doc__

@@ -361,3 +361,16 @@ def test_cli_trains_on_windows_of_a_csv_series_and_scores_each_step(tmp_path):
     np.save(tmp_path / "w.npy", np.zeros((5, 10, 2)))
     with pytest.raises(ValueError, match="not one series"):
         read_series(tmp_path / "w.npy")
+
+
+def test_the_readme_says_how_a_step_gets_its_score_by_default():
+    """Issue 37.11: the Time series intro said the mean over a step's windows; the default is the min."""
+    from pathlib import Path
+
+    from aekit.estimators import SeriesOutlierDetector
+
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    intro = readme.split("## Time series", 1)[1].split("```", 1)[0]
+    assert SeriesOutlierDetector().aggregate == "min"
+    assert 'best-reconstructed window by default\n(`aggregate="min"`' in intro
+    assert "each time step gets the mean" not in intro

@@ -39,6 +39,24 @@ def test_sae_metrics_by_hand(tmp_path):
     assert sae_metrics(_hand_sae(), tmp_path / "x.npy", max_rows=1)["dead_fraction"] == 0.6
 
 
+def test_a_latent_is_active_above_the_documented_threshold_not_above_zero():
+    """Issue 37.11: L0 and dead latents count h > 1e-3, which neither the README nor the report said."""
+    from pathlib import Path
+
+    from aekit.report_sae import sae_sections
+    from aekit.splice import ALIVE
+
+    assert ALIVE == 1e-3
+    x = np.array([[3, 5e-4, 0, 0], [0, 0, 2, 5]], np.float32)  # latent 1 is positive but below 10⁻³
+    got = sae_metrics(_hand_sae(), x)
+    assert got["l0"] == 1.5 and got["density"][1] == 0  # counted > 0 it would be 2 and 0.5
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    assert "exceeds 10⁻³ (`aekit.splice.ALIVE`" in readme and "10⁻³" in sae_metrics.__doc__
+    measures, figs, _ = sae_sections(_hand_sae(), x)
+    assert "L0 (latents > 0.001 per token)" in measures
+    assert "> 0.001" in figs["latent_density"].axes[0].get_xlabel()
+
+
 def test_spliced_replaces_the_layer_output():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))

@@ -230,7 +230,8 @@ def regularised_metrics(model: Autoencoder, x: np.ndarray) -> dict[str, float]:
 def mmd2(x: np.ndarray, y: np.ndarray, bandwidth: float | None = None) -> float:
     """Unbiased squared maximum mean discrepancy between samples ``x`` (N, D) and ``y`` (M, D) (Gretton et al.
     2012), Gaussian kernel exp(−‖a − b‖² / 2ℓ²); ℓ = ``bandwidth``, by default the median distance between
-    the pooled points. Near 0 (either sign) when both come from one distribution.
+    the pooled points divided by √2 (so that 2ℓ² is the median squared distance: the median heuristic of
+    exp(−‖a − b‖² / median)). Near 0 (either sign) when both come from one distribution.
 
     Example
     -------

@@ -33,9 +33,10 @@ def density_histogram(density: np.ndarray, tokens: int) -> Figure:
     alive = density[density > 0]
     ax.hist(np.log10(alive), bins=50, color="#4477aa")
     ax.axvline(-1, color="#aa3377", ls="--", lw=1, label="dense: > 10 % of tokens")
-    ax.set_xlabel("log10 firing density (share of tokens a latent is active on)")
+    ax.set_xlabel(f"log10 firing density (share of tokens a latent is active on: value > {ALIVE:g})")
     ax.set_ylabel("latents")
-    ax.set_title(f"{len(density) - len(alive)} of {len(density)} latents dead (no activation on {tokens:,} tokens)")
+    ax.set_title(f"{len(density) - len(alive)} of {len(density)} latents dead (never > {ALIVE:g} on {tokens:,} "
+                 "tokens)")
     ax.legend(loc="upper left")
     fig.tight_layout()
     return fig
@@ -49,7 +50,7 @@ def l0_fvu(l0: float, fvu: float) -> Figure:
     ax.set_xscale("log")
     ax.set_xlim(max(l0 / 10, 0.5), l0 * 10 + 1)
     ax.set_ylim(0, max(1.0, fvu * 1.2))
-    ax.set_xlabel("L0 (active latents per token)")
+    ax.set_xlabel(f"L0 (latents > {ALIVE:g} per token)")
     ax.set_ylabel("FVU")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -154,6 +155,6 @@ def sae_sections(model: Autoencoder, x: Rows | np.ndarray) -> tuple[dict[str, An
     figs = {"latent_density": density_histogram(m["density"], m["tokens"]), "l0_fvu": l0_fvu(m["l0"], m["fvu"])}
     found = _capture_of(x) if isinstance(x, Rows) else None
     ctx = contexts_html(top_contexts(model, x), found[2]) if found else ""
-    measures = {"FVU": m["fvu"], "L0": m["l0"], "dead latents": m["dead_fraction"],
+    measures = {"FVU": m["fvu"], f"L0 (latents > {ALIVE:g} per token)": m["l0"], "dead latents": m["dead_fraction"],
                 "dense latents (> 10 % of tokens)": m["dense_fraction"], "test tokens": m["tokens"]}
     return measures, figs, ctx

@@ -105,7 +105,9 @@ def sae_metrics(sae: Autoencoder, rows: Any, max_rows: int = 10_000_000, dense: 
     """An SAE's reconstruction and sparsity on activations (an array, a ``.npy`` path or shard directory):
     FVU = Σ‖x − r‖² / Σ‖x − x̄‖², mean L0, the share of dead latents (no activation on the first
     ``max_rows`` rows: the last 10 M tokens of the papers) and of dense ones (active on > ``dense`` of
-    tokens), and every latent's firing ``density`` (K,).
+    tokens), and every latent's firing ``density`` (K,). A latent is active on a token when its value
+    exceeds :data:`ALIVE` = 10⁻³, as in training's dead-unit count, not merely > 0: a ReLU SAE's many tiny
+    positive values are not counted (it lowers sae-relu's L0 by about a quarter).
 
     Example
     -------

@@ -130,11 +130,11 @@ def is_sae(model) -> bool:
 
 def sae_rows(model, x_test) -> tuple[dict[str, float], list[tuple[str, str]]]:
     """The SAE measures of the test activations (streamed): FVU, L0, dead and dense latents."""
-    from ..splice import sae_metrics
+    from ..splice import ALIVE, sae_metrics
 
     m = sae_metrics(model, x_test)
     rows = [("fraction of variance unexplained (FVU)", f"{m['fvu']:.4f}"),
-            ("L0: mean active latents per token", f"{m['l0']:.2f}"),
+            (f"L0: mean active latents per token (value > {ALIVE:g})", f"{m['l0']:.2f}"),
             (f"dead latents (never active on these {m['tokens']:,} tokens)", f"{m['dead_fraction']:.2%}"),
             ("dense latents (active on > 10 % of tokens)", f"{m['dense_fraction']:.2%}")]
     return {k: v for k, v in m.items() if k != "density"}, rows
