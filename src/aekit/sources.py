@@ -29,12 +29,28 @@ BUFFER_BYTES = 256 * 2**20  # default shuffle window: this much stored data
 PREPARE_ROWS = 65_536  # streamed data: the training rows a model's parts see to set data-dependent defaults
 
 
+def epoch_batches(n: int, batch_size: int, world: int = 1) -> int:
+    """Global batches in an epoch of ``n`` rows: every rank must get a non-empty share of each (DDP steps
+    together), so on several processes a last partial batch with fewer rows than processes is dropped, as
+    ``DistributedSampler(drop_last=True)`` drops rows (at most ``world - 1`` of an epoch's, and in another
+    order each epoch).
+
+    Example
+    -------
+    >>> epoch_batches(3001, 100), epoch_batches(3001, 100, world=2), epoch_batches(3002, 100, world=2)
+    (31, 30, 31)
+    """
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest and (world == 1 or rest >= world) else 0)
+
+
 class Source(ABC):
     """Interface: the training rows, as the batches of an epoch for one rank.
 
     ``batches(epoch, shuffle, batch_size, start, rank, world)`` yields, from global batch ``start`` on,
-    this rank's part of each global batch on the device, with the global batch's size; the order is
-    drawn from ``shuffle``, which the caller has set to the epoch's starting state.
+    this rank's part of each of the epoch's :func:`epoch_batches` global batches on the device, with the
+    global batch's size; the order is drawn from ``shuffle``, which the caller has set to the epoch's
+    starting state.
     """
 
     n: int
@@ -52,7 +68,7 @@ class InMemory(Source):
 
     def batches(self, epoch, shuffle, batch_size, start=0, rank=0, world=1):
         perm = torch.randperm(self.n, generator=shuffle).to(self.x.device)
-        for b in range(start, math.ceil(self.n / batch_size)):
+        for b in range(start, epoch_batches(self.n, batch_size, world)):
             idx = perm[b * batch_size : (b + 1) * batch_size]
             yield self.x[idx if world == 1 else idx.tensor_split(world)[rank]], len(idx)
 
@@ -136,7 +152,8 @@ class Stream(Source):
                     pending = np.concatenate([pending, data[order[:i]]])
                     if len(pending) < batch_size and not last:
                         continue
-                    yield emit(pending)
+                    if len(pending) >= world:  # (see epoch_batches)
+                        yield emit(pending)
                     pending = None
                 while i < len(order):
                     take = order[i : i + batch_size]
@@ -144,7 +161,8 @@ class Stream(Source):
                     if len(take) < batch_size and not last:
                         pending = data[take]
                         break
-                    yield emit(data[take])
+                    if len(take) >= world:  # (see epoch_batches)
+                        yield emit(data[take])
 
 
 def streamable(x: Any) -> bool:

@@ -30,7 +30,7 @@ from .optim import CONSTRAINTS, StepHook, TrainConfig, config_for, lr_factor, ma
 from .dist import Context, context
 from .run import Run, Stop, stop_on_signals
 from .files import as_tensor, param_dtype
-from .sources import Rows, Stream, open_rows, prepare_sample, split, stored_check, streamable, training_data
+from .sources import Rows, Stream, epoch_batches, open_rows, prepare_sample, split, stored_check, streamable, training_data
 from .progress import progress
 from .threads import threads_for, using_threads
 
@@ -198,7 +198,9 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
     model.prepare(prepare_sample(source))
     net = ctx.wrap(model, dev)  # DDP across ranks; the model itself in one process
     n, bs = source.n, min(cfg.batch_size, source.n)
-    steps_per_epoch = math.ceil(n / bs)
+    if bs < ctx.world:
+        raise ValueError(f"batch_size={bs} is smaller than the {ctx.world} processes: each needs a row of every batch")
+    steps_per_epoch = epoch_batches(n, bs, ctx.world)
     total = cfg.epochs * steps_per_epoch
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
     hooks = [*step_hooks(model, cfg, steps_per_epoch), *hooks]
