@@ -9,6 +9,7 @@ file and the fault.
 from __future__ import annotations
 
 import gzip
+import math
 import hashlib
 import os
 import tempfile
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .files import flatten, check_array, read_array
-from .rows import SubsetRows, open_rows, write_shards  # data larger than memory: streamed by fit
+from .rows import NpyRows, SubsetRows, open_rows, write_shards  # data larger than memory: streamed by fit
 
 __all__ = ["Dataset", "Split", "binarize", "cache_dir", "check_array", "download", "load", "open_rows",
            "read_array", "read_idx", "write_shards"]
@@ -194,14 +195,19 @@ def _copy_within(src, dst, until: float, deadline: float) -> None:
             raise OSError(f"the download took longer than its deadline of {deadline:g} s")
 
 
-def _split(x: np.ndarray, y: np.ndarray | None, shape: tuple, name: str, test_fraction: float, seed: int) -> Split:
+def _split_order(n: int, name: str, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The test and training rows of a seeded split of ``n`` rows, in their shuffled order."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    n_test = int(round(len(x) * test_fraction))
-    if n_test < 1 or n_test >= len(x):
-        raise ValueError(f"{name}: {len(x)} samples are too few to hold out a test fraction of {test_fraction}")
-    idx = np.random.default_rng(seed).permutation(len(x))
-    te, tr = idx[:n_test], idx[n_test:]
+    n_test = int(round(n * test_fraction))
+    if n_test < 1 or n_test >= n:
+        raise ValueError(f"{name}: {n} samples are too few to hold out a test fraction of {test_fraction}")
+    idx = np.random.default_rng(seed).permutation(n)
+    return idx[:n_test], idx[n_test:]
+
+
+def _split(x: np.ndarray, y: np.ndarray | None, shape: tuple, name: str, test_fraction: float, seed: int) -> Split:
+    te, tr = _split_order(len(x), name, test_fraction, seed)
     sub = (lambda i: None) if y is None else (lambda i: y[i])
     return Split(Dataset(x[tr], sub(tr), shape, name), Dataset(x[te], sub(te), shape, name))
 
@@ -279,6 +285,31 @@ def stream_split(path: str | os.PathLike, seed: int = 0, test_fraction: float = 
                  Dataset(SubsetRows(rows, idx[:n_test]), None, shape, name))
 
 
+def _split_npy(path: Path, test_fraction: float, seed: int) -> Split | None:
+    """The split :func:`load` makes of a numeric ``.npy`` file, read chunk by chunk straight into the training
+    and test arrays: memory is one copy of the data as float32 (reading it whole and then indexing held two).
+    ``None`` for a file this path does not take (Fortran order, 1-D, not numeric): read it whole."""
+    try:
+        rows = NpyRows(path)
+    except ValueError:
+        return None
+    if rows.dtype.kind not in "biuf":
+        return None
+    _, shape = flatten(np.zeros((1, *rows.sample_shape), np.float32), "auto", str(path))  # (N, H, W, C) refused
+    if rows.n == 0:
+        raise ValueError(f"{path} is empty (shape {(0, *rows.sample_shape)})")
+    te, tr = _split_order(rows.n, path.stem, test_fraction, seed)
+    d = math.prod(rows.sample_shape)
+    train, test = np.empty((len(tr), d), np.float32), np.empty((len(te), d), np.float32)
+    dest = np.empty(rows.n, np.int64)  # file row -> its place: i in train, or -1 - i in test
+    dest[tr], dest[te] = np.arange(len(tr)), -1 - np.arange(len(te))
+    for lo, x in rows.chunks():  # float32, uint8 scaled to [0, 1]; NaN or inf named by its rows
+        to = dest[lo : lo + len(x)]
+        kept = to >= 0
+        train[to[kept]], test[-1 - to[~kept]] = x[kept], x[~kept]
+    return Split(Dataset(train, None, shape, path.stem), Dataset(test, None, shape, path.stem))
+
+
 def _binarize(x: np.ndarray, seed: int, what: str = "data") -> np.ndarray:
     if x.min() < 0 or x.max() > 1:
         raise ValueError(f"binarising needs values in [0, 1] (they become probabilities); {what} has values in "
@@ -321,6 +352,10 @@ def _load(spec: str, data_dir, download_missing: bool, test_fraction: float, see
     path = Path(spec)
     if path.is_dir():
         return _read_idx_dir(path, path.name)
+    if path.suffix == ".npy" and path.is_file():
+        split = _split_npy(path, test_fraction, seed)
+        if split is not None:
+            return split
     if path.suffix in (".npy", ".npz", ".csv") or path.exists():
         x, y, shape = read_array(path, label_column=label_column, drop_columns=drop_columns)
         return _split(x, y, shape, path.stem, test_fraction, seed)

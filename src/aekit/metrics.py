@@ -21,9 +21,14 @@ def batched(fn, model: Autoencoder, x: np.ndarray | torch.Tensor, batch_size: in
     w = next(model.parameters())
     xt = x if isinstance(x, torch.Tensor) else torch.as_tensor(
         np.asarray(x, dtype=np.float64 if w.dtype == torch.float64 else np.float32))
+    out = None
     with evaluating(model):
-        out = [fn(xb).cpu() for _, xb in batches_on(model, xt, batch_size)]
-    return torch.cat(out).numpy()
+        for i, xb in batches_on(model, xt, batch_size):
+            r = fn(xb).cpu()
+            if out is None:  # one result array, filled batch by batch: no list of parts to concatenate
+                out = torch.empty((len(xt), *r.shape[1:]), dtype=r.dtype)
+            out[i : i + len(r)] = r
+    return out.numpy()
 
 
 def reconstruct(model: Autoencoder, x: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
@@ -53,8 +58,12 @@ def squared_error(x: np.ndarray, r: np.ndarray) -> float:
     >>> squared_error(np.zeros((2, 3)), np.ones((2, 3)))
     3.0
     """
-    x, r = np.asarray(x, dtype=np.float64), np.asarray(r, dtype=np.float64)
-    return float(((x - r) ** 2).reshape(len(x), -1).sum(1).mean())
+    x, r = np.asarray(x), np.asarray(r)
+    x, r = x.reshape(len(x), -1), r.reshape(len(r), -1)
+    step = max(1, 2**20 // max(1, x.shape[1]))  # float64 differences of 1 M values at a time, not of all the data
+    total = sum(float(np.square(x[i : i + step].astype(np.float64) - r[i : i + step]).sum())
+                for i in range(0, len(x), step))
+    return total / len(x)
 
 
 def mean_squared_error(x: np.ndarray, r: np.ndarray) -> float:
@@ -118,15 +127,31 @@ def sample_rows(rows, n: int, seed: int = 0) -> np.ndarray:
 def pca_error_stream(train_rows, test_rows, k: int, fit_rows: int = 20_000) -> float:
     """:func:`pca_error` for streamed rows: PCA fitted on ``fit_rows`` training rows (seeded sample), its
     error over every test row, chunk by chunk."""
-    pca = PCA(n_components=k, svd_solver="full").fit(sample_rows(train_rows, fit_rows))
+    pca = _pca(sample_rows(train_rows, fit_rows), k)
     total = sum(squared_error(x, pca.inverse_transform(pca.transform(x))) * len(x) for _, x in test_rows.chunks())
     return total / test_rows.n
 
 
+def _pca(x: np.ndarray, k: int) -> PCA:
+    """PCA with ``k`` components fitted on ``x``: from the D × D covariance when there are many more rows than
+    features (scikit-learn's own choice there; the full SVD held a copy and an (N, D) factor of the data)."""
+    x = np.asarray(x)
+    solver = "covariance_eigh" if len(x) >= 10 * x.shape[1] else "full"
+    # the covariance path never centres x in place: copy=False only spares scikit-learn's defensive copy of it
+    return PCA(n_components=k, svd_solver=solver, copy=solver == "full").fit(x)
+
+
 def pca_error(x_train: np.ndarray, x_test: np.ndarray, k: int) -> tuple[float, PCA]:
-    """Squared error per sample (summed over dimensions) of PCA with ``k`` components fitted on ``x_train``."""
-    pca = PCA(n_components=k, svd_solver="full").fit(x_train)
-    return squared_error(x_test, pca.inverse_transform(pca.transform(x_test))), pca
+    """Squared error per sample (summed over dimensions) of PCA with ``k`` components fitted on ``x_train``.
+
+    With many more rows than features PCA is fitted from the D × D covariance (``svd_solver="covariance_eigh"``,
+    scikit-learn's own choice there): the full SVD held an (N, D) copy and factor of the data."""
+    pca = _pca(x_train, k)
+    x_test = np.asarray(x_test)
+    step = max(1, 2**20 // x_test.shape[1])
+    total = sum(squared_error(x, pca.inverse_transform(pca.transform(x))) * len(x)
+                for x in (x_test[i : i + step] for i in range(0, len(x_test), step)))
+    return total / len(x_test), pca
 
 
 def principal_angles(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -338,13 +338,18 @@ class Autoencoder(nn.Module):
         loss = sum(weights.get(k, 1.0) * v for k, v in terms.items()) if weights else sum(terms.values())
         return Output(loss=loss, terms=terms, h=h, x_tilde=x_tilde, r=r, nll=nll, q=q, stats=stats)
 
+    @property
+    def prepares(self) -> list[nn.Module]:
+        """Parts with data-dependent defaults: those with a ``prepare(x)`` method."""
+        return [p for p in (self.corruption, self.encoder, self.decoder, self.likelihood, *self.penalties)
+                if callable(getattr(p, "prepare", None)) and type(p).prepare is not Corruption.prepare]
+
     def prepare(self, x: Tensor) -> None:
-        """Let parts with data-dependent defaults see the training data ``x`` (N, D) once (called by
-        :func:`~aekit.train.fit` before the first step); e.g. salt-and-pepper noise takes the data's range,
-        an SAE its activation scale and decoder bias. Any part with a ``prepare(x)`` method takes part."""
-        for part in (self.corruption, self.encoder, self.decoder, self.likelihood, *self.penalties):
-            if callable(getattr(part, "prepare", None)):
-                part.prepare(x)
+        """Let parts with data-dependent defaults (:attr:`prepares`) see training rows ``x`` (N, D) once (called
+        by :func:`~aekit.train.fit` before the first step, with the first 65,536 training rows); e.g.
+        salt-and-pepper noise takes the data's range, an SAE its activation scale and decoder bias."""
+        for part in self.prepares:
+            part.prepare(x)
 
     @property
     def finishes(self) -> list[CodeConstraint]:

@@ -20,6 +20,7 @@ from ._checks import OneOf, check
 
 MANIFEST = "manifest.json"
 FORMAT = "aekit-shards-1"
+TAKE_BYTES = 8 * 2**20  # Rows.take reads at most this much stored data at once
 BF16 = np.dtype(ml_dtypes.bfloat16)  # activations are often stored in bfloat16 (safetensors "BF16")
 
 
@@ -52,12 +53,41 @@ class Rows(ABC):
                 raise ValueError(f"{self.name}, rows {lo}–{min(lo + rows, self.n) - 1}: contains NaN or inf")
             yield lo, x
 
-    def take(self, idx: np.ndarray) -> np.ndarray:
-        """The rows ``idx`` (ascending), read as one contiguous range and selected: (len(idx), D) as stored."""
-        if len(idx) == 0:
-            return np.empty((0, math.prod(self.sample_shape)), self.dtype)
-        block = self.read(int(idx[0]), int(idx[-1]) + 1)
-        return block.reshape(len(block), -1)[idx - idx[0]]
+    def take(self, idx: np.ndarray, span_bytes: int = TAKE_BYTES) -> np.ndarray:
+        """The rows ``idx`` (ascending) as stored, (len(idx), D): read in ranges of at most ``span_bytes`` of
+        stored rows (or one row), each range's rows selected, so that scattered rows never read what lies
+        between them all at once: memory is the result plus one range."""
+        idx = np.asarray(idx)
+        out = np.empty((len(idx), math.prod(self.sample_shape)), self.dtype)
+        span = max(1, span_bytes // self.row_bytes)  # rows one read may cover
+        i = 0
+        while i < len(idx):
+            j = int(np.searchsorted(idx, idx[i] + span, side="left"))  # idx[i:j] lie within one range
+            lo, hi = int(idx[i]), int(idx[j - 1]) + 1
+            out[i:j] = self.read(lo, hi).reshape(hi - lo, -1)[idx[i:j] - lo]
+            i = j
+        return out
+
+
+def moments(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The features' means and standard deviations (D,), float64, over the rows of ``data`` (an array or
+    :class:`Rows`), ~8 MB at a time: no temporary the size of the data.
+
+    Example
+    -------
+    >>> [m.tolist() for m in moments(np.array([[0.0, 10.0], [2.0, 30.0]]))]
+    [[1.0, 20.0], [1.0, 10.0]]
+    """
+    n, mean, m2 = 0, 0.0, 0.0
+    rows = data if isinstance(data, Rows) else ArrayRows(data)
+    for _, x in rows.chunks():  # Chan et al.'s pairwise update of (count, mean, squared deviations)
+        x = x.astype(np.float64)
+        k, mu = len(x), x.mean(0)
+        delta = mu - mean
+        mean = mean + delta * k / (n + k)
+        m2 = m2 + ((x - mu) ** 2).sum(0) + delta**2 * n * k / (n + k)
+        n += k
+    return np.asarray(mean), np.sqrt(np.asarray(m2) / n)
 
 
 def as_float(stored: np.ndarray) -> np.ndarray:

@@ -61,13 +61,20 @@ class Source(ABC):
 
 
 class InMemory(Source):
-    """Samples already on the device (N, D): one permutation per epoch, batches by indexing — no copies."""
+    """The rows ``idx`` (ascending) of samples already on the device (N, D): one permutation per epoch, batches
+    by indexing — the training rows are never copied out of the data as a whole."""
 
-    def __init__(self, x: Tensor) -> None:
-        self.x, self.n = x, len(x)
+    def __init__(self, x: Tensor, idx: Tensor | None = None) -> None:
+        self.x = x
+        self.idx = torch.arange(len(x)) if idx is None else idx
+        self.n = len(self.idx)
+
+    def rows(self, count: int | None = None) -> Tensor:
+        """The first ``count`` training rows (all by default), (count, D): a copy."""
+        return self.x[self.idx[:count].to(self.x.device)]
 
     def batches(self, epoch, shuffle, batch_size, start=0, rank=0, world=1):
-        perm = torch.randperm(self.n, generator=shuffle).to(self.x.device)
+        perm = self.idx[torch.randperm(self.n, generator=shuffle)].to(self.x.device)
         for b in range(start, epoch_batches(self.n, batch_size, world)):
             idx = perm[b * batch_size : (b + 1) * batch_size]
             yield self.x[idx if world == 1 else idx.tensor_split(world)[rank]], len(idx)
@@ -226,10 +233,13 @@ def split(data: Tensor | Rows, model: Any, seed: int, val_fraction: float, dev: 
         dtype = param_dtype(model)
         source = Stream(data, train_idx, dev, seed, buffer, check=check, dtype=dtype)
         return source, (Stream(data, mine, dev, seed, check=check, dtype=dtype) if n_val else None), n_val
-    return InMemory(data[torch.from_numpy(train_idx)].to(dev)), (data[torch.from_numpy(mine)] if n_val else None), n_val
+    return (InMemory(data.to(dev), torch.from_numpy(train_idx).long()),
+            (data[torch.from_numpy(mine)] if n_val else None), n_val)
 
 
 def prepare_sample(source: Source) -> Tensor:
-    """What a model's data-dependent defaults are taken from: all training rows in memory, the first
-    ``PREPARE_ROWS`` of a stream."""
-    return source.x if isinstance(source, InMemory) else source.to_device(source.read(source.idx[:PREPARE_ROWS]))
+    """What a model's data-dependent defaults are taken from: the first ``PREPARE_ROWS`` training rows, in memory
+    or streamed alike (so that both give the same model)."""
+    if isinstance(source, InMemory):
+        return source.rows(PREPARE_ROWS)
+    return source.to_device(source.read(source.idx[:PREPARE_ROWS]))

@@ -195,7 +195,8 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
     torch.manual_seed(cfg.seed + ctx.rank)  # corruption and VAE noise: each rank its own stream
     source, val, n_val = split(data, model, cfg.seed, cfg.val_fraction, dev, cfg.shuffle_buffer, ctx.rank, ctx.world)
     model.to(dev).train()
-    model.prepare(prepare_sample(source))
+    if model.prepares:  # (a sample of the rows is a copy: none for a model that needs none)
+        model.prepare(prepare_sample(source))
     net = ctx.wrap(model, dev)  # DDP across ranks; the model itself in one process
     n, bs = source.n, min(cfg.batch_size, source.n)
     if bs < ctx.world:

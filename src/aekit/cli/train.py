@@ -179,15 +179,17 @@ def _scaler(split, spec: Spec) -> tuple | None:
 
     import numpy as np
 
+    from ..rows import moments
+
     x = split.train.x
     if spec.standardize and (spec.stream or spec.window):
         _fail("--standardize applies to data read into memory, not with --stream; a series (--window) is "
               "standardised per channel already")
     if spec.window or spec.stream or not isinstance(x, np.ndarray):
         return None
-    sd = x.std(0)
+    mean, sd = moments(x)  # in slices: x.std(0) held a copy of the data
     if spec.standardize:
-        return x.mean(0), np.where(sd > 0, sd, 1.0).astype(np.float32)
+        return mean.astype(np.float32), np.where(sd > 0, sd, 1.0).astype(np.float32)
     live = sd[sd > 0]
     if len(split.train.shape) == 1 and len(live) > 1 and live.max() > SCALE_SPREAD * live.min():
         warnings.warn(f"the features' standard deviations range from {live.min():.3g} to {live.max():.3g} "

@@ -21,9 +21,8 @@ def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples:
     """Test-set reconstruction error next to PCA's at the same code size (and the ELBO and an
     importance-weighted NLL for a stochastic model); printed and returned."""
     from ..measures import RATIO, readable, warnings_for
-    from ..metrics import (pca_error, pca_error_stream, reconstruct, regularised_metrics, sample_rows, squared_error,
-                           squared_error_stream)
-    from ..rows import Rows
+    from ..metrics import pca_error, pca_error_stream, regularised_metrics, sample_rows, squared_error_stream
+    from ..rows import ArrayRows, Rows
     from ..train import as_tensor, evaluate
     from .interp import is_sae
 
@@ -33,8 +32,8 @@ def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples:
     if not np.isfinite(res["test_loss"]):
         raise FloatingPointError(f"the model's test loss is {res['test_loss']}: its weights are finite but its outputs "
                                  "are not (training diverged); it is not usable — lower lr or set grad_clip")
-    res["test_squared_error"] = squared_error_stream(model, x_te) if streamed else \
-        squared_error(x_te, reconstruct(model, x_te))
+    # chunk by chunk for an array too: reconstructing the whole test set at once held a second copy of it
+    res["test_squared_error"] = squared_error_stream(model, x_te if streamed else ArrayRows(x_te))
     if model.code_size < model.input_size:
         res["pca_squared_error"] = pca_error_stream(split.train.x, x_te, model.code_size) if streamed else \
             pca_error(split.train.x, x_te, model.code_size)[0]

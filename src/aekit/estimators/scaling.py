@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..rows import ArrayRows, Rows, as_float
+from ..rows import Rows, as_float, moments
 
 FLOOR = 0.5  # c: no feature's scale is below c times the root mean square of the features' standard deviations
 
@@ -30,16 +30,7 @@ def fit_scale(data: np.ndarray | Rows, floor: float = FLOOR) -> tuple[np.ndarray
     >>> center.tolist(), [round(float(s), 3) for s in scale]  # σ = (1, 10, 0), σ̄ = √(101 / 3): floor 2.9
     ([1.0, 20.0, 5.0], [2.901, 10.0, 2.901])
     """
-    n, mean, m2 = 0, 0.0, 0.0
-    rows = data if isinstance(data, Rows) else ArrayRows(data)
-    for _, x in rows.chunks():  # ~8 MB at a time; Chan et al.'s pairwise update of (count, mean, squared deviations)
-        x = x.astype(np.float64)
-        k, mu = len(x), x.mean(0)
-        delta = mu - mean
-        mean = mean + delta * k / (n + k)
-        m2 = m2 + ((x - mu) ** 2).sum(0) + delta**2 * n * k / (n + k)
-        n += k
-    sd = np.sqrt(np.asarray(m2) / n)
+    mean, sd = moments(data)
     scale = np.maximum(sd, floor * np.sqrt((sd**2).mean()))
     scale[scale == 0] = 1.0  # every feature constant: nothing to scale by
     return np.asarray(mean, np.float32), scale.astype(np.float32)
