@@ -310,3 +310,33 @@ def test_training_from_a_file_holds_one_copy_of_it(tmp_path):
     for extra, bound in (([], 1.6), (["--stream"], 1.6)):
         grew = peak(tmp_path / "x30000.npy", *extra) - peak(tmp_path / "x300.npy", *extra)
         assert grew < bound * size, (extra, grew / size)
+
+
+def test_a_list_of_npy_files_or_a_glob_is_one_set_of_rows(tmp_path):
+    """Issue 37.15: a list of .npy shard paths failed with "training data must be numeric, got dtype <U15"."""
+    from aekit import create, fit
+    from aekit.rows import FileRows
+
+    x = np.random.default_rng(0).random((300, 6), dtype=np.float32)
+    paths = [tmp_path / f"part-{i}.npy" for i in range(3)]
+    for p, part in zip(paths, np.array_split(x, [100, 180])):
+        np.save(p, part)
+    rows = FileRows([str(p) for p in paths])
+    assert rows.n == 300 and np.array_equal(rows.read(90, 200), x[90:200])
+    assert np.array_equal(FileRows(str(tmp_path / "part-*.npy")).take(np.array([0, 150, 299])), x[[0, 150, 299]])
+
+    def trained(data):
+        torch.manual_seed(0)
+        m = create("undercomplete", (6,), code_size=2, hidden=[8], likelihood="gaussian")
+        fit(m, data, epochs=2, batch_size=32, seed=1, progress=False)
+        return m.state_dict()
+
+    want = trained(x)
+    for data in ([str(p) for p in paths], paths, str(tmp_path / "part-*.npy")):
+        got = trained(data)
+        assert all(torch.allclose(got[k], want[k], atol=1e-6) for k in want)
+    np.save(tmp_path / "other.npy", np.zeros((5, 7), np.float32))
+    with pytest.raises(ValueError, match="every file must hold rows of one shape and dtype"):
+        FileRows([paths[0], tmp_path / "other.npy"])
+    with pytest.raises(ValueError, match="no file matches"):
+        FileRows(str(tmp_path / "nothing-*.npy"))

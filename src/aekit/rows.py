@@ -190,14 +190,68 @@ class ShardRows(Rows):
         self.n = int(self.starts[-1])
 
     def read(self, lo: int, hi: int) -> np.ndarray:
-        parts = []
-        first = int(np.searchsorted(self.starts, lo, side="right")) - 1
-        for i in range(max(first, 0), len(self.shards)):
-            a, b = max(lo, self.starts[i]), min(hi, self.starts[i + 1])
-            if a >= b:
-                break
-            parts.append(self.shards[i].read(int(a - self.starts[i]), int(b - self.starts[i])))
-        return np.concatenate(parts) if len(parts) != 1 else parts[0]
+        return _read_across(self.shards, self.starts, lo, hi)
+
+
+def _read_across(shards: list[Rows], starts: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Rows ``[lo, hi)`` of ``shards`` read one after another (``starts``: each shard's first row, then the total)."""
+    parts = []
+    first = int(np.searchsorted(starts, lo, side="right")) - 1
+    for i in range(max(first, 0), len(shards)):
+        a, b = max(lo, starts[i]), min(hi, starts[i + 1])
+        if a >= b:
+            break
+        parts.append(shards[i].read(int(a - starts[i]), int(b - starts[i])))
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]
+
+
+class FileRows(Rows):
+    """``.npy`` (or ``.safetensors`` shard) files named in a list, or by a glob pattern (sorted), read one after
+    another as one set of rows; every file must hold rows of the same shape and dtype.
+
+    Example
+    -------
+    >>> for i in range(3): np.save(f"/tmp/aekit-doc-part{i}.npy", np.full((2, 4), i, np.float32))
+    >>> FileRows("/tmp/aekit-doc-part*.npy").read(1, 5)[:, 0].tolist()
+    [0.0, 1.0, 1.0, 2.0]
+    """
+
+    def __init__(self, files: str | os.PathLike | Iterable[str | os.PathLike]) -> None:
+        if isinstance(files, (str, os.PathLike)):
+            import glob
+
+            pattern = str(files)
+            paths = sorted(Path(p) for p in glob.glob(pattern))
+            if not paths:
+                raise ValueError(f"no file matches {pattern}")
+            self.name = pattern
+        else:
+            paths = [Path(p) for p in files]
+            if not paths:
+                raise ValueError("an empty list of files")
+            self.name = f"{paths[0]} and {len(paths) - 1} more files" if len(paths) > 1 else str(paths[0])
+        self.shards: list[Rows] = []
+        for path in paths:
+            if path.suffix not in (".npy", ".safetensors"):
+                raise ValueError(f"cannot stream {path}: a list of files takes .npy files (or .safetensors shards)")
+            shard = NpyRows(path) if path.suffix == ".npy" else _SafetensorsRows(path)
+            if self.shards and (shard.sample_shape, shard.dtype) != (self.sample_shape, self.dtype):
+                raise ValueError(f"{path} holds rows of {shard.sample_shape} {shard.dtype}, but {paths[0]} holds "
+                                 f"{self.sample_shape} {self.dtype}: every file must hold rows of one shape and dtype")
+            self.sample_shape, self.dtype = shard.sample_shape, shard.dtype
+            self.shards.append(shard)
+        self.starts = np.cumsum([0] + [s.n for s in self.shards])
+        self.n = int(self.starts[-1])
+
+    def read(self, lo: int, hi: int) -> np.ndarray:
+        return _read_across(self.shards, self.starts, lo, hi)
+
+
+def is_files(x: Any) -> bool:
+    """Whether ``x`` names files to read as rows: a glob pattern, or a list or tuple of paths."""
+    if isinstance(x, (str, os.PathLike)):
+        return any(c in str(x) for c in "*?[") and not Path(x).exists()
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(p, (str, os.PathLike)) for p in x)
 
 
 _NP_DTYPES = {"F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
@@ -227,10 +281,13 @@ class _SafetensorsRows(Rows):
 
 
 def open_rows(x: Any, column: str | None = None) -> Rows:
-    """Rows for ``x``: a ``.npy`` path, a shard directory, a Hugging Face ``datasets.Dataset`` (with
-    ``column``), or an array-like; ``Rows`` pass through."""
+    """Rows for ``x``: a ``.npy`` path, a shard directory, a list of ``.npy`` files or a glob pattern naming them
+    (:class:`FileRows`), a Hugging Face ``datasets.Dataset`` (with ``column``), or an array-like; ``Rows`` pass
+    through."""
     if isinstance(x, Rows):
         return x
+    if is_files(x):
+        return FileRows(x)
     if isinstance(x, (str, os.PathLike)):
         path = Path(x)
         if path.is_dir():

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from .files import as_tensor, param_dtype
-from .rows import BF16, Rows, open_rows
+from .rows import BF16, Rows, is_files, open_rows
 
 CHUNK_BYTES = 8 * 2**20  # rows read in one piece (a chunk) hold about this much stored data
 BUFFER_BYTES = 256 * 2**20  # default shuffle window: this much stored data
@@ -175,7 +175,7 @@ class Stream(Source):
 def streamable(x: Any) -> bool:
     """Whether ``fit`` streams ``x`` from storage (a path, rows, a Hugging Face dataset, a memory map) rather
     than moving it to the device whole."""
-    return isinstance(x, (str, os.PathLike, Rows, np.memmap)) or type(x).__module__.startswith("datasets")
+    return isinstance(x, (str, os.PathLike, Rows, np.memmap)) or is_files(x) or type(x).__module__.startswith("datasets")
 
 
 def stored_check(validate: Callable[[Tensor], None], name: str) -> Callable[[np.ndarray, int], None]:
