@@ -247,3 +247,39 @@ def test_a_csv_tables_label_and_id_columns_from_the_command_line(tmp_path):
     assert res.exit_code == 2 and "'kin' is not a column" in res.stderr and "id, a, b, c, d, kind" in res.stderr
     res = run("train", "--label-column", "kind", "--out", tmp_path / "r3")  # digits: not a table
     assert res.exit_code == 2 and "apply to .csv files" in res.stderr
+
+
+def _table(path, d=16, n=300):
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(n, d))
+    np.savetxt(path, x, delimiter=",", header=",".join(f"c{i}" for i in range(d)), comments="")
+    return path
+
+
+def test_a_narrow_table_gets_a_code_that_fits_and_the_cli_says_which(tmp_path):
+    """Issue 37.16: a table of ≤ 16 columns failed: "undercomplete needs --code-size < input size 16, got 16"."""
+    rd = tmp_path / "run"
+    res = run("train", "--data", _table(tmp_path / "t.csv"), "--epochs", 1, "--likelihood", "gaussian", "--out", rd)
+    assert res.exit_code == 0, res.output
+    assert "code size 4 (round(√16)): the preset's 16 is not smaller than the 16 input features" in \
+        " ".join(res.stderr.split())
+    assert json.loads((rd / "model.json").read_text())["options"]["code_size"] == 4
+    res = run("train", "--data", _table(tmp_path / "w.csv", d=20), "--epochs", 1, "--likelihood", "gaussian",
+              "--out", tmp_path / "wide")
+    assert res.exit_code == 0 and "round(√" not in res.stderr  # the preset's 16 fits 20 columns: kept
+    assert json.loads((tmp_path / "wide" / "model.json").read_text())["options"]["code_size"] == 16
+    res = run("train", "--data", tmp_path / "t.csv", "--code-size", 16, "--out", tmp_path / "asked")
+    assert res.exit_code == 2 and "needs --code-size < input size 16" in res.stderr  # asked for: never overridden
+
+
+def test_standardised_data_gets_a_gaussian_likelihood_and_the_cli_says_so(tmp_path):
+    """Issue 37.17: --standardize with the default Bernoulli likelihood failed on values outside [0, 1]."""
+    rd = tmp_path / "run"
+    res = run("train", "--data", _table(tmp_path / "t.csv", d=20), "--standardize", "--epochs", 1, "--out", rd)
+    assert res.exit_code == 0, res.output
+    assert "likelihood gaussian: standardised data is not in [0, 1]" in " ".join(res.stderr.split())
+    assert json.loads((rd / "model.json").read_text())["options"]["likelihood"] == "gaussian"
+    res = run("train", "--data", tmp_path / "t.csv", "--standardize", "--likelihood", "bernoulli", "--epochs", 1,
+              "--out", tmp_path / "asked")
+    assert res.exit_code == 2 and "Bernoulli likelihood needs data in [0, 1]" in res.stderr

@@ -203,11 +203,37 @@ def _build(spec: Spec, split, quiet: bool, model_fn: str | None = None):
     from ..optim import config_for
     from ..presets import create
 
+    options = spec.model if model_fn else _sized(spec, split, quiet)
     with torch.random.fork_rng(devices=[]):  # the seed sets the initialisation, not the caller's RNG
         torch.manual_seed(spec.seed)
-        model = _by_hand(model_fn) if model_fn else create(spec.preset, split.train.shape, **spec.model)
+        model = _by_hand(model_fn) if model_fn else create(spec.preset, split.train.shape, **options)
     cfg = config_for(model, **{**spec.train, "progress": not quiet, "seed": spec.seed})
     return model, cfg.validate()
+
+
+def _sized(spec: Spec, split, quiet: bool) -> dict:
+    """The model options with two defaults that follow the data where the option was not given: the code size
+    the estimators choose (round(√d), :mod:`aekit.autosize`) where the preset's own would not fit (a code of
+    16 for a table of 16 columns), and a Gaussian likelihood for --standardize'd data (a Bernoulli one needs
+    values in [0, 1]). Each is said on stderr."""
+    import math
+
+    from ..autosize import auto_code_size
+    from ..registry import get_preset
+
+    accepted, options, notes = get_preset(spec.preset).options(), dict(spec.model), []
+    default, d = accepted.get("code_size"), math.prod(split.train.shape)
+    if "code_size" not in options and isinstance(default, int) and 0 < d <= default:
+        options["code_size"] = auto_code_size(d)
+        notes.append(f"code size {options['code_size']} (round(√{d})): the preset's {default} is not smaller than "
+                     f"the {d} input features; --code-size chooses another")
+    if spec.standardize and "likelihood" not in options and accepted.get("likelihood") == "bernoulli":
+        options["likelihood"] = "gaussian"
+        notes.append("likelihood gaussian: standardised data is not in [0, 1], where the preset's Bernoulli "
+                     "likelihood lives; --likelihood chooses another")
+    for note in notes if not quiet else ():
+        err.print(note)
+    return options
 
 
 def _by_hand(model_fn: str):
