@@ -283,3 +283,46 @@ def test_standardised_data_gets_a_gaussian_likelihood_and_the_cli_says_so(tmp_pa
     res = run("train", "--data", tmp_path / "t.csv", "--standardize", "--likelihood", "bernoulli", "--epochs", 1,
               "--out", tmp_path / "asked")
     assert res.exit_code == 2 and "Bernoulli likelihood needs data in [0, 1]" in res.stderr
+
+
+def _files(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = [",".join(["id", "a", "b", "c", "y"])] + [f"{i},{rng.normal():.4f},{rng.normal():.4f},{rng.normal():.4f},"
+                                                     f"{i % 2}" for i in range(120)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    np.save(tmp_path / "x.npy", rng.random((200, 64), dtype=np.float32))
+    t = np.arange(400)
+    (tmp_path / "s.csv").write_text("time,v\n" + "\n".join(f"{i},{np.sin(i / 5):.4f}" for i in t) + "\n")
+
+
+FLAGS = [
+    ["--preset", "linear"], ["--binarize"], ["--data", "{t}/t.csv", "--label-column", "y", "--drop-columns", "id"],
+    ["--data", "{t}/t.csv", "--standardize"], ["--data", "{t}/x.npy", "--stream"],
+    ["--data", "{t}/s.csv", "--window", "16", "--stride", "4", "--preset", "tcn"],
+    ["--preset", "vae", "--kl-warmup-epochs", "2", "--iw-samples", "10"], ["--epochs", "3"], ["--batch-size", "32"],
+    ["--lr", "0.01"], ["--optimizer", "sgd", "--momentum", "0.5"], ["--weight-decay", "0.1"], ["--schedule", "cosine"],
+    ["--warmup-epochs", "1"], ["--val-fraction", "0.2", "--patience", "3", "--min-delta", "0.1"],
+    ["--grad-clip", "1.0"], ["--seed", "3"], ["--device", "cpu"], ["--precision", "bf16"],
+    ["--checkpoint-every", "2", "--checkpoint-steps", "5", "--checkpoint-minutes", "1"], ["--nan-policy", "skip"],
+    ["--max-time", "60"], ["--threads", "1"], ["--code-size", "8", "--hidden", "32,16", "--tied"],
+]
+
+
+@pytest.mark.parametrize("flags", FLAGS, ids=lambda f: " ".join(a for a in f if a.startswith("--")))
+def test_every_option_a_run_used_round_trips_through_its_configuration(tmp_path, flags):
+    """Issue 37.19: `aekit train --config RUN/run.toml` failed with "unknown key 'standardize'" for a CSV run
+    that used --standardize or --label-column. Each flag: its printed configuration re-runs to the same one."""
+    _files(tmp_path)
+    flags = [f.format(t=tmp_path) for f in flags]
+    first = run("train", *flags, "--print-config")
+    assert first.exit_code == 0, first.output
+    (tmp_path / "run.toml").write_text(first.stdout)
+    again = run("train", "--config", tmp_path / "run.toml", "--print-config")
+    assert again.exit_code == 0, again.output
+    assert again.stdout == first.stdout
+    for flag in flags:
+        if flag.startswith("--"):
+            key = flag[2:].replace("-", "_")
+            assert f"{key} = " in first.stdout or key == "tied", (key, first.stdout)

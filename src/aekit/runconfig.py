@@ -10,7 +10,8 @@
     epochs = 20
     lr = 0.003
 
-Top-level keys: the data (``data``, ``data_dir``, ``binarize``), ``preset``, ``seed``, ``iw_samples``
+Top-level keys: the data (``data``, ``data_dir``, ``binarize``, ``stream``, ``window``, ``stride``,
+``standardize``, ``label_column``, ``drop_columns``), ``preset``, ``seed``, ``iw_samples``
 and ``plugins`` (recorded, never imported: pass ``--plugin``); ``[model]`` holds the preset's
 options, ``[train]`` the trainer's (:class:`~aekit.optim.TrainConfig`). Unknown keys are errors
 that name the key and the accepted ones. Read with the standard library's ``tomllib``.
@@ -31,7 +32,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TOP = {"preset": str, "data": str, "data_dir": str, "binarize": bool, "stream": bool, "window": int, "stride": int,
-       "seed": int, "iw_samples": int, "plugins": list, "model": dict, "train": dict}
+       "standardize": bool, "label_column": str, "drop_columns": list, "seed": int, "iw_samples": int,
+       "plugins": list, "model": dict, "train": dict}
 _WORDS = {int: "an integer", str: "a string", bool: "true or false", dict: "a [table]", list: "a list"}
 
 
@@ -57,8 +59,9 @@ def read_run_config(path: str | os.PathLike) -> dict[str, Any]:
                              "(preset options go in [model], trainer options in [train])")
         if not isinstance(value, TOP[key]) or (TOP[key] is int and isinstance(value, bool)):
             raise ValueError(f"{key} in {path} must be {_WORDS[TOP[key]]}, got {value!r}")
-    if not all(isinstance(p, str) for p in cfg.get("plugins", [])):
-        raise ValueError(f"plugins in {path} must be a list of module names")
+    for key, what in (("plugins", "module names"), ("drop_columns", "column names or indices")):
+        if not all(isinstance(p, str) for p in cfg.get(key, [])):
+            raise ValueError(f"{key} in {path} must be a list of {what} (strings)")
     return cfg
 
 
