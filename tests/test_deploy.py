@@ -69,11 +69,11 @@ def test_the_cli_exports_what_encode_and_score_answer_on_a_standardised_table(tm
     assert run("encode", rd, tmp_path / "q.npy", "--out", tmp_path / "h.npy").exit_code == 0
     np.testing.assert_allclose(run_exported(tmp_path / "enc.onnx", q), np.load(tmp_path / "h.npy"),
                                rtol=1e-4, atol=1e-5)
-    res = run("export", rd, tmp_path / "score.pt2", "--part", "scorer")
+    res = run("export", rd, "--out", tmp_path / "new" / "folder" / "score.pt2", "--part", "scorer")
     assert res.exit_code == 0 and "→ scores (batch,)" in res.stdout, res.output
     assert run("score", rd, tmp_path / "q.npy", "--out", tmp_path / "s.csv").exit_code == 0
     expect = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)[:, 1]
-    np.testing.assert_allclose(run_exported(tmp_path / "score.pt2", q), expect, rtol=1e-4)
+    np.testing.assert_allclose(run_exported(tmp_path / "new" / "folder" / "score.pt2", q), expect, rtol=1e-4)
 
 
 def test_a_series_scorer_reads_raw_windows_and_answers_in_window_error_units(tmp_path):
@@ -131,8 +131,10 @@ def test_the_cli_names_its_flags_and_the_missing_extra(tmp_path, monkeypatch):
     assert run("train", "--code-size", 4, "--hidden", "16", "--epochs", 1, "--out", rd, "--quiet").exit_code == 0
     for args, message in [
         (("export", rd, tmp_path / "m.onnx", "--part", "decoder"), "--part must be 'encoder' or 'scorer', got 'decoder'"),
-        (("export", rd, tmp_path / "m.zip"), "name the file .onnx (ONNX) or .pt2 (torch.export)"),
-        (("export", rd, tmp_path), "is a directory; name a .onnx or .pt2 file"),
+        (("export", rd, "--out", tmp_path / "m.zip"), "m.zip: name the file .onnx or .pt2"),
+        (("export", rd, "--out", tmp_path), "is a directory; name a .onnx or .pt2 file"),
+        (("export", rd), "name the file to write once: aekit export RUN --out FILE.onnx"),
+        (("export", rd, tmp_path / "a.onnx", "--out", tmp_path / "b.onnx"), "name the file to write once"),
     ]:
         res = run(*args)
         assert res.exit_code == 2 and message in res.output, res.output

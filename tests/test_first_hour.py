@@ -326,3 +326,29 @@ def test_every_option_a_run_used_round_trips_through_its_configuration(tmp_path,
         if flag.startswith("--"):
             key = flag[2:].replace("-", "_")
             assert f"{key} = " in first.stdout or key == "tied", (key, first.stdout)
+
+
+def test_output_files_are_checked_before_any_work_and_their_folders_made(tmp_path):
+    """Issue 37.18: score --plot wrote nothing for a run on rows; score --out DIR named a temp file; --top -1
+    passed; encode --out c.txt wrote .npy bytes; export failed on a missing folder."""
+    import numpy as np
+
+    rd = tmp_path / "run"
+    assert run("train", "--code-size", 4, "--hidden", 16, "--epochs", 1, "--quiet", "--out", rd).exit_code == 0
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((30, 64), dtype=np.float32))
+    res = run("score", rd, tmp_path / "x.npy", "--plot", tmp_path / "p.png", "--out", tmp_path / "new" / "s.csv")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "new" / "s.csv").is_file()
+    for args, message in [
+        (("score", rd, tmp_path / "x.npy", "--out", tmp_path), f"--out {tmp_path} is a directory; name a .csv file"),
+        (("score", rd, tmp_path / "x.npy", "--out", tmp_path / "s.txt"), "s.txt: name the file .csv"),
+        (("score", rd, tmp_path / "x.npy", "--plot", tmp_path / "p.pdf"), "--plot"),
+        (("score", rd, tmp_path / "x.npy", "--top", -1), "--top must be an integer >= 0, got -1"),
+        (("encode", rd, tmp_path / "x.npy", "--out", tmp_path / "c.txt"), "c.txt: name the file .npy or .csv"),
+        (("reconstruct", rd, tmp_path / "x.npy", "--out", tmp_path / "x.npy"), "is the input file"),
+    ]:
+        res = run(*args)
+        assert res.exit_code == 2 and message in res.stderr and res.stderr.count("\n") == 1, (args, res.output)
+    assert not (tmp_path / "c.txt").exists() and not (tmp_path / "s.txt").exists()
+    res = run("encode", rd, tmp_path / "x.npy", "--out", tmp_path / "deep" / "er" / "c.npy")
+    assert res.exit_code == 0 and np.load(tmp_path / "deep" / "er" / "c.npy").shape == (30, 4)

@@ -43,3 +43,23 @@ def series_scores(x: np.ndarray, score: np.ndarray, names: Sequence[str] = (), l
                 ax.axvspan(a - 0.5, b - 0.5, color="orange", alpha=0.3, lw=0)
     fig.tight_layout()
     return fig
+
+
+def row_scores(score: np.ndarray, labels: np.ndarray | None = None) -> Figure:
+    """Rows' anomaly scores (N,): by row (labelled rows, where given, in orange) and their distribution."""
+    score = np.asarray(score, dtype=np.float64)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.5), width_ratios=(3, 2))
+    bad = np.zeros(len(score), bool) if labels is None else np.asarray(labels).astype(bool)
+    left.scatter(np.flatnonzero(~bad), score[~bad], s=4, color="#4477aa", label="rows")
+    if bad.any():
+        left.scatter(np.flatnonzero(bad), score[bad], s=8, color="orange", label="labelled anomalous")
+        left.legend(loc="upper right", fontsize=7)
+    left.set_xlabel("row")
+    left.set_ylabel("anomaly score (squared reconstruction error)")
+    right.hist([score[~bad], score[bad]] if bad.any() else score, bins=50, color=["#4477aa", "orange"][: 1 + bad.any()],
+               stacked=True)
+    right.set_xlabel("anomaly score")
+    right.set_ylabel("rows")
+    fig.tight_layout()
+    return fig
+

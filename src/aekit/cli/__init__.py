@@ -57,6 +57,23 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def out_file(path: Path, suffixes: tuple[str, ...], flag: str = "--out", source: Path | None = None) -> Path:
+    """An output file named by ``flag``, checked before any work: a file (not a directory, not the input
+    ``source``) whose suffix says its format; its folder is created, as every command that writes does."""
+    kinds = " or ".join(suffixes)
+    if path.is_dir():
+        _fail(f"{flag} {path} is a directory; name a {kinds} file")
+    if source is not None and path.resolve() == source.resolve():
+        _fail(f"{flag} {path} is the input file: choose another name, the input is never overwritten")
+    if path.suffix not in suffixes:
+        _fail(f"{flag} {path}: name the file {kinds} (the suffix says what is written)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        _fail(f"{flag} {path}: cannot create its folder ({e.strerror or e})")
+    return path
+
+
 def as_flags(msg: str) -> str:
     """A library message in the command line's words: ``rho=0.1`` → ``--rho 0.1``, ``penalty='kl'`` →
     ``--penalty kl``, ``code_size`` → ``--code-size``, and an option named at the start of a clause (``rho must``)

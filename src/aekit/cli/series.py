@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, rows_like_run
+from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, out_file, rows_like_run
 
 
 @app.command()
@@ -19,7 +19,7 @@ def score(
     run_dir: Annotated[Path, typer.Argument(help="A run directory: trained with --window (a score per step) or not (a score per row).")],
     data: Annotated[Path, typer.Argument(help="A series: .csv (a time column, numeric channels, an optional 0/1 label column) or .npy (T, C); for a run on rows, rows as in training (.npy, .npz with optional labels y, .csv).")],
     out_path: Annotated[Optional[Path], typer.Option("--out", help="Write the scores here (.csv: the time column or row, score, label).")] = None,
-    plot: Annotated[Optional[Path], typer.Option(help="Also draw the series and its score track (.png), labelled anomalies shaded.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Also draw the scores (.png): a series and its score track, or rows by score and their histogram; labelled anomalies shaded.")] = None,
     aggregate: Annotated[str, typer.Option(help="A step's errors over the windows that contain it: min (keeps an anomaly at its steps) or mean.")] = "min",
     top: Annotated[int, typer.Option(help="Print this many highest-scoring steps.")] = 10,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
@@ -30,19 +30,21 @@ def score(
     training, summed), over the windows that contain it. Higher is more anomalous; with labels, ROC-AUC and
     average precision per step are printed too, and the best range-based F1 over thresholds (aekit.ranges).
     For a run trained on rows (tables, images), each row's squared reconstruction error."""
-    from .._checks import OneOf, check
-    from ..checkpoint import atomic_write
+    from .._checks import Interval, OneOf, check
     from ..run import Run
     from ..series import read_series, series_errors, series_reconstruction
     from ..train import resolve_device
 
     _plugins(plugin)
     check(aggregate, "--aggregate", OneOf("min", "mean"))
+    check(top, "--top", Interval(int, 0))
     meta = Run(run_dir).data_spec()
-    if out_path is not None and out_path.resolve() == data.resolve():
-        _fail(f"--out {out_path} is the input file: choose another name, the input is never overwritten")
+    if out_path is not None:
+        out_file(out_path, (".csv",), source=data)
+    if plot is not None:
+        out_file(plot, (".png",), "--plot", source=data)
     if meta["window"] is None:
-        return _score_rows(_run_model(run_dir, resolve_device(device), model_fn), data, out_path, top, run_dir)
+        return _score_rows(_run_model(run_dir, resolve_device(device), model_fn), data, out_path, top, run_dir, plot)
     f = read_series(data)
     center, scale = np.asarray(meta["center"]), np.asarray(meta["scale"])
     if f.x.shape[1] != len(center):
@@ -67,9 +69,14 @@ def score(
     if plot is not None:
         from ..report_series import series_scores
 
-        fig = series_scores(z, s, f.names, f.labels, recon=series_reconstruction(model, z))
-        atomic_write(plot, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-        out.print(f"wrote {plot}")
+        _write_plot(plot, series_scores(z, s, f.names, f.labels, recon=series_reconstruction(model, z)))
+
+
+def _write_plot(path: Path, fig) -> None:
+    from ..checkpoint import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    out.print(f"wrote {path}")
 
 
 def _auc(labels: np.ndarray | None, s: np.ndarray, what: str) -> bool:
@@ -95,7 +102,7 @@ def _write_scores(path: Path, key: str, keys, s: np.ndarray, labels: np.ndarray 
     out.print(f"wrote {len(s)} scores to {path}")
 
 
-def _score_rows(model, data: Path, out_path: Path | None, top: int, run_dir: Path) -> None:
+def _score_rows(model, data: Path, out_path: Path | None, top: int, run_dir: Path, plot: Path | None) -> None:
     """Each row's squared reconstruction error (summed over features), for a run trained on rows; read and
     standardised as in its training (a CSV's label column is the labels)."""
     from ..metrics import reconstruct
@@ -109,3 +116,7 @@ def _score_rows(model, data: Path, out_path: Path | None, top: int, run_dir: Pat
     _auc(labels, s, "rows")
     if out_path is not None:
         _write_scores(out_path, "row", range(len(s)), s, labels)
+    if plot is not None:
+        from ..report_series import row_scores
+
+        _write_plot(plot, row_scores(s, labels))

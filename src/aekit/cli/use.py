@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from . import (MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _run_data, _run_data_path, _run_model,
-               app, err, friendly, out, read_like_run, run_meta, run_scaler)
+               app, err, friendly, out, out_file, read_like_run, run_meta, run_scaler)
 
 
 def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000,
@@ -143,10 +143,7 @@ def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: s
     from ..train import as_tensor, resolve_device
 
     _plugins(plugin)
-    if out_path.resolve() == input_path.resolve():
-        _fail(f"--out {out_path} is the input file: choose another name, the input is never overwritten")
-    if out_path.is_dir():
-        _fail(f"--out {out_path} is a directory; name a .npy or .csv file")
+    out_file(out_path, (".npy", ".csv"), source=input_path)
     model = _run_model(run_dir, resolve_device(device), model_fn)
     scaler = run_scaler(run_dir)
 
@@ -227,7 +224,8 @@ def reconstruct(
 @friendly
 def export_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
-    out_path: Annotated[Path, typer.Argument(help="The file to write: .onnx (ONNX) or .pt2 (torch.export).")],
+    out_arg: Annotated[Optional[Path], typer.Argument(help="The file to write, as in earlier versions: give --out.", show_default=False)] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", help="The file to write: .onnx (ONNX) or .pt2 (torch.export).")] = None,
     part: Annotated[str, typer.Option(help="encoder (x → codes) or scorer (x → anomaly score, as `aekit score`).")] = "encoder",
     check_data: Annotated[Optional[Path], typer.Option("--check-data", help="Rows to check the exported file on (.npy, .npz, .csv); random rows in the training scale otherwise.")] = None,
     plugin: Plugins = None,
@@ -241,8 +239,9 @@ def export_cmd(
 
     _plugins(plugin)
     check(part, "--part", OneOf(*PARTS))
-    if out_path.is_dir():
-        _fail(f"{out_path} is a directory; name a .onnx or .pt2 file")
+    if (out_arg is None) == (out_path is None):
+        _fail("name the file to write once: aekit export RUN --out FILE.onnx (or .pt2)")
+    out_path = out_file(out_path or out_arg, (".onnx", ".pt2"))
     model = _run_model(run_dir, "cpu", model_fn)
     meta = run_meta(run_dir)
     windows = meta.get("window") is not None
