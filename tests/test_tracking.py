@@ -68,3 +68,24 @@ def test_cli_track_writes_into_the_run(tmp_path, monkeypatch):
     assert run.info.run_name == "r" and len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
     res = CliRunner().invoke(app, ["train", "--track", "wandb", "--quiet"])
     assert res.exit_code == 2 and "--track takes tensorboard and/or mlflow" in res.stderr
+
+
+def test_the_documented_mlflow_setup_works_and_a_refused_store_costs_no_run(tmp_path, monkeypatch):
+    """Issue 37.20: with the tracking extra (mlflow-skinny 3) and no URI, MLflow's default sqlite store failed
+    for want of SQLAlchemy; with a file:// URI its "maintenance mode" error was cut before its fix. Either way
+    the run exited 2 and left a directory without a model."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["train", "--epochs", "2", "--track", "mlflow", "--out", "r", "--quiet"])
+    assert res.exit_code == 0, res.output
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")  # MLflow's own default, in the working folder
+    (run,) = client.search_runs([client.get_experiment_by_name("aekit").experiment_id])
+    assert run.info.run_name == "r" and len(client.get_metric_history(run.info.run_id, "train_loss")) == 2
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"file:{tmp_path / 'mlruns'}")
+    res = CliRunner().invoke(app, ["train", "--epochs", "1", "--track", "mlflow", "--out", "f", "--quiet"])
+    assert res.exit_code == 2 and "MLFLOW_ALLOW_FILE_STORE=true" in res.stderr, res.output
+    assert res.stderr.count("\n") == 1 and not (tmp_path / "f").exists()  # refused before the run was written

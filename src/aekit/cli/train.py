@@ -146,6 +146,7 @@ def train(
     label = spec.preset if model.config else f"model of {model_fn}"
     path = out_dir or Path("runs") / f"{spec.preset if model.config else 'custom'}-{split.train.name}-" \
                                      f"{time.strftime('%Y%m%d-%H%M%S')}"
+    mlflow = _mlflow(trackers, path, cfg) if main else None  # its store reached before anything is written
     with Run(path, writes=main).writing() as run:  # rank 0 writes the run; the others only train
         if main and run.started():
             if not overwrite:
@@ -166,7 +167,8 @@ def train(
             n_params = sum(p.numel() for p in model.parameters())
             err.print(f"{label} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
                       f"input {model.input_size}, code {model.code_size}, {n_params:,} parameters → {path}")
-        _fit_and_report(model, split, cfg, run, iw_samples=spec.iw_samples, html=report, trackers=trackers)
+        _fit_and_report(model, split, cfg, run, iw_samples=spec.iw_samples, html=report, trackers=trackers,
+                        mlflow=mlflow)
 
 
 SCALE_SPREAD = 100.0  # features whose standard deviations differ more than this: ask for --standardize
@@ -269,21 +271,38 @@ def _tracker_names(track: str | None) -> list[str]:
     return names
 
 
-def _trackers(names: list[str], run: Path, cfg) -> list:
-    """The loggers --track asked for: TensorBoard events in RUN/tensorboard; MLflow where MLflow is configured
-    (MLFLOW_TRACKING_URI), one MLflow run named after the run directory."""
+def _mlflow(names: list[str], run: Path, cfg):
+    """The MLflow logger --track asked for (else None): one MLflow run named after the run directory, in the store
+    MLflow is configured with (MLFLOW_TRACKING_URI; unset, MLflow's default ``sqlite:///mlflow.db``, which the
+    ``tracking`` extra installs SQLAlchemy and Alembic for). Made before the run directory is written, so a store
+    that cannot be reached costs no run and leaves no directory behind."""
+    if "mlflow" not in names:
+        return None
     from dataclasses import asdict
 
-    from ..tracking import MLflowLogger, TensorBoardLogger
+    from ..tracking import MLflowLogger
 
-    made = {"tensorboard": lambda: TensorBoardLogger(run / "tensorboard"),
-            "mlflow": lambda: MLflowLogger(run_name=run.name, params=asdict(cfg))}
     try:
-        return [made[n]() for n in names]
-    except Exception as e:  # the tracker's own set-up (a server that is not there, say): one line
-        if isinstance(e, ValueError):
-            raise
-        raise ValueError(f"--track: {type(e).__name__}: {str(e).splitlines()[0][:300]}") from None
+        return MLflowLogger(run_name=run.name, params=asdict(cfg))
+    except ValueError:
+        raise
+    except Exception as e:  # the tracker's own set-up (a server that is not there, say): one line, with its fix
+        text = " ".join(str(e).split())
+        hint = ""
+        if "MLFLOW_ALLOW_FILE_STORE" not in text[:300] and "filesystem tracking backend" in text:
+            hint = (" (MLflow 3 refuses a file store unless MLFLOW_ALLOW_FILE_STORE=true is set; or leave "
+                    "MLFLOW_TRACKING_URI unset for its default store, sqlite:///mlflow.db)")
+        elif "registry" in text.lower() and "sqlite" in text:
+            hint = " (MLflow's default sqlite store needs SQLAlchemy and Alembic: pip install 'aekit[tracking]')"
+        raise ValueError(f"--track mlflow: {type(e).__name__}: {text[:300]}{hint}") from None
+
+
+def _trackers(names: list[str], run: Path, cfg, mlflow=None) -> list:
+    """The loggers --track asked for: TensorBoard events in RUN/tensorboard, and MLflow's (see :func:`_mlflow`)."""
+    from ..tracking import TensorBoardLogger
+
+    loggers = [TensorBoardLogger(run / "tensorboard")] if "tensorboard" in names else []
+    return loggers + [mlflow or _mlflow(names, run, cfg)] if "mlflow" in names else loggers
 
 
 def _resume(run: Run, run_opts: dict, iw_samples: int, report: bool, trackers: list[str],
@@ -324,17 +343,17 @@ def _resume(run: Run, run_opts: dict, iw_samples: int, report: bool, trackers: l
             torch.manual_seed(cfg.seed)
             model = from_config(meta["model"])
     _fit_and_report(model, split, cfg, run, resume=state.is_file(), iw_samples=iw_samples, html=report,
-                    trackers=trackers)
+                    trackers=trackers, mlflow=_mlflow(trackers, run.path, cfg) if run.writes else None)
 
 
 def _fit_and_report(model, split, cfg, run: Run, resume: bool = False, iw_samples: int = 1000,
-                    html: bool = False, trackers: list[str] = ()) -> None:
+                    html: bool = False, trackers: list[str] = (), mlflow=None) -> None:
     from ..train import Interrupted, fit
     from .use import _report
 
     t0 = time.perf_counter()
     main = context().main
-    loggers = _trackers(list(trackers), run.path, cfg) if main else []
+    loggers = _trackers(list(trackers), run.path, cfg, mlflow) if main else []
     try:
         hist = fit(model, split.train.x, cfg, run_dir=run.path, resume=resume, callbacks=loggers)
     except Interrupted as e:
