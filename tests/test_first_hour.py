@@ -352,3 +352,42 @@ def test_output_files_are_checked_before_any_work_and_their_folders_made(tmp_pat
     assert not (tmp_path / "c.txt").exists() and not (tmp_path / "s.txt").exists()
     res = run("encode", rd, tmp_path / "x.npy", "--out", tmp_path / "deep" / "er" / "c.npy")
     assert res.exit_code == 0 and np.load(tmp_path / "deep" / "er" / "c.npy").shape == (30, 4)
+
+
+def test_a_table_keeps_its_column_names_and_a_label_read_as_a_feature_is_named(tmp_path):
+    """Issue 37.21: a CSV's label column was silently a feature; reconstruct --out x.csv named columns x0..xN;
+    the report said "feature 0" in standardised units and chose features by variance after standardising."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = ["id,height,weight,label"] + [f"{i},{170 + 10 * rng.normal():.2f},{70 + 200 * rng.normal():.2f},{i % 2}"
+                                         for i in range(150)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    res = run("train", "--data", tmp_path / "t.csv", "--epochs", 1, "--quiet", "--standardize", "--code-size", 1,
+              "--out", tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.stderr.split())
+    assert "column 'label' looks like a label but is read as a feature; --label-column label" in said
+    assert "column 'id' looks like an ID but is read as a feature" in said and "--drop-columns id" in said
+    rd = tmp_path / "run"
+    res = run("train", "--data", tmp_path / "t.csv", "--label-column", "label", "--drop-columns", "id", "--epochs", 1,
+              "--quiet", "--standardize", "--code-size", 1, "--report", "--out", rd)
+    assert res.exit_code == 0 and "looks like" not in res.stderr, res.output
+    res = run("reconstruct", rd, tmp_path / "t.csv", "--out", tmp_path / "x.csv")
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "x.csv").read_text().splitlines()[0] == "height,weight"
+
+    from aekit.data import load
+    from aekit.report import feature_scatter
+
+    split = load(str(tmp_path / "t.csv"), label_column="label", drop_columns=["id"])
+    assert split.test.columns == ["height", "weight"]
+    x = split.test.x
+    c, s = x.mean(0), x.std(0)
+    z = (x - c) / s
+    r = z.copy()
+    r[:, 1] = 0  # weight reconstructed as its mean: the worst
+    fig = feature_scatter(z, r, n=1, names=split.test.columns, units=(c, s))
+    ax = fig.axes[0]
+    assert ax.get_title().startswith("weight: R² 0.00") and ax.get_xlabel() == "value (data units)"
+    assert abs(ax.collections[0].get_offsets()[:, 0].mean() - x[:, 1].mean()) < 1e-3  # in kilograms, not z-scores

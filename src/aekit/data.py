@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .files import flatten, check_array, read_array
+from .files import check_array, csv_columns, flatten, read_array
 from .rows import NpyRows, SubsetRows, open_rows, write_shards  # data larger than memory: streamed by fit
 
 __all__ = ["Dataset", "Split", "binarize", "cache_dir", "check_array", "download", "load", "open_rows",
@@ -68,6 +68,8 @@ class Dataset:
     y: np.ndarray | None
     shape: tuple[int, ...]
     name: str
+    columns: list[str] | None = None  # a table's feature names (a CSV header), for people to read
+    units: tuple[np.ndarray, np.ndarray] | None = None  # (center, scale) x was standardised with: x·scale + center
 
     def __len__(self) -> int:
         return len(self.x)
@@ -206,10 +208,11 @@ def _split_order(n: int, name: str, test_fraction: float, seed: int) -> tuple[np
     return idx[:n_test], idx[n_test:]
 
 
-def _split(x: np.ndarray, y: np.ndarray | None, shape: tuple, name: str, test_fraction: float, seed: int) -> Split:
+def _split(x: np.ndarray, y: np.ndarray | None, shape: tuple, name: str, test_fraction: float, seed: int,
+           columns: list[str] | None = None) -> Split:
     te, tr = _split_order(len(x), name, test_fraction, seed)
     sub = (lambda i: None) if y is None else (lambda i: y[i])
-    return Split(Dataset(x[tr], sub(tr), shape, name), Dataset(x[te], sub(te), shape, name))
+    return Split(Dataset(x[tr], sub(tr), shape, name, columns), Dataset(x[te], sub(te), shape, name, columns))
 
 
 def load(
@@ -358,5 +361,6 @@ def _load(spec: str, data_dir, download_missing: bool, test_fraction: float, see
             return split
     if path.suffix in (".npy", ".npz", ".csv") or path.exists():
         x, y, shape = read_array(path, label_column=label_column, drop_columns=drop_columns)
-        return _split(x, y, shape, path.stem, test_fraction, seed)
+        columns = csv_columns(path, label_column, drop_columns) if path.suffix == ".csv" else None
+        return _split(x, y, shape, path.stem, test_fraction, seed, columns)
     raise ValueError(f"unknown data {spec!r}: not one of {', '.join(NAMES)}, nor an existing file or directory")

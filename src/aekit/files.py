@@ -83,6 +83,32 @@ def flatten(a: np.ndarray, layout: str = "auto", what: str = "data") -> tuple[np
     return np.ascontiguousarray(a.reshape(len(a), -1)), tuple(int(s) for s in shape)
 
 
+LABEL_NAMES = ("label", "labels", "target", "class", "y", "outcome", "anomaly", "is_anomaly", "outlier")
+ID_NAMES = ("id", "index", "idx", "row", "key", "uuid")
+
+
+def _suspect(name: str, values: np.ndarray) -> str | None:
+    """Why a feature column looks like a label or an ID (else None): its header name, or row numbers as values."""
+    low = name.strip().lower()
+    if low in LABEL_NAMES:
+        return "a label"
+    if low in ID_NAMES or low.endswith("_id") or (len(values) > 2 and np.array_equal(values, values[0] + np.arange(len(values)))):
+        return "an ID"
+    return None
+
+
+def csv_columns(path: str | os.PathLike, label: str | None = None, drop: Sequence[str] = ()) -> list[str] | None:
+    """The names of a CSV file's feature columns (its header, less the label and dropped columns), or None
+    when it has no header. Reads the first two lines only."""
+    with open(path, newline="") as f:
+        first = next((r for r in csv.reader(f) if r), None)
+    if first is None or all(_is_float(v) for v in first):
+        return None
+    gone = {first.index(c) if c in first else int(c) for c in [*drop, *([label] if label is not None else [])]
+            if c in first or c.isdigit()}
+    return [c for j, c in enumerate(first) if j not in gone]
+
+
 def _read_csv(path: Path, label: str | None = None, drop: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray | None]:
     """The numeric columns of a CSV file (one header line allowed) and, with ``label``, that column as labels
     (numbers, or class names numbered in sorted order); ``drop`` columns (IDs, free text) are left out. Columns
@@ -133,7 +159,16 @@ def _read_csv(path: Path, label: str | None = None, drop: Sequence[str] = ()) ->
                 if header and j < len(header) else ""
             raise ValueError(f"{path}: non-numeric value {bad!r} on line {i + 1}{name}") from None
 
-    return np.array([parse(i, r) for i, r in enumerate(rows[start:], start)], dtype=np.float32), y
+    x = np.array([parse(i, r) for i, r in enumerate(rows[start:], start)], dtype=np.float32)
+    if header:  # a label or an ID read as a feature is a silent mistake: say so
+        for k, j in enumerate(keep):
+            name = header[j] if j < len(header) else ""
+            why = _suspect(name, x[:, k]) if name else None
+            if why:
+                warnings.warn(f"{path}: column {name!r} looks like {why} but is read as a feature; "
+                              f"--label-column {name} (label_column=) makes it the labels, --drop-columns {name} "
+                              "(drop_columns=) leaves it out", UserWarning, stacklevel=3)
+    return x, y
 
 
 def _read_npy(f, available: int, what: str) -> np.ndarray:

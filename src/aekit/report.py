@@ -99,10 +99,16 @@ def loss_curves(rows: list[dict[str, Any]]) -> Figure:
     return fig
 
 
-def feature_scatter(x: np.ndarray, r: np.ndarray, n: int = 12) -> Figure:
-    """Tabular data: for the ``n`` features of largest variance, each test row's reconstruction against its value
-    (on the diagonal when perfect), with the feature's R²."""
-    top = np.sort(np.argsort(-x.var(0), kind="stable")[:n])
+def feature_scatter(x: np.ndarray, r: np.ndarray, n: int = 12, names: list[str] | None = None,
+                    units: tuple[np.ndarray, np.ndarray] | None = None) -> Figure:
+    """Tabular data: for the ``n`` features reconstructed worst (lowest R²), each test row's reconstruction
+    against its value (on the diagonal when perfect). ``names``: the features' (a CSV header); ``units``: the
+    (center, scale) the rows were standardised with, so that both axes are in the data's own units."""
+    if units is not None:
+        x, r = x * units[1] + units[0], r * units[1] + units[0]
+    var = x.var(0)
+    r2 = np.where(var > 0, 1 - ((x - r) ** 2).mean(0) / np.where(var > 0, var, 1), np.nan)
+    top = np.sort(np.argsort(np.nan_to_num(r2, nan=np.inf), kind="stable")[:n])
     cols = min(4, len(top))
     rows_ = -(-len(top) // cols)
     fig, axes = plt.subplots(rows_, cols, figsize=(3 * cols, 2.8 * rows_), squeeze=False)
@@ -112,12 +118,12 @@ def feature_scatter(x: np.ndarray, r: np.ndarray, n: int = 12) -> Figure:
         lo, hi = float(min(x[:, j].min(), r[:, j].min())), float(max(x[:, j].max(), r[:, j].max()))
         ax.plot([lo, hi], [lo, hi], color="black", lw=0.8, ls="--")
         ax.scatter(x[:, j], r[:, j], s=3, alpha=0.5)
-        var = x[:, j].var()
-        r2 = 1 - ((x[:, j] - r[:, j]) ** 2).mean() / var if var > 0 else float("nan")
-        ax.set_title(f"feature {j}: R² {r2:.2f}", fontsize=9)
-        ax.set_xlabel("value", fontsize=8)
+        name = names[j] if names is not None and j < len(names) else f"feature {j}"
+        ax.set_title(f"{name}: R² {r2[j]:.2f}", fontsize=9)
+        ax.set_xlabel("value (data units)" if units is not None else "value", fontsize=8)
         ax.set_ylabel("reconstruction", fontsize=8)
-    fig.suptitle(f"test rows: reconstruction against value, {len(top)} of {x.shape[1]} features (largest variance)")
+    fig.suptitle(f"test rows: reconstruction against value, the {len(top)} of {x.shape[1]} features reconstructed "
+                 "worst")
     fig.tight_layout()
     return fig
 
@@ -238,7 +244,8 @@ def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dic
     if rows:
         out["loss_curves"] = lambda: loss_curves(rows)
     if shape is None and steps is None:  # tabular: each feature's reconstruction against its value
-        out["reconstructions"] = lambda: feature_scatter(x[:2000], reconstruct(model, x[:2000]))
+        out["reconstructions"] = lambda: feature_scatter(x[:2000], reconstruct(model, x[:2000]),
+                                                         names=split.test.columns, units=split.test.units)
     else:
         out["reconstructions"] = lambda: _show_rows(
             [("original", show), ("reconstruction", reconstruct(model, show))], shape,

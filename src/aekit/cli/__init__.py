@@ -232,8 +232,8 @@ def standardized(split, center, scale):
     import numpy as np
 
     c, s = np.asarray(center, dtype=np.float32), np.asarray(scale, dtype=np.float32)
-    return replace(split, train=replace(split.train, x=(split.train.x - c) / s),
-                   test=replace(split.test, x=(split.test.x - c) / s))
+    return replace(split, train=replace(split.train, x=(split.train.x - c) / s, units=(c, s)),
+                   test=replace(split.test, x=(split.test.x - c) / s, units=(c, s)))
 
 
 def run_meta(run_dir: Path) -> dict:

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from . import (MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _run_data, _run_data_path, _run_model,
-               app, err, friendly, out, out_file, read_like_run, run_meta, run_scaler)
+               app, err, friendly, out, out_file, read_like_run, run_columns, run_meta, run_scaler)
 
 
 def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000,
@@ -175,11 +175,17 @@ def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: s
         def outputs():
             yield np.ascontiguousarray(fn(model, as_tensor(x, model, str(input_path)).numpy()), dtype="<f4")
     shape = (n, model.code_size if what == "codes" else model.input_size)
+    header = [f"{'h' if what == 'codes' else 'x'}{j}" for j in range(shape[1])]
+    if what != "codes" and input_path.suffix == ".csv":  # reconstructions keep the input's column names
+        from ..files import csv_columns
+
+        names = csv_columns(input_path, *run_columns(run_dir))
+        header = names if names is not None and len(names) == shape[1] else header
 
     def write(tmp: str) -> None:
-        if out_path.suffix == ".csv":  # a header (h0… for codes, x0… for reconstructions), then the rows
+        if out_path.suffix == ".csv":  # a header (h0… for codes; the input's names or x0… for reconstructions)
             with open(tmp, "w") as f:
-                f.write(",".join(f"{'h' if what == 'codes' else 'x'}{j}" for j in range(shape[1])) + "\n")
+                f.write(",".join(header) + "\n")
                 for y in outputs():
                     np.savetxt(f, y, delimiter=",", fmt="%.7g")
             return
