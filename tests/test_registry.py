@@ -371,3 +371,34 @@ def _load(fn):
     from aekit.plugins import model_factory
 
     return model_factory(fn)()
+
+
+def test_plugins_and_models_from_the_current_folder(tmp_path, monkeypatch):
+    """Issue 37.22: --plugin my_presets with my_presets.py in the working folder failed ("is it installed or on
+    PYTHONPATH?"); a --model that failed to import was reported as --plugin."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from aekit.cli import app
+
+    (tmp_path / "here_presets.py").write_text(
+        "import aekit\nfrom aekit.presets import create\n"
+        "@aekit.register('here-mine', 'a preset of mine')\n"
+        "def mine(input_shape, code_size: int = 4):\n"
+        "    return create('undercomplete', input_shape, code_size=code_size, hidden=[16])\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    from aekit import PRESETS
+
+    try:
+        res = CliRunner().invoke(app, ["train", "--plugin", "here_presets", "--preset", "here-mine", "--epochs", "1",
+                                       "--quiet", "--out", str(tmp_path / "r")])
+    finally:  # the rest of the suite sees aekit's presets only
+        PRESETS.pop("here-mine", None)
+        sys.modules.pop("here_presets", None)
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["train", "--model", "not_here_nets:build", "--epochs", "1", "--out",
+                                   str(tmp_path / "m")])
+    assert res.exit_code == 2 and "--model not_here_nets:build: cannot import not_here_nets" in res.stderr, res.output
+    assert "--plugin" not in res.stderr and str(tmp_path) in res.stderr

@@ -41,18 +41,29 @@ def load_plugins(*modules: str, installed: bool = True) -> list[str]:
             except Exception as e:  # someone else's package must not stop aekit: say so and go on
                 warnings.warn(f"the installed aekit plugin {ep.name} ({ep.value}) failed to load: "
                               f"{type(e).__name__}: {e}", RuntimeWarning, stacklevel=2)
-    done = []
     for name in modules:
-        if not isinstance(name, str) or not name or name.startswith(".") or "/" in name:
-            raise ValueError(f"--plugin takes an importable module name such as my_package.presets, got {name!r}")
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise ValueError(f"--plugin {name}: cannot import it ({e}); is it installed or on PYTHONPATH?") from None
-        except Exception as e:  # the plugin's own code failed: one line that names it
-            raise ValueError(f"--plugin {name}: importing it raised {type(e).__name__}: {e}") from None
-        done.append(name)
-    return done
+        _import(name, f"--plugin {name}")
+    return list(modules)
+
+
+def _import(name: str, flag: str) -> ModuleType:
+    """Import the module ``name`` that the option ``flag`` (e.g. ``"--plugin my_presets"``) names: from the installed packages, PYTHONPATH, or the current
+    folder (as ``python -m`` would; after the others, so a file here never hides an installed module)."""
+    import os
+    import sys
+
+    if not isinstance(name, str) or not name or name.startswith(".") or "/" in name:
+        raise ValueError(f"{flag.split()[0]} takes an importable module name such as my_package.presets, got {name!r}")
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.append(here)
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        raise ValueError(f"{flag}: cannot import {name} ({e}); is it installed, on PYTHONPATH or in the current "
+                         f"folder ({here})?") from None
+    except Exception as e:  # the plugin's own code failed: one line that names it
+        raise ValueError(f"{flag}: importing {name} raised {type(e).__name__}: {e}") from None
 
 
 def model_factory(spec: str):
@@ -68,8 +79,7 @@ def model_factory(spec: str):
     module, _, name = str(spec).partition(":")
     if not module or not name:
         raise ValueError(f"--model takes MODULE:FUNCTION (a function that builds the model), got {spec!r}")
-    load_plugins(module, installed=False)
-    fn = getattr(importlib.import_module(module), name, None)
+    fn = getattr(_import(module, f"--model {spec}"), name, None)
     if not callable(fn) or isinstance(fn, type(importlib)) or isinstance(fn, dict):
         raise ValueError(f"--model {spec} is not a function of {module} (it must build and return the model)")
     return fn
