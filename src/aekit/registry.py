@@ -126,7 +126,11 @@ def get_preset(name: str, module: str | None = None) -> Preset:
     if isinstance(module, str):
         raise ValueError(f"preset {name!r} is not registered in this process; it is defined in module {module!r}: "
                          f"import it first (command line: --plugin {module}). A checkpoint never imports code by itself")
-    raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))} "
+    import difflib
+
+    near = difflib.get_close_matches(str(name), sorted(PRESETS), n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    raise ValueError(f"unknown preset {name!r}; {hint}choose one of {', '.join(sorted(PRESETS))} "
                      "(your own presets: --plugin MODULE, or import the module that registers them)")
 
 

@@ -46,6 +46,7 @@ class History:
     rows: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int | None = None
     stopped_early: bool = False
+    timed_out: bool = False  # max_time ended it before its last epoch
 
     @property
     def last(self) -> dict[str, Any]:
@@ -54,7 +55,8 @@ class History:
     def outcome(self) -> dict[str, Any]:
         """How training ended, as ``train.json`` records it: the last epoch, early stop, the epoch of the weights kept."""
         last = self.rows[-1]["epoch"] if self.rows else 0
-        return {"last_epoch": last, "stopped_early": self.stopped_early, "best_epoch": self.best_epoch or last}
+        return {"last_epoch": last, "stopped_early": self.stopped_early, "best_epoch": self.best_epoch or last,
+                **({"stopped_by_max_time": True} if self.timed_out else {})}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -317,6 +319,7 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
             for cb in callbacks:
                 cb(epoch, row, model)
             hist.stopped_early = early
+            hist.timed_out = out_of_time and not early and epoch < cfg.epochs
             if stopping and not last:
                 raise Interrupted(stop.signum or signal.SIGTERM, run.path, epoch, steps_per_epoch, steps_per_epoch)
             if last:

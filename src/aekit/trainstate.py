@@ -221,7 +221,9 @@ def _restore(tensors: dict[str, Tensor], meta: dict, s: TrainerState, cfg: dict,
     if bad:
         raise ValueError(f"corrupted checkpoint {path}: non-finite (NaN or inf) values in {', '.join(bad[:3])}")
     saved = {**defaults, **as_saved(meta["train"])}
-    diff = [k for k, v in cfg.items() if k not in RESUME_FREE and saved.get(k) != v]
+    # more epochs than the run had trains on (the schedule is planned over the new total from here on)
+    diff = [k for k, v in cfg.items() if k not in RESUME_FREE and saved.get(k) != v
+            and not (k == "epochs" and isinstance(saved.get(k), int) and v > saved[k])]
     if diff:
         raise ValueError(
             "cannot resume with different training options: "

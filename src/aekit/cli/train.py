@@ -19,7 +19,29 @@ from ..run import Run
 from .options import Spec, data_spec, resolve
 
 # What a run directory holds; --overwrite removes these first, so no file of the old run survives
-RESUME_OPTIONS = ("max_time", "checkpoint_every", "checkpoint_steps", "checkpoint_minutes", "nan_policy", "threads")
+# Options --resume takes (epochs: only more than the run's, to train on)
+RESUME_OPTIONS = ("max_time", "checkpoint_every", "checkpoint_steps", "checkpoint_minutes", "nan_policy", "threads",
+                  "epochs")
+
+
+def _check_flags(ctx: typer.Context, plugins: list[str] | None) -> None:
+    """Refuse an option that is neither aekit train's nor any aekit preset's at once (before torch is imported),
+    with the nearest names: a typo (--epoch) would otherwise reach the preset's option parser seconds later.
+    With --plugin, a plugin's preset may take options aekit does not know: those are checked by the preset."""
+    import difflib
+
+    from ..options import OPTIONS
+
+    if plugins:
+        return
+    own = [o for p in ctx.command.params for o in p.opts if o.startswith("--")]
+    known = set(own) | {"--" + k.replace("_", "-") for k in OPTIONS}
+    for token in ctx.args:
+        flag = token.partition("=")[0]
+        if flag.startswith("--") and flag != "--" and flag not in known and "--" + flag[5:] not in known:
+            near = difflib.get_close_matches(flag, sorted(known), n=3)
+            _fail(f"no such option {flag}" + (f"; did you mean {' or '.join(near)}?" if near else "")
+                  + " (aekit train --help lists them, and the preset options under it)")
 
 
 def _preset_flags() -> str:
@@ -49,7 +71,7 @@ def train(
     stream: Annotated[Optional[bool], typer.Option("--stream", help="Leave a .npy file or shard directory on disk and stream it (data larger than memory).", rich_help_panel="Data")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/PRESET-DATA-TIME).", rich_help_panel="Output")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow --out to name a directory that already holds a run.", rich_help_panel="Output")] = False,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped (other options but --device, --max-time, --nan-policy, --checkpoint-*, --threads and --quiet are taken from the run).", rich_help_panel="Hardware and checkpoints")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped (other options but --device, --max-time, --nan-policy, --checkpoint-*, --threads and --quiet are taken from the run); with --epochs N above the run's, train on to N.", rich_help_panel="Hardware and checkpoints")] = None,
     kl_warmup_epochs: Annotated[Optional[float], typer.Option(help="Raise the KL weight from 0 to 1 over this many epochs.", rich_help_panel="Training")] = None,
     iw_samples: Annotated[Optional[int], typer.Option(help="vae: importance samples k of the test NLL estimate.  [default: 1000]", rich_help_panel="Output")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the training data.", rich_help_panel="Training")] = None,
@@ -85,6 +107,7 @@ def train(
 
     The chosen preset's options are flags too (--code-size 8 --hidden 512,256 --no-tied; listed below).
     """
+    _check_flags(ctx, plugin)  # before torch is imported: a typo is answered at once
     from .._checks import check, integer
     from ..optim import CONSTRAINTS
     from ..train import resolve_device
@@ -305,6 +328,27 @@ def _trackers(names: list[str], run: Path, cfg, mlflow=None) -> list:
     return loggers + [mlflow or _mlflow(names, run, cfg)] if "mlflow" in names else loggers
 
 
+def _train_on(run: Run, meta: dict, cfg) -> None:
+    """--resume --epochs N with N above the run's: record the new total in train.json and run.toml first, so that
+    a later --resume (after a kill) continues the same longer run."""
+    from ..runconfig import dumps, read_run_config
+
+    before = meta["train"].get("epochs")
+    if not isinstance(before, int) or cfg.epochs < before:
+        _fail(f"--epochs {cfg.epochs} with --resume: the run has {before} epochs; --resume trains on with more, "
+              "never fewer (a shorter run is a new run: --out elsewhere)")
+    err.print(f"training on: {before} → {cfg.epochs} epochs" + ("" if cfg.schedule == "constant" else
+              f" (the {cfg.schedule} learning-rate schedule is planned over the {cfg.epochs} epochs from here on)"),
+              markup=False)
+    run.write_json(Run.TRAIN, {**meta, "train": {**meta["train"], "epochs": cfg.epochs}})
+    if run.file(Run.CONFIG).is_file():
+        text = run.file(Run.CONFIG).read_text()
+        config = read_run_config(run.file(Run.CONFIG))
+        config.setdefault("train", {})["epochs"] = cfg.epochs
+        comment = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+        run.write_text(Run.CONFIG, comment + dumps(config))
+
+
 def _resume(run: Run, run_opts: dict, iw_samples: int, report: bool, trackers: list[str],
             model_fn: str | None = None) -> None:
     """Continue ``run`` from its trainer state; a run killed before its first checkpoint starts again
@@ -320,6 +364,8 @@ def _resume(run: Run, run_opts: dict, iw_samples: int, report: bool, trackers: l
     given = {k: v for k, v in run_opts.items() if v is not None or k == "max_time"}
     # max_time limits this invocation only: a run stopped by it continues to its last epoch
     cfg = TrainConfig.from_dict({**as_saved(meta["train"]), **given}).validate()
+    if cfg.epochs != meta["train"].get("epochs"):
+        _train_on(run, meta, cfg)
     if not run.file(Run.DATA).is_file():
         _fail(f"{run.path} was trained from Python on in-memory data (no {Run.DATA}): resume it from Python, "
               "fit(..., run_dir=..., resume=True)")
@@ -367,6 +413,10 @@ def _fit_and_report(model, split, cfg, run: Run, resume: bool = False, iw_sample
             logger.close()
     if not main:
         return  # rank 0 evaluates and reports
+    if hist.timed_out:
+        out.print(f"stopped by --max-time {cfg.max_time:g} after epoch {hist.last['epoch']} of {cfg.epochs}; "
+                  f"`aekit train --resume {run.path}` trains the remaining epochs", markup=False, highlight=False,
+                  soft_wrap=True)
     if hist.stopped_early:
         best = next(r for r in hist.rows if r["epoch"] == hist.best_epoch)
         out.print(f"stopped early after epoch {hist.last['epoch']} of {cfg.epochs}: the validation loss had not fallen "
