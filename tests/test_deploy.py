@@ -37,9 +37,32 @@ def test_every_preset_exports_an_encoder_that_gives_the_same_codes(name, suffix,
     model, x = _model(name)
     diff = export_model(model, tmp_path / f"e{suffix}", example=x)
     assert diff < 1e-4
-    y = np.random.default_rng(2).standard_normal((3, *model.input_shape)).astype(np.float32)  # another batch size
+    y = np.random.default_rng(2).standard_normal((3, *_rows(model))).astype(np.float32)  # another batch size
     np.testing.assert_allclose(run_exported(tmp_path / f"e{suffix}", y), encode(model, y.reshape(3, -1)),
                                rtol=1e-4, atol=1e-4)
+
+
+def _rows(model):
+    """What an exported graph reads: windows (T, C) as they are, anything else as flat rows (D,)."""
+    return model.input_shape if len(model.input_shape) == 2 else (model.input_size,)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_an_image_encoder_reads_the_flat_rows_the_rest_of_aekit_takes(tmp_path):
+    """Issue 37.25: the exported digits encoder expected (batch, 1, 8, 8) while aekit.load("digits") and aekit
+    encode give (N, 64)."""
+    from aekit import load
+
+    rd = tmp_path / "run"
+    assert run("train", "--code-size", 8, "--hidden", 16, "--epochs", 1, "--quiet", "--out", rd).exit_code == 0
+    res = run("export", rd, "--out", tmp_path / "enc.onnx")
+    assert res.exit_code == 0 and "x (batch, 64) in the data's units" in res.stdout, res.output
+    x = load("digits").test.x[:20]
+    np.save(tmp_path / "x.npy", x)
+    assert run("encode", rd, tmp_path / "x.npy", "--out", tmp_path / "h.npy").exit_code == 0
+    np.testing.assert_allclose(run_exported(tmp_path / "enc.onnx", x), np.load(tmp_path / "h.npy"), atol=1e-5)
+    with pytest.raises(Exception):  # the image layout is not what it reads
+        run_exported(tmp_path / "enc.onnx", x.reshape(20, 1, 8, 8))
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
@@ -50,7 +73,8 @@ def test_a_scorer_gives_the_squared_reconstruction_error(name, suffix, tmp_path)
     center, scale = np.linspace(-1, 1, model.input_size), np.linspace(0.5, 2, model.input_size)
     export_model(model, tmp_path / f"s{suffix}", part="scorer", center=center, scale=scale, example=x)
     z = ((x.reshape(len(x), -1) - center) / scale).astype(np.float32)
-    np.testing.assert_allclose(run_exported(tmp_path / f"s{suffix}", x), ((z - reconstruct(model, z)) ** 2).sum(1),
+    np.testing.assert_allclose(run_exported(tmp_path / f"s{suffix}", x.reshape(len(x), *_rows(model))),
+                               ((z - reconstruct(model, z)) ** 2).sum(1),
                                rtol=1e-4)
 
 

@@ -24,7 +24,9 @@ ATOL, RTOL = 1e-4, 1e-4  # float32 graphs: the exporters reorder a few sums, not
 
 
 class Deployable(nn.Module):
-    """The part of ``model`` a deployment needs, as one module of raw inputs ``(batch, *model.input_shape)``.
+    """The part of ``model`` a deployment needs, as one module of raw inputs: flat rows ``(batch, D)``, as
+    ``aekit encode`` and ``aekit.load`` give them (an image model too), or windows ``(batch, T, C)`` for a model
+    of windows of a series (:attr:`input_shape`).
 
     ``part="encoder"``: the codes ``(batch, K)`` of :meth:`Autoencoder.encode` (a VAE's posterior mean).
     ``part="scorer"``: each row's anomaly score ``(batch,)`` as ``aekit score`` computes it — the squared
@@ -54,6 +56,8 @@ class Deployable(nn.Module):
         if center is not None and np.size(center) != np.size(scale):
             raise ValueError(f"center has {np.size(center)} values and scale {np.size(scale)}: one of each per feature")
         self.model, self.part, self.windows = model, part, windows
+        # what the graph reads: windows (T, C) as they are, anything else (images (C, H, W) too) as flat rows
+        self.input_shape = model.input_shape if len(model.input_shape) == 2 else (model.input_size,)
         self.standardize = center is not None
         shape = self._stats_shape(len(np.ravel(center))) if center is not None else ()
         for name, v in (("center", center), ("scale", scale)):
@@ -64,7 +68,7 @@ class Deployable(nn.Module):
 
     def _stats_shape(self, n: int) -> tuple[int, ...]:
         if n == self.model.input_size:
-            return self.model.input_shape
+            return self.input_shape
         if len(self.model.input_shape) == 2 and n == self.model.input_shape[1]:
             return (n,)  # one per channel of a window (T, C)
         raise ValueError(f"center and scale have {n} values; the model reads {self.model.input_size} features "
@@ -88,7 +92,7 @@ def export_model(model: Autoencoder, path: str | Path, part: str = "encoder",
     """Write ``model``'s encoder or scorer (:class:`Deployable`) to ``path`` — ``.onnx`` (ONNX, the ``export``
     extra) or ``.pt2`` (a ``torch.export`` program, ``torch.export.load(path).module()``) — with a dynamic batch
     axis, then run the written file on ``example`` rows (raw units, ``(n, *input_shape)``; random rows in the
-    training scale if None) and compare with the model. The graph is float32 on the CPU. Returns the largest absolute difference; raises
+    training scale if None) and compare with the model; the graph reads :attr:`Deployable.input_shape` rows. The graph is float32 on the CPU. Returns the largest absolute difference; raises
     ``ValueError`` when it exceeds float32 tolerance or the model cannot be exported. ``part``, ``center``,
     ``scale`` and ``windows`` are :class:`Deployable`'s.
 
@@ -140,7 +144,7 @@ def export_model(model: Autoencoder, path: str | Path, part: str = "encoder",
 
 
 def _example(module: Deployable, example: np.ndarray | None) -> np.ndarray:
-    shape = module.model.input_shape
+    shape = module.input_shape
     if example is None:  # rows in the training scale: the data's own units when it was standardised
         z = np.random.default_rng(0).standard_normal((8, *shape)).astype(np.float32)
         return z * module.scale.numpy() + module.center.numpy() if module.standardize else z

@@ -265,7 +265,7 @@ def export_cmd(
                             windows=windows and part == "scorer")
     except ImportError as e:
         _fail(str(e))
-    shape = ", ".join(str(s) for s in model.input_shape)
+    shape = ", ".join(str(s) for s in (model.input_shape if len(model.input_shape) == 2 else (model.input_size,)))
     output = f"codes (batch, {model.code_size})" if part == "encoder" else "scores (batch,)"
     out.print(f"wrote {out_path}: the {part} of {run_dir}, x (batch, {shape}) in the data's units"
               f"{' (standardised inside, as in training)' if scaler else ''} → {output}; checked against the model: "
