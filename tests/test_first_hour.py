@@ -438,3 +438,33 @@ def test_max_time_says_it_stopped_the_run_and_resume_trains_on_with_more_epochs(
     hist = fit(create("undercomplete", (6,), code_size=2, hidden=[8]), x, epochs=3, run_dir=tmp_path / "py",
                resume=True, progress=False)
     assert [r["epoch"] for r in hist.rows] == [1, 2, 3]
+
+
+def test_messages_name_the_cause_once_and_a_refused_run_can_be_retried(tmp_path):
+    """Issue 37.26: 1e39 in a CSV printed 50 overflow warnings, then "NaN or inf"; the NaN stop said
+    `--nan-policy skip (--nan-policy skip)` and blamed the lr for 1e30 data; a directory named x.npy was
+    "missing file train-images-idx3-ubyte.gz"; a run refused after its directory was made blocked the retry."""
+    import numpy as np
+
+    (tmp_path / "big.csv").write_text("a,b\n1,2\n3,1e39\n5,6\n")
+    res = run("train", "--data", tmp_path / "big.csv", "--out", tmp_path / "r1")
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "has values beyond float32's range (±3.4e+38) in 1 sample(s), first at row 1 (1e+39)" in res.stderr
+
+    x = np.random.default_rng(0).random((200, 8), dtype=np.float32) * 1e30
+    np.save(tmp_path / "huge.npy", x)
+    res = run("train", "--data", tmp_path / "huge.npy", "--likelihood", "gaussian", "--code-size", 2, "--quiet",
+              "--out", tmp_path / "r2")
+    said = " ".join(res.stderr.split())
+    assert res.exit_code == 2 and "the batch holds values up to 1e+30: scale the data" in said, res.stderr
+    assert said.count("--nan-policy skip") == 1 and "lower lr" not in said
+
+    (tmp_path / "x.npy").mkdir()
+    res = run("train", "--data", tmp_path / "x.npy", "--out", tmp_path / "r3")
+    assert res.exit_code == 2 and f"{tmp_path / 'x.npy'} is a directory, not a .npy file" in res.stderr
+
+    rd = tmp_path / "r4"
+    res = run("train", "--preset", "vae", "--beta", 0, "--kl-warmup-epochs", 2, "--epochs", 1, "--out", rd)
+    assert res.exit_code == 2 and "has no effect here" in res.stderr
+    res = run("train", "--preset", "vae", "--epochs", 1, "--quiet", "--out", rd)  # no "already holds a run"
+    assert res.exit_code == 0, res.output

@@ -371,7 +371,8 @@ def test_a_non_finite_loss_stops_at_its_step_and_keeps_the_last_checkpoint(digit
     model = _model()
     _at_training_step(model, 4, _poison)  # resumed at epoch 2: its 4th step
     with pytest.raises(FloatingPointError, match="training loss became nan in epoch 2 at step 4 of 7; the last "
-                                                 "checkpoint .* is kept as it was.*--nan-policy skip"):
+                                                 "checkpoint .* is kept as it was; lower lr, set grad_clip, or pass "
+                                                 "nan_policy=.skip."):
         fit(model, x, **OPTS, run_dir=tmp_path, resume=True)
     assert (tmp_path / "trainer.safetensors").read_bytes() == before
     assert not (tmp_path / "model.safetensors").exists()

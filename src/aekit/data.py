@@ -353,7 +353,11 @@ def _load(spec: str, data_dir, download_missing: bool, test_fraction: float, see
             folder = download(spec)
         return _read_idx_dir(folder, spec)
     path = Path(spec)
+    if path.is_dir() and path.suffix in (".npy", ".npz", ".csv"):
+        raise ValueError(f"{path} is a directory, not a {path.suffix} file")
     if path.is_dir():
+        if (path / "manifest.json").is_file():
+            raise ValueError(f"{path} is a shard directory: stream it (--stream; in Python, pass the path to fit)")
         return _read_idx_dir(path, path.name)
     if path.suffix == ".npy" and path.is_file():
         split = _split_npy(path, test_fraction, seed)

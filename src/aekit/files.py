@@ -43,14 +43,27 @@ def check_array(x: object, what: str = "data", dtype: type = np.float32) -> np.n
         raise ValueError(f"{what} must have shape (samples, features), got shape {a.shape}")
     if a.size == 0:
         raise ValueError(f"{what} is empty (shape {a.shape})")
-    a = a.astype(dtype, copy=False)
     flat = a.reshape(len(a), -1)
+    # values a float32 cannot hold (1e39 in a CSV) would become inf in the cast, with a warning per chunk
+    limit = np.finfo(dtype).max if np.issubdtype(a.dtype, np.floating) and np.finfo(a.dtype).max > np.finfo(dtype).max \
+        else None
     step = max(1, 2**24 // flat.shape[1])  # rows of 16 M values: the check's temporaries stay small
-    bad = [np.flatnonzero(~np.isfinite(flat[i : i + step]).all(1)) + i for i in range(0, len(flat), step)]
-    bad = np.concatenate(bad)
+    bad, huge = [], []
+    for i in range(0, len(flat), step):
+        c = flat[i : i + step]
+        bad.append(np.flatnonzero(~np.isfinite(c).all(1)) + i)
+        if limit is not None:
+            with np.errstate(invalid="ignore"):
+                huge.append(np.flatnonzero((np.abs(c) > limit).any(1)) + i)
+    bad, huge = np.concatenate(bad), np.concatenate(huge) if huge else np.empty(0, np.int64)
     if len(bad):
         raise ValueError(f"{what} contains NaN or inf in {len(bad)} sample(s), first at row {int(bad[0])}")
-    return a
+    if len(huge):
+        row = flat[huge[0]]
+        raise ValueError(f"{what} has values beyond {np.dtype(dtype).name}'s range (±{limit:.3g}) in {len(huge)} "
+                         f"sample(s), first at row {int(huge[0])} ({float(row[np.argmax(np.abs(row))]):.3g}); scale "
+                         "the data")
+    return a.astype(dtype, copy=False)
 
 
 LAYOUTS = ("auto", "nchw", "nhwc")
@@ -159,7 +172,7 @@ def _read_csv(path: Path, label: str | None = None, drop: Sequence[str] = ()) ->
                 if header and j < len(header) else ""
             raise ValueError(f"{path}: non-numeric value {bad!r} on line {i + 1}{name}") from None
 
-    x = np.array([parse(i, r) for i, r in enumerate(rows[start:], start)], dtype=np.float32)
+    x = np.array([parse(i, r) for i, r in enumerate(rows[start:], start)])  # float64: check_array checks the range
     if header:  # a label or an ID read as a feature is a silent mistake: say so
         for k, j in enumerate(keep):
             name = header[j] if j < len(header) else ""

@@ -268,7 +268,7 @@ def _fit(model: Autoencoder, data: Tensor | Rows, cfg: TrainConfig, dev: torch.d
                     pos.skipped += 1
                     sched.step()  # a skipped batch is a step that changed nothing: the schedule keeps time
                 elif finite is False:
-                    raise _non_finite(out.loss, epoch, b + 1, steps_per_epoch, run)
+                    raise _non_finite(out.loss, epoch, b + 1, steps_per_epoch, run, xb)
                 else:
                     opt.zero_grad(set_to_none=True)
                     # DDP averages the ranks' gradients: weight each rank's mean by its share of the global batch
@@ -370,11 +370,16 @@ def _finite(loss: Tensor, bad: Tensor, step: int, every: int) -> bool | None:
     return not bool(bad) if step % every == 0 else None
 
 
-def _non_finite(loss: Tensor, epoch: int, batch: int, steps: int, run: Run | None) -> FloatingPointError:
+def _non_finite(loss: Tensor, epoch: int, batch: int, steps: int, run: Run | None,
+                xb: Tensor | None = None) -> FloatingPointError:
     kept = f"; the last checkpoint in {run.path} is kept as it was" if run is not None else ""
-    return FloatingPointError(
-        f"training loss became {float(loss.detach())} in epoch {epoch} at step {batch} of {steps}{kept}; lower lr, set "
-        "grad_clip, or pass nan_policy='skip' (--nan-policy skip) to drop such batches")
+    big = float(xb.detach().abs().amax()) if xb is not None and xb.numel() else 0.0
+    if big > 1e6:  # the data, not the optimiser: no learning rate makes a loss of 1e30² finite in float32
+        why = f"the batch holds values up to {big:.3g}: scale the data (e.g. standardize each feature)"
+    else:
+        why = "lower lr, set grad_clip"
+    return FloatingPointError(f"training loss became {float(loss.detach())} in epoch {epoch} at step {batch} of "
+                              f"{steps}{kept}; {why}, or pass nan_policy='skip' to drop such batches")
 
 
 def _epoch_row(epoch: int, opt: torch.optim.Optimizer, pos: Position, logged: dict[str, float], cfg: TrainConfig,

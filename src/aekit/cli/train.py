@@ -190,8 +190,15 @@ def train(
             n_params = sum(p.numel() for p in model.parameters())
             err.print(f"{label} on {split.train.name}: {len(split.train)} train / {len(split.test)} test samples, "
                       f"input {model.input_size}, code {model.code_size}, {n_params:,} parameters → {path}")
-        _fit_and_report(model, split, cfg, run, iw_samples=spec.iw_samples, html=report, trackers=trackers,
-                        mlflow=mlflow)
+        try:
+            _fit_and_report(model, split, cfg, run, iw_samples=spec.iw_samples, html=report, trackers=trackers,
+                            mlflow=mlflow)
+        except (ValueError, FloatingPointError, typer.Exit) as e:
+            # refused before anything was trained (the data, an option): no half-made run blocks the retry
+            refused = not isinstance(e, typer.Exit) or e.exit_code == 2
+            if main and refused and not run.file(Run.TRAINER).exists() and not run.file(Run.MODEL).exists():
+                run.clear()
+            raise
 
 
 SCALE_SPREAD = 100.0  # features whose standard deviations differ more than this: ask for --standardize
