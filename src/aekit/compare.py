@@ -18,7 +18,7 @@ from .metrics import encode, reconstruct  # noqa: E402
 from .model import seeded  # noqa: E402
 
 
-def compare(split: Split, presets: list[str], code_sizes: list[int], out_dir: str | Path, epochs: int | None = 10,
+def compare(split: Split, presets: list[str], code_sizes: list[int], out_dir: str | Path, epochs: int | None = None,
             progress: bool = False, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Train every preset at every code size (and PCA at each), measure them on the test set, and
     write ``compare.md``, ``compare.csv`` and ``compare.png`` (error against code size) into ``out_dir``.

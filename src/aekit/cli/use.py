@@ -302,7 +302,7 @@ def compare(
     data_dir: Annotated[Optional[Path], typer.Option(help="Read mnist/fashion-mnist IDX files from here.")] = None,
     presets: Annotated[str, typer.Option(help="Comma-separated presets to compare.")] = "linear,undercomplete",
     code_sizes: Annotated[str, typer.Option(help="Comma-separated code sizes.")] = "2,10",
-    epochs: Annotated[int, typer.Option(help="Epochs per autoencoder (0: each preset's default).")] = 10,
+    epochs: Annotated[int, typer.Option(help="Epochs per autoencoder (0: each preset's own).")] = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Output directory (default: runs/compare-DATA-TIME).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow --out to name a directory that already holds a comparison.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bars.")] = False,
