@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from aekit import create, fit
 from aekit.activations import capture, contexts
 from aekit.cli import app
-from aekit.rows import BF16, ShardRows, ShardWriter
+from aekit.rows import BF16, ShardRows
+from aekit.shards import ShardWriter
 
 transformers = pytest.importorskip("transformers")  # the sae extra; in the test extra, so CI runs these
 transformers.logging.set_verbosity_error()

@@ -224,7 +224,8 @@ def test_sae_on_bf16_shards_resumes_mid_epoch_bit_identically(tmp_path, preset):
     import os
     import signal
 
-    from aekit.rows import BF16, write_shards
+    from aekit.rows import BF16
+    from aekit.shards import write_shards
     from aekit.train import Interrupted
 
     x = sparse_data(n=1200).numpy().astype(BF16)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from aekit import create, evaluate, fit
-from aekit.rows import NpyRows, ShardRows, open_rows, write_shards
+from aekit.rows import NpyRows, ShardRows, open_rows
+from aekit.shards import write_shards
 from aekit.sources import Stream
 from aekit.train import Interrupted
 
@@ -160,9 +161,9 @@ def test_cli_trains_evaluates_reports_and_encodes_streamed_data(tmp_path, x):
     assert res.exit_code == 0, res.output
     assert "streamed" in res.stdout and json.loads((rd / "data.json").read_text())["stream"] is True
     assert run.invoke(app, ["evaluate", str(rd)]).exit_code == 0
-    res = run.invoke(app, ["encode", str(rd), str(tmp_path / "u8.npy"), "--out", str(tmp_path / "codes")])
+    res = run.invoke(app, ["encode", str(rd), str(tmp_path / "u8.npy"), "--out", str(tmp_path / "codes.npy")])
     assert res.exit_code == 0, res.output
-    codes = np.load(tmp_path / "codes")
+    codes = np.load(tmp_path / "codes.npy")
     np.testing.assert_array_equal(codes, encode(load_model(rd), (u8 / np.float32(255)).astype(np.float32)))
 
 
@@ -340,3 +341,34 @@ def test_a_list_of_npy_files_or_a_glob_is_one_set_of_rows(tmp_path):
         FileRows([paths[0], tmp_path / "other.npy"])
     with pytest.raises(ValueError, match="no file matches"):
         FileRows(str(tmp_path / "nothing-*.npy"))
+
+
+def test_an_iterable_dataset_is_spooled_to_shards_and_streamed(tmp_path):
+    """Issue 37.14: open_rows on an IterableDataset raised TypeError (with_format(columns=)); fit on one said
+    "name the dataset's column" with no way to name it."""
+    datasets = pytest.importorskip("datasets")  # the hf extra; in the test extra, so CI runs this
+    from aekit import create, fit, open_rows, spool_rows
+
+    x = np.random.default_rng(0).random((300, 6), dtype=np.float32)
+    ds = datasets.Dataset.from_dict({"x": x.tolist(), "y": list(range(300))}).to_iterable_dataset(num_shards=3)
+    for call in (lambda: open_rows(ds, "x"), lambda: fit(create("undercomplete", (6,), code_size=2), ds, epochs=1,
+                                                         progress=False)):
+        with pytest.raises(ValueError, match=r"an IterableDataset has no length .*aekit.spool_rows\(dataset, "):
+            call()
+    rows = spool_rows(ds, "x", tmp_path / "spool", batch_size=64, rows_per_shard=100)
+    assert rows.n == 300 and len(rows.shards) == 3 and np.array_equal(rows.read(0, 300), x)
+    again = spool_rows(ds, "x", tmp_path / "spool")  # finished: read as it is
+    assert [s.path.stat().st_mtime_ns for s in again.shards] == [s.path.stat().st_mtime_ns for s in rows.shards]
+
+    def trained(data):
+        torch.manual_seed(0)
+        m = create("undercomplete", (6,), code_size=2, hidden=[8], likelihood="gaussian")
+        fit(m, data, epochs=2, batch_size=32, seed=1, progress=False)
+        return m.state_dict()
+
+    want, got = trained(x), trained(rows)  # the stream trains as the array does
+    assert all(torch.allclose(got[k], want[k], atol=1e-6) for k in want)
+    gen = datasets.IterableDataset.from_generator(lambda: ({"v": [float(i)] * 4} for i in range(10)))
+    assert spool_rows(gen, "v", tmp_path / "gen").sample_shape == (4,)  # column names unknown until iterated
+    with pytest.raises(ValueError, match="the dataset's rows have no column 'w'"):
+        spool_rows(gen, "w", tmp_path / "bad")

@@ -14,7 +14,7 @@ _WHERE = {  # module: the public names it defines
     "corruption": ("Corruption", "Identity"),
     "deploy": ("Deployable", "export_model", "run_exported"),
     "data": ("Dataset", "Split", "binarize", "check_array", "download", "load", "open_rows", "read_array", "read_idx",
-             "write_shards"),
+             "spool_rows", "write_shards"),
     "likelihoods": ("Bernoulli", "Gaussian", "LearnedGaussian", "Likelihood", "make_likelihood"),
     "metrics": ("pca_error", "principal_angles", "reconstruct", "squared_error"),
     "model": ("Autoencoder", "Output", "Penalty"),
@@ -38,7 +38,7 @@ __all__ = [
     "PRESETS", "Preset", "create", "from_config", "get_preset", "register", "load_plugins",
     "TrainConfig", "History", "fit", "evaluate", "config_for",
     "Dataset", "Split", "load", "binarize", "download", "read_idx", "read_array", "check_array",
-    "write_shards", "open_rows",
+    "write_shards", "open_rows", "spool_rows",
     "save_model", "load_model",
     "Deployable", "export_model", "run_exported",
     "squared_error", "pca_error", "principal_angles", "reconstruct",
@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # static checkers and IDEs see the eager imports
     from .corruption import Corruption, Identity
     from .deploy import Deployable, export_model, run_exported
     from .data import (Dataset, Split, binarize, check_array, download, load, open_rows, read_array, read_idx,
-                       write_shards)
+                       spool_rows, write_shards)
     from .likelihoods import Bernoulli, Gaussian, LearnedGaussian, Likelihood, make_likelihood
     from .metrics import pca_error, principal_angles, reconstruct, squared_error
     from .model import Autoencoder, Output, Penalty

@@ -26,7 +26,8 @@ from torch import Tensor, nn
 
 from ._checks import OneOf, check
 from .model import evaluating
-from .rows import BF16, ShardRows, ShardWriter
+from .rows import BF16, ShardRows
+from .shards import ShardWriter
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 STATE = "capture.json"

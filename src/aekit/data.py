@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from .files import check_array, csv_columns, flatten, read_array
-from .rows import NpyRows, SubsetRows, open_rows, write_shards  # data larger than memory: streamed by fit
+from .rows import NpyRows, SubsetRows, open_rows  # data larger than memory: streamed by fit
+from .shards import spool_rows, write_shards
 
 __all__ = ["Dataset", "Split", "binarize", "cache_dir", "check_array", "download", "load", "open_rows",
-           "read_array", "read_idx", "write_shards"]
+           "read_array", "read_idx", "spool_rows", "write_shards"]
 
 CACHE_ENV = "AEKIT_CACHE_DIR"
 

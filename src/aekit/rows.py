@@ -16,8 +16,6 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from ._checks import OneOf, check
-
 MANIFEST = "manifest.json"
 FORMAT = "aekit-shards-1"
 TAKE_BYTES = 8 * 2**20  # Rows.take reads at most this much stored data at once
@@ -294,8 +292,12 @@ def open_rows(x: Any, column: str | None = None) -> Rows:
             return ShardRows(path)
         if path.suffix == ".npy":
             return NpyRows(path)
-        raise ValueError(f"cannot stream {path}: give a .npy file or a shard directory (aekit.sources.write_shards)")
+        raise ValueError(f"cannot stream {path}: give a .npy file or a shard directory (aekit.write_shards)")
     if type(x).__module__.startswith("datasets"):
+        if type(x).__name__ == "IterableDataset":
+            raise ValueError(f"an IterableDataset has no length and no random access, which training needs: spool it "
+                             f"to local shards first, one pass with bounded memory — aekit.spool_rows(dataset, "
+                             f"{column or 'COLUMN'!r}, 'a/folder') — and fit on what it returns")
         return HFRows(x, column)
     return ArrayRows(x)
 
@@ -304,7 +306,7 @@ class HFRows(Rows):
     """One column of a Hugging Face ``datasets.Dataset`` (Arrow, memory-mapped), read by row range as NumPy."""
 
     def __init__(self, dataset: Any, column: str | None) -> None:
-        if column is None or column not in dataset.column_names:
+        if column is None or column not in dataset.column_names:  # fit(model, dataset) cannot name it: open_rows can
             raise ValueError(f"name the dataset's column to use, e.g. aekit.open_rows(dataset, {dataset.column_names[0]!r}); "
                              f"column {column!r} is not one of {dataset.column_names}")
         self.ds, self.column, self.name = dataset.with_format("numpy", columns=[column]), column, f"dataset[{column}]"
@@ -313,116 +315,3 @@ class HFRows(Rows):
 
     def read(self, lo: int, hi: int) -> np.ndarray:
         return np.asarray(self.ds[lo:hi][self.column])
-
-
-class ShardWriter:
-    """Writes shards into ``directory`` one call at a time and rewrites ``manifest.json`` after each, so a
-    writer that stops leaves a readable prefix; ``keep=k`` continues an existing directory after its first
-    ``k`` shards (those after are removed), as a resumed writer does. ``bfloat16`` shards are ``.safetensors``.
-
-    Example
-    -------
-    >>> w = ShardWriter("/tmp/aekit-doc-writer", meta={"source": "ones"})
-    >>> w.write(np.ones((3, 4), np.float32)); w.write(np.ones((2, 4), np.float32))
-    >>> ShardRows("/tmp/aekit-doc-writer").n
-    5
-    """
-
-    def __init__(self, directory: str | os.PathLike, fmt: str = "npy", meta: dict[str, Any] | None = None,
-                 keep: int = 0) -> None:
-        check(fmt, "fmt", OneOf("npy", "safetensors"))
-        self.dir, self.fmt, self.meta = Path(directory), fmt, meta or {}
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.shards: list[dict] = []
-        self.shape: tuple[int, ...] | None = None
-        self.dtype: np.dtype | None = None
-        if keep:
-            old = ShardRows(self.dir)
-            if len(old.shards) < keep:
-                raise ValueError(f"{self.dir} holds {len(old.shards)} shards, fewer than the {keep} to keep")
-            self.shards = json.loads((self.dir / MANIFEST).read_text())["shards"][:keep]
-            self.shape, self.dtype = old.sample_shape, old.dtype
-        self._manifest()
-        names = {s["file"] for s in self.shards}
-        for f in self.dir.glob("shard-*"):
-            if f.name not in names:
-                f.unlink()  # written after the last shard kept: the resumed writer writes them again
-
-    @property
-    def count(self) -> int:
-        return sum(s["rows"] for s in self.shards)
-
-    def write(self, rows: np.ndarray) -> None:
-        """One shard of ``rows`` (n, ...), the same sample shape and dtype as every other shard."""
-        from safetensors.numpy import save_file
-        from safetensors.torch import save_file as save_torch
-
-        from .checkpoint import atomic_write
-
-        rows = np.ascontiguousarray(rows)
-        if self.shape is None:
-            self.shape, self.dtype = rows.shape[1:], rows.dtype
-        if rows.shape[1:] != self.shape or rows.dtype != self.dtype:
-            raise ValueError(f"every array must be (n, {', '.join(map(str, self.shape))}) {self.dtype}, "
-                             f"got {rows.shape} {rows.dtype}")
-        fmt = "safetensors" if rows.dtype == BF16 else self.fmt  # .npy has no bfloat16
-        name = f"shard-{len(self.shards):05d}.{fmt}"
-        if fmt == "npy":
-            atomic_write(self.dir / name, lambda tmp: _save_npy(tmp, rows))
-        elif rows.dtype == BF16:
-            import torch
-
-            t = torch.from_numpy(rows.view(np.int16)).view(torch.bfloat16)
-            atomic_write(self.dir / name, lambda tmp: save_torch({"x": t}, tmp))
-        else:
-            atomic_write(self.dir / name, lambda tmp: save_file({"x": rows}, tmp))
-        self.shards.append({"file": name, "rows": len(rows)})
-        self._manifest()
-
-    def _manifest(self) -> None:
-        from .checkpoint import write_json
-
-        write_json(self.dir / MANIFEST, {
-            "format": FORMAT, "sample_shape": list(self.shape or ()), "dtype": str(self.dtype or "float32"),
-            "count": self.count, "shards": self.shards, "meta": self.meta})
-
-
-def write_shards(directory: str | os.PathLike, arrays: Iterable[np.ndarray], rows_per_shard: int = 65_536,
-                 fmt: str = "npy", meta: dict[str, Any] | None = None) -> Path:
-    """Write the rows of ``arrays`` (an iterator of (n, ...) arrays of one shape and dtype) as shards of
-    ``rows_per_shard`` rows plus a ``manifest.json``; returns the directory.
-
-    The manifest is rewritten after every shard, so a writer that stops leaves a readable prefix.
-    ``meta`` goes into the manifest as ``"meta"`` (e.g. where the rows came from).
-
-    Example
-    -------
-    >>> d = write_shards("/tmp/aekit-doc-shards", (np.ones((3, 4), np.float32) for _ in range(5)), rows_per_shard=4)
-    >>> ShardRows(d).n, len(ShardRows(d).shards)
-    (15, 4)
-    """
-    writer = ShardWriter(directory, fmt, meta)
-    pending: list[np.ndarray] = []
-    for a in arrays:
-        a = np.asarray(a)
-        if writer.shape is None:
-            writer.shape, writer.dtype = a.shape[1:], a.dtype
-        if a.shape[1:] != writer.shape or a.dtype != writer.dtype:
-            raise ValueError(f"every array must be (n, {', '.join(map(str, writer.shape))}) {writer.dtype}, "
-                             f"got {a.shape} {a.dtype}")
-        pending.append(a)
-        while sum(len(p) for p in pending) >= rows_per_shard:
-            rows = np.concatenate(pending)
-            writer.write(rows[:rows_per_shard])
-            pending = [rows[rows_per_shard:]]
-    rest = [p for p in pending if len(p)]
-    if rest:
-        writer.write(np.concatenate(rest))
-    if writer.shape is None:
-        raise ValueError("write_shards got no arrays")
-    return writer.dir
-
-
-def _save_npy(path: str, rows: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        np.save(f, np.ascontiguousarray(rows))
