@@ -55,18 +55,21 @@ class ShardWriter:
     def count(self) -> int:
         return sum(s["rows"] for s in self.shards)
 
-    def write(self, rows: np.ndarray) -> None:
-        """One shard of ``rows`` (n, ...), the same sample shape and dtype as every other shard."""
-        from safetensors.numpy import save_file
-        from safetensors.torch import save_file as save_torch
-
-
-        rows = np.ascontiguousarray(rows)
+    def check(self, rows: np.ndarray) -> np.ndarray:
+        """``rows`` if they have the sample shape and dtype of the shards (the first rows set them), else ValueError."""
         if self.shape is None:
             self.shape, self.dtype = rows.shape[1:], rows.dtype
         if rows.shape[1:] != self.shape or rows.dtype != self.dtype:
             raise ValueError(f"every array must be (n, {', '.join(map(str, self.shape))}) {self.dtype}, "
                              f"got {rows.shape} {rows.dtype}")
+        return rows
+
+    def write(self, rows: np.ndarray) -> None:
+        """One shard of ``rows`` (n, ...), the same sample shape and dtype as every other shard."""
+        from safetensors.numpy import save_file
+        from safetensors.torch import save_file as save_torch
+
+        rows = self.check(np.ascontiguousarray(rows))
         fmt = "safetensors" if rows.dtype == BF16 else self.fmt  # .npy has no bfloat16
         name = f"shard-{len(self.shards):05d}.{fmt}"
         if fmt == "npy":
@@ -104,13 +107,7 @@ def write_shards(directory: str | os.PathLike, arrays: Iterable[np.ndarray], row
     writer = ShardWriter(directory, fmt, meta)
     pending: list[np.ndarray] = []
     for a in arrays:
-        a = np.asarray(a)
-        if writer.shape is None:
-            writer.shape, writer.dtype = a.shape[1:], a.dtype
-        if a.shape[1:] != writer.shape or a.dtype != writer.dtype:
-            raise ValueError(f"every array must be (n, {', '.join(map(str, writer.shape))}) {writer.dtype}, "
-                             f"got {a.shape} {a.dtype}")
-        pending.append(a)
+        pending.append(writer.check(np.asarray(a)))
         while sum(len(p) for p in pending) >= rows_per_shard:
             rows = np.concatenate(pending)
             writer.write(rows[:rows_per_shard])
