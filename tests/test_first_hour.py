@@ -468,3 +468,34 @@ def test_messages_name_the_cause_once_and_a_refused_run_can_be_retried(tmp_path)
     assert res.exit_code == 2 and "has no effect here" in res.stderr
     res = run("train", "--preset", "vae", "--epochs", 1, "--quiet", "--out", rd)  # no "already holds a run"
     assert res.exit_code == 0, res.output
+
+
+def test_a_crafted_trainer_header_is_one_line_on_the_command_line(tmp_path):
+    """Issue 37.4, end to end: `aekit train --resume` on a header with lr "x" printed a torch TypeError traceback."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    rd = tmp_path / "run"
+    assert run("train", "--code-size", 4, "--hidden", 16, "--epochs", 3, "--max-time", 0.001, "--quiet",
+               "--out", rd).exit_code == 0
+    with safe_open(rd / "trainer.safetensors", "pt") as f:
+        blob, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta = json.loads(blob["json"])
+    meta["optim_groups"][0]["lr"] = "x"
+    save_file(tensors, rd / "trainer.safetensors", metadata={**blob, "json": json.dumps(meta)})
+    res = runner.invoke(app, ["train", "--resume", str(rd), "--quiet"])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1, res.output
+    assert "trainer header: optim_groups[0].lr must be a finite number, got 'x'" in res.stderr
+
+
+def test_a_glob_of_npy_files_streams_from_the_command_line(tmp_path):
+    """Issue 37.15, end to end."""
+    import numpy as np
+
+    x = np.random.default_rng(0).random((200, 64), dtype=np.float32)
+    for i, part in enumerate(np.array_split(x, 3)):
+        np.save(tmp_path / f"part-{i}.npy", part)
+    res = run("train", "--data", f"{tmp_path}/part-*.npy", "--stream", "--epochs", 1, "--quiet", "--code-size", 4,
+              "--out", tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    assert "160 train / 40 test samples" in " ".join(res.stderr.split())
