@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _fail
+from . import _fail, err
 
 TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
@@ -119,3 +119,48 @@ def parse_value(text: str, default: Any, flag: str) -> Any:
 def data_spec(data: str) -> str:
     """A data file or directory as an absolute path (usable from any directory); a name as it is."""
     return str(Path(data).resolve()) if Path(data).exists() else data
+
+
+def check_flags(ctx: Any, plugins: list[str] | None) -> None:
+    """Refuse an option that is neither aekit train's nor any aekit preset's at once (before torch is imported),
+    with the nearest names: a typo (--epoch) would otherwise reach the preset's option parser seconds later.
+    With --plugin, a plugin's preset may take options aekit does not know: those are checked by the preset."""
+    import difflib
+
+    from ..options import OPTIONS
+
+    if plugins:
+        return
+    own = [o for p in ctx.command.params for o in p.opts if o.startswith("--")]
+    known = set(own) | {"--" + k.replace("_", "-") for k in OPTIONS}
+    for token in ctx.args:
+        flag = token.partition("=")[0]
+        if flag.startswith("--") and flag != "--" and flag not in known and "--" + flag[5:] not in known:
+            near = difflib.get_close_matches(flag, sorted(known), n=3)
+            _fail(f"no such option {flag}" + (f"; did you mean {' or '.join(near)}?" if near else "")
+                  + " (aekit train --help lists them, and the preset options under it)")
+
+
+def sized(spec: Spec, split, quiet: bool) -> dict:
+    """The model options with two defaults that follow the data where the option was not given: the code size
+    the estimators choose (round(√d), :mod:`aekit.autosize`) where the preset's own would not fit (a code of
+    16 for a table of 16 columns), and a Gaussian likelihood for --standardize'd data (a Bernoulli one needs
+    values in [0, 1]). Each is said on stderr."""
+    import math
+
+    from ..autosize import auto_code_size
+    from ..registry import get_preset
+
+    accepted, options, notes = get_preset(spec.preset).options(), dict(spec.model), []
+    default, d = accepted.get("code_size"), math.prod(split.train.shape)
+    if "code_size" not in options and isinstance(default, int) and 0 < d <= default:
+        options["code_size"] = auto_code_size(d)
+        notes.append(f"code size {options['code_size']} (round(√{d})): the preset's {default} is not smaller than "
+                     f"the {d} input features; --code-size chooses another")
+    if spec.standardize and "likelihood" not in options and accepted.get("likelihood") == "bernoulli":
+        options["likelihood"] = "gaussian"
+        notes.append("likelihood gaussian: standardised data is not in [0, 1], where the preset's Bernoulli "
+                     "likelihood lives; --likelihood chooses another")
+    for note in notes if not quiet else ():
+        err.print(note)
+    return options

@@ -16,32 +16,13 @@ import typer
 from . import (MAX_IW, GroupedCommand, ModelFn, Plugins, _fail, _load_split, _plugins, _split_of_run, app, err, friendly,
                out, standardized)
 from ..run import Run
-from .options import Spec, data_spec, resolve
+from .options import Spec, check_flags, data_spec, resolve, sized
+from .track import mlflow_logger, tracker_names, trackers_for
 
 # What a run directory holds; --overwrite removes these first, so no file of the old run survives
 # Options --resume takes (epochs: only more than the run's, to train on)
 RESUME_OPTIONS = ("max_time", "checkpoint_every", "checkpoint_steps", "checkpoint_minutes", "nan_policy", "threads",
                   "epochs")
-
-
-def _check_flags(ctx: typer.Context, plugins: list[str] | None) -> None:
-    """Refuse an option that is neither aekit train's nor any aekit preset's at once (before torch is imported),
-    with the nearest names: a typo (--epoch) would otherwise reach the preset's option parser seconds later.
-    With --plugin, a plugin's preset may take options aekit does not know: those are checked by the preset."""
-    import difflib
-
-    from ..options import OPTIONS
-
-    if plugins:
-        return
-    own = [o for p in ctx.command.params for o in p.opts if o.startswith("--")]
-    known = set(own) | {"--" + k.replace("_", "-") for k in OPTIONS}
-    for token in ctx.args:
-        flag = token.partition("=")[0]
-        if flag.startswith("--") and flag != "--" and flag not in known and "--" + flag[5:] not in known:
-            near = difflib.get_close_matches(flag, sorted(known), n=3)
-            _fail(f"no such option {flag}" + (f"; did you mean {' or '.join(near)}?" if near else "")
-                  + " (aekit train --help lists them, and the preset options under it)")
 
 
 def _preset_flags() -> str:
@@ -107,7 +88,7 @@ def train(
 
     The chosen preset's options are flags too (--code-size 8 --hidden 512,256 --no-tied; listed below).
     """
-    _check_flags(ctx, plugin)  # before torch is imported: a typo is answered at once
+    check_flags(ctx, plugin)  # before torch is imported: a typo is answered at once
     from .._checks import check, integer
     from ..optim import CONSTRAINTS
     from ..train import resolve_device
@@ -119,7 +100,7 @@ def train(
                        checkpoint_every=checkpoint_every, checkpoint_steps=checkpoint_steps,
                        checkpoint_minutes=checkpoint_minutes, nan_policy=nan_policy, max_time=max_time,
                        kl_warmup_epochs=kl_warmup_epochs, device=device, threads=threads)
-    trackers = _tracker_names(track)
+    trackers = tracker_names(track)
     if resume is not None:
         given = [k for k, v in {**train_flags, "preset": preset, "data": data, "data_dir": data_dir,
                                 "binarize": binarize, "out": out_dir, "config": config, "seed": seed,
@@ -169,7 +150,7 @@ def train(
     label = spec.preset if model.config else f"model of {model_fn}"
     path = out_dir or Path("runs") / f"{spec.preset if model.config else 'custom'}-{split.train.name}-" \
                                      f"{time.strftime('%Y%m%d-%H%M%S')}"
-    mlflow = _mlflow(trackers, path, cfg) if main else None  # its store reached before anything is written
+    mlflow = mlflow_logger(trackers, path, cfg) if main else None  # its store reached before anything is written
     with Run(path, writes=main).writing() as run:  # rank 0 writes the run; the others only train
         if main and run.started():
             if not overwrite:
@@ -235,37 +216,12 @@ def _build(spec: Spec, split, quiet: bool, model_fn: str | None = None):
     from ..optim import config_for
     from ..presets import create
 
-    options = spec.model if model_fn else _sized(spec, split, quiet)
+    options = spec.model if model_fn else sized(spec, split, quiet)
     with torch.random.fork_rng(devices=[]):  # the seed sets the initialisation, not the caller's RNG
         torch.manual_seed(spec.seed)
         model = _by_hand(model_fn) if model_fn else create(spec.preset, split.train.shape, **options)
     cfg = config_for(model, **{**spec.train, "progress": not quiet, "seed": spec.seed})
     return model, cfg.validate()
-
-
-def _sized(spec: Spec, split, quiet: bool) -> dict:
-    """The model options with two defaults that follow the data where the option was not given: the code size
-    the estimators choose (round(√d), :mod:`aekit.autosize`) where the preset's own would not fit (a code of
-    16 for a table of 16 columns), and a Gaussian likelihood for --standardize'd data (a Bernoulli one needs
-    values in [0, 1]). Each is said on stderr."""
-    import math
-
-    from ..autosize import auto_code_size
-    from ..registry import get_preset
-
-    accepted, options, notes = get_preset(spec.preset).options(), dict(spec.model), []
-    default, d = accepted.get("code_size"), math.prod(split.train.shape)
-    if "code_size" not in options and isinstance(default, int) and 0 < d <= default:
-        options["code_size"] = auto_code_size(d)
-        notes.append(f"code size {options['code_size']} (round(√{d})): the preset's {default} is not smaller than "
-                     f"the {d} input features; --code-size chooses another")
-    if spec.standardize and "likelihood" not in options and accepted.get("likelihood") == "bernoulli":
-        options["likelihood"] = "gaussian"
-        notes.append("likelihood gaussian: standardised data is not in [0, 1], where the preset's Bernoulli "
-                     "likelihood lives; --likelihood chooses another")
-    for note in notes if not quiet else ():
-        err.print(note)
-    return options
 
 
 def _by_hand(model_fn: str):
@@ -291,48 +247,6 @@ def _resolved(spec: Spec, model, cfg) -> dict:
             "seed": spec.seed, "iw_samples": spec.iw_samples, "plugins": spec.plugins or None,
             "model": dict(model.config["options"]) if model.config else None,
             "train": {k: v for k, v in asdict(cfg).items() if k not in ("progress", "seed")}}
-
-
-def _tracker_names(track: str | None) -> list[str]:
-    names = [t.strip() for t in (track or "").split(",") if t.strip()]
-    bad = sorted(set(names) - {"tensorboard", "mlflow"})
-    if bad:
-        _fail(f"--track takes tensorboard and/or mlflow, got {', '.join(bad)}")
-    return names
-
-
-def _mlflow(names: list[str], run: Path, cfg):
-    """The MLflow logger --track asked for (else None): one MLflow run named after the run directory, in the store
-    MLflow is configured with (MLFLOW_TRACKING_URI; unset, MLflow's default ``sqlite:///mlflow.db``, which the
-    ``tracking`` extra installs SQLAlchemy and Alembic for). Made before the run directory is written, so a store
-    that cannot be reached costs no run and leaves no directory behind."""
-    if "mlflow" not in names:
-        return None
-    from dataclasses import asdict
-
-    from ..tracking import MLflowLogger
-
-    try:
-        return MLflowLogger(run_name=run.name, params=asdict(cfg))
-    except ValueError:
-        raise
-    except Exception as e:  # the tracker's own set-up (a server that is not there, say): one line, with its fix
-        text = " ".join(str(e).split())
-        hint = ""
-        if "MLFLOW_ALLOW_FILE_STORE" not in text[:300] and "filesystem tracking backend" in text:
-            hint = (" (MLflow 3 refuses a file store unless MLFLOW_ALLOW_FILE_STORE=true is set; or leave "
-                    "MLFLOW_TRACKING_URI unset for its default store, sqlite:///mlflow.db)")
-        elif "registry" in text.lower() and "sqlite" in text:
-            hint = " (MLflow's default sqlite store needs SQLAlchemy and Alembic: pip install 'aekit[tracking]')"
-        raise ValueError(f"--track mlflow: {type(e).__name__}: {text[:300]}{hint}") from None
-
-
-def _trackers(names: list[str], run: Path, cfg, mlflow=None) -> list:
-    """The loggers --track asked for: TensorBoard events in RUN/tensorboard, and MLflow's (see :func:`_mlflow`)."""
-    from ..tracking import TensorBoardLogger
-
-    loggers = [TensorBoardLogger(run / "tensorboard")] if "tensorboard" in names else []
-    return loggers + [mlflow or _mlflow(names, run, cfg)] if "mlflow" in names else loggers
 
 
 def _train_on(run: Run, meta: dict, cfg) -> None:
@@ -396,7 +310,7 @@ def _resume(run: Run, run_opts: dict, iw_samples: int, report: bool, trackers: l
             torch.manual_seed(cfg.seed)
             model = from_config(meta["model"])
     _fit_and_report(model, split, cfg, run, resume=state.is_file(), iw_samples=iw_samples, html=report,
-                    trackers=trackers, mlflow=_mlflow(trackers, run.path, cfg) if run.writes else None)
+                    trackers=trackers, mlflow=mlflow_logger(trackers, run.path, cfg) if run.writes else None)
 
 
 def _fit_and_report(model, split, cfg, run: Run, resume: bool = False, iw_samples: int = 1000,
@@ -406,7 +320,7 @@ def _fit_and_report(model, split, cfg, run: Run, resume: bool = False, iw_sample
 
     t0 = time.perf_counter()
     main = context().main
-    loggers = _trackers(list(trackers), run.path, cfg, mlflow) if main else []
+    loggers = trackers_for(list(trackers), run.path, cfg, mlflow) if main else []
     try:
         hist = fit(model, split.train.x, cfg, run_dir=run.path, resume=resume, callbacks=loggers)
     except Interrupted as e:
