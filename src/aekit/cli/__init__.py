@@ -57,15 +57,17 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
-def out_file(path: Path, suffixes: tuple[str, ...], flag: str = "--out", source: Path | None = None) -> Path:
+def out_file(path: Path, suffixes: tuple[str, ...], flag: str = "--out", source: Path | None = None,
+             bare: bool = True) -> Path:
     """An output file named by ``flag``, checked before any work: a file (not a directory, not the input
-    ``source``) whose suffix says its format; its folder is created, as every command that writes does."""
+    ``source``) whose suffix says its format — or, with ``bare``, no suffix at all, for the first format,
+    written under exactly that name; its folder is created, as every command that writes does."""
     kinds = " or ".join(suffixes)
     if path.is_dir():
         _fail(f"{flag} {path} is a directory; name a {kinds} file")
     if source is not None and path.resolve() == source.resolve():
         _fail(f"{flag} {path} is the input file: choose another name, the input is never overwritten")
-    if path.suffix not in suffixes:
+    if path.suffix not in suffixes and not (bare and path.suffix == ""):
         _fail(f"{flag} {path}: name the file {kinds} (the suffix says what is written)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -247,7 +247,7 @@ def export_cmd(
     check(part, "--part", OneOf(*PARTS))
     if (out_arg is None) == (out_path is None):
         _fail("name the file to write once: aekit export RUN --out FILE.onnx (or .pt2)")
-    out_path = out_file(out_path or out_arg, (".onnx", ".pt2"))
+    out_path = out_file(out_path or out_arg, (".onnx", ".pt2"), bare=False)  # the suffix picks the format
     model = _run_model(run_dir, "cpu", model_fn)
     meta = run_meta(run_dir)
     windows = meta.get("window") is not None
