@@ -105,14 +105,15 @@ def _suspect(name: str, values: np.ndarray) -> str | None:
     low = name.strip().lower()
     if low in LABEL_NAMES:
         return "a label"
-    if low in ID_NAMES or low.endswith("_id") or (len(values) > 2 and np.array_equal(values, values[0] + np.arange(len(values)))):
+    counts = len(values) > 2 and np.array_equal(values, values[0] + np.arange(len(values)))  # 0, 1, 2, … or 7, 8, …
+    if low in ID_NAMES or low.endswith("_id") or counts:
         return "an ID"
     return None
 
 
 def csv_columns(path: str | os.PathLike, label: str | None = None, drop: Sequence[str] = ()) -> list[str] | None:
     """The names of a CSV file's feature columns (its header, less the label and dropped columns), or None
-    when it has no header. Reads the first two lines only."""
+    when it has no header. Reads the header line only."""
     with open(path, newline="") as f:
         first = next((r for r in csv.reader(f) if r), None)
     if first is None or all(_is_float(v) for v in first):

@@ -158,7 +158,8 @@ def spool_rows(dataset: Any, column: str, directory: str | os.PathLike, batch_si
     try:
         batches = dataset.select_columns([column]).with_format("numpy").iter(batch_size=batch_size)
     except (AttributeError, TypeError) as e:
-        raise ValueError(f"spool_rows takes a Hugging Face IterableDataset, got {type(dataset).__name__} ({e})") from None
+        raise ValueError(f"spool_rows takes a Hugging Face IterableDataset, got {type(dataset).__name__} ({e})"
+                         ) from None
 
     def arrays():
         it = iter(batches)
