@@ -277,16 +277,10 @@ def stream_split(path: str | os.PathLike, seed: int = 0, test_fraction: float = 
     """
 
     rows = open_rows(path)
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    n_test = int(round(rows.n * test_fraction))
-    if n_test < 1 or n_test >= rows.n:
-        raise ValueError(f"{rows.name}: {rows.n} samples are too few to hold out a test fraction of {test_fraction}")
-    idx = np.random.default_rng(seed).permutation(rows.n)
+    te, tr = _split_order(rows.n, rows.name, test_fraction, seed)  # the split load makes of a file
     shape = rows.sample_shape if len(rows.sample_shape) != 2 else (1, *rows.sample_shape)
     name = Path(path).name if Path(path).is_dir() else Path(path).stem  # a shard directory: its whole name
-    return Split(Dataset(SubsetRows(rows, idx[n_test:]), None, shape, name),
-                 Dataset(SubsetRows(rows, idx[:n_test]), None, shape, name))
+    return Split(Dataset(SubsetRows(rows, tr), None, shape, name), Dataset(SubsetRows(rows, te), None, shape, name))
 
 
 def _split_npy(path: Path, test_fraction: float, seed: int) -> Split | None:
