@@ -36,7 +36,7 @@ from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score
 
 from aekit import load
-from aekit.metrics import roc_auc
+from aekit.evaluation.metrics import roc_auc
 from aekit.estimators import AutoencoderOutlierDetector
 
 HERE = Path(__file__).resolve().parent

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from aekit import create, load
-from aekit.model import Batch, Penalty
+from aekit.core.model import Batch, Penalty
 
 HERE = Path(__file__).resolve().parent
 

@@ -41,7 +41,7 @@ def weights(run: Path) -> dict:
 
 def readable(run: Path) -> str | None:
     """None if every file of the run that exists parses; else what is wrong."""
-    from aekit.checkpoint import load_tensors
+    from aekit.training.checkpoint import load_tensors
 
     for name in ("train.json", "data.json"):
         if (run / name).exists():

@@ -24,7 +24,7 @@ import torch
 from sklearn.decomposition import PCA
 
 from aekit import create, fit, load
-from aekit.metrics import choose_c, encode, linear_probe, psnr, reconstruct, sparsity
+from aekit.evaluation.metrics import choose_c, encode, linear_probe, psnr, reconstruct, sparsity
 
 HERE = Path(__file__).resolve().parent
 

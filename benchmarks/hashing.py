@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from aekit import create, fit, load
-from aekit.retrieval import ITQ, LSH, HammingIndex, ModelHasher, PCAHash, mean_average_precision, precision_at_k
+from aekit.parts.projections import ITQ, LSH, PCAHash
+from aekit.evaluation.retrieval import HammingIndex, ModelHasher, mean_average_precision, precision_at_k
 
 HERE = Path(__file__).resolve().parent
 # the preset's 10 epochs are ~4,700 steps on MNIST but 120 on the 1,437 digits, where the trained bits stay at

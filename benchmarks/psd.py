@@ -25,7 +25,7 @@ import torch
 from sklearn.decomposition import MiniBatchDictionaryLearning
 
 from aekit import create, fit, load
-from aekit.psd import optimal_code
+from aekit.parts.psd import optimal_code
 
 HERE = Path(__file__).resolve().parent
 

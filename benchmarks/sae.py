@@ -3,7 +3,7 @@
 1. A byte-level BPE tokenizer and a small GPT-2-style model (``--layers``, ``--width``) are trained here on
    an offline corpus: the text and Python source that ship with this Python installation and its packages.
 2. ``--tokens`` tokens of the middle layer's output (the residual stream) are captured to bf16 shards with
-   ``aekit.activations.capture``.
+   ``aekit.evaluation.activations.capture``.
 3. For each k: a TopK SAE (``--expansion``× latents) trained one epoch over the activations by aekit
    (``sae-topk``: AuxK, unit-norm decoder, E‖x‖² = d scaling) and by SAELens (``TopKTrainingSAE`` with its own
    ``SAETrainer``, ``normalize_activations="expected_average_only_in"``), each in a fresh process fed the same
@@ -101,10 +101,10 @@ import itertools, json, sys, time
 from pathlib import Path
 import numpy as np, torch
 import aekit
-from aekit.activations import contexts
-from aekit.rows import ShardRows, SubsetRows
-from aekit.sources import Stream
-from aekit.splice import ce_loss_recovered
+from aekit.evaluation.activations import contexts
+from aekit.store.rows import ShardRows, SubsetRows
+from aekit.training.sources import Stream
+from aekit.evaluation.splice import ce_loss_recovered
 from aekit.cli.interp import load_lm
 
 lib, acts, lm_dir, k, expansion, batch, lr, n_train, options, seed, test_start, init = sys.argv[1:13]
@@ -124,7 +124,7 @@ def stream():  # the same shuffled batches for both libraries: aekit's stream of
 t0 = time.perf_counter()
 if lib == "aekit":
     from dataclasses import fields
-    from aekit.optim import TrainConfig
+    from aekit.training.optim import TrainConfig
     opts, trainer = json.loads(options), {f.name for f in fields(TrainConfig)}
     sae = aekit.create("sae-topk", (d,), expansion=expansion, k=k, **{o: v for o, v in opts.items() if o not in trainer})
     if init == "saelens":  # SAELens's draw for the same seed: kaiming-uniform rows of W_dec (d_sae, d_in), norm 0.1
@@ -213,9 +213,9 @@ def main() -> None:
                     "already holds them: e.g. --libs aekit to train again on the same activations); default: "
                     "a temporary directory, deleted at the end")
     args = ap.parse_args()
-    from aekit.activations import capture
+    from aekit.evaluation.activations import capture
     from aekit.cli.interp import load_lm
-    from aekit.rows import ShardRows
+    from aekit.store.rows import ShardRows
 
     work = args.work or Path(tempfile.mkdtemp(prefix="aekit-sae-"))
     try:

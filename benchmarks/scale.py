@@ -38,7 +38,7 @@ class Enough(Exception):
     pass
 
 path, steps, epochs, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-x = path if sys.argv[5] == "stream" else aekit.files.as_tensor(__import__("numpy").load(path) / 255.0,
+x = path if sys.argv[5] == "stream" else aekit.store.files.as_tensor(__import__("numpy").load(path) / 255.0,
                                                               aekit.create("undercomplete", (784,)))
 torch.manual_seed(0)
 model = aekit.create("undercomplete", (784,), code_size=32, hidden=[256])

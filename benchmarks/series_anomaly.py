@@ -7,7 +7,7 @@ is tested on the rest with one anomaly type of Lai et al. (2021, "Revisiting tim
 injected with a fixed seed: global point, contextual point, shapelet, seasonal and trend. Every method is fitted
 once per series on the same training part (standardised per channel with its statistics) and scores each test
 variant; per-step ROC-AUC and average precision against the injected steps, the best range-based F1 over
-thresholds (aekit.ranges: Tatbul et al. 2018 with flat bias and reciprocal cardinality), ranks per task by
+thresholds (aekit.evaluation.ranges: Tatbul et al. 2018 with flat bias and reciprocal cardinality), ranks per task by
 ROC-AUC (1 best), and the fit time per series.
 
 Baselines in the same run: IsolationForest, LOF (novelty) and PyOD's k-NN on windows of the same length (a
@@ -32,8 +32,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
 
 from aekit.estimators import SeriesOutlierDetector
-from aekit.ranges import best_range_f1
-from aekit.series import per_step, standardizer, windows
+from aekit.evaluation.ranges import best_range_f1
+from aekit.evaluation.series import per_step, standardizer, windows
 
 TYPES = ("global point", "contextual point", "shapelet", "seasonal", "trend")
 

@@ -19,8 +19,8 @@ import torch
 from joblib import Parallel, delayed
 
 from aekit.estimators import AutoencoderOutlierDetector
-from aekit.data import load
-from aekit.threads import threads_for
+from aekit.store.data import load
+from aekit.training.threads import threads_for
 
 TABULAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "tabular"
 

@@ -1,7 +1,7 @@
 """Burda et al.'s one-stochastic-layer VAE (784-200-200-50, tanh) on binarised MNIST, for a wall-clock budget.
 
 Data: MNIST stochastically binarised once with a fixed seed (train seed 0, test seed 1;
-``aekit.data.binarize``). Measure: test negative log-likelihood in nats per image,
+``aekit.store.data.binarize``). Measure: test negative log-likelihood in nats per image,
 −log p(x) estimated with k importance samples (the IWAE bound, k = 1000 by default)
 on the full test set unless ``--eval-n`` says otherwise. References: Burda et al.
 (2015) VAE 86.76 nats (k = 5000, ~3000 epochs, dynamically binarised), pythae's VAE 89.78.
@@ -24,7 +24,7 @@ import torch
 from _budget import budget_parser, calibrated_epochs, parse_sets
 
 from aekit import config_for, create, fit, load
-from aekit.variational import elbo, log_likelihood
+from aekit.parts.variational import elbo, log_likelihood
 
 SHAPE = (1, 28, 28)
 

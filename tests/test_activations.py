@@ -9,10 +9,10 @@ import torch
 from typer.testing import CliRunner
 
 from aekit import create, fit
-from aekit.activations import capture, contexts
-from aekit.cli import app
-from aekit.rows import BF16, ShardRows
-from aekit.shards import ShardWriter
+from aekit.evaluation.activations import capture, contexts
+from aekit.cli._app import app
+from aekit.store.rows import BF16, ShardRows
+from aekit.store.shards import ShardWriter
 
 transformers = pytest.importorskip("transformers")  # the sae extra; in the test extra, so CI runs these
 transformers.logging.set_verbosity_error()

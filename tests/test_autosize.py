@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from aekit.autosize import STEPS, adapt, auto_code_size
+from aekit.training.autosize import STEPS, adapt, auto_code_size
 from aekit.estimators import AutoencoderOutlierDetector
-from aekit.presets import PRESETS
+from aekit.presets._registry import PRESETS
 
 # conv takes (C, H, W) images and the sequence presets windows (T, C) of a series, not rows
 TABULAR = sorted(p for p in PRESETS if p not in ("conv", "tcn", "lstm", "transformer"))

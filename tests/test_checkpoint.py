@@ -200,7 +200,7 @@ def test_non_finite_buffers_are_refused_on_load_end_to_end(tmp_path, name, value
     import numpy as np
     from typer.testing import CliRunner
 
-    from aekit.cli import app
+    from aekit.cli._app import app
 
     run = tmp_path / "run"
     res = CliRunner().invoke(app, ["train", "--preset", "hashing", "--code-size", "16", "--epochs", "1", "--quiet",

@@ -1,11 +1,11 @@
-"""The constraint vocabulary and its one wording (aekit._checks), and the option table (aekit.options)."""
+"""The constraint vocabulary and its one wording (aekit._checks), and the option table (aekit.presets.options)."""
 
 import numpy as np
 import pytest
 
 from aekit._checks import BOOL, Instance, Interval, OneOf, Sizes, Text, check, validate
-from aekit.options import OPTIONS
-from aekit.presets import PRESETS
+from aekit.presets.options import OPTIONS
+from aekit.presets._registry import PRESETS
 
 
 @pytest.mark.parametrize("accepted, value, words", [
@@ -46,11 +46,11 @@ def test_validate_checks_each_declared_value_and_ignores_the_rest():
 
 
 def test_every_preset_option_has_one_home_in_the_option_table():
-    """Each option of aekit's presets is described (help) and constrained in aekit.options, once."""
+    """Each option of aekit's presets is described (help) and constrained in aekit.presets.options, once."""
     for preset in PRESETS.values():
         if not preset.module.startswith("aekit."):
             continue
         for name, default in preset.options().items():
-            assert name in OPTIONS, f"{preset.name}: option {name!r} has no entry in aekit.options.OPTIONS"
+            assert name in OPTIONS, f"{preset.name}: option {name!r} has no entry in aekit.presets.options.OPTIONS"
             # the preset's own default is an accepted value
             check(default, f"{preset.name} default {name}", *OPTIONS[name].accepts)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aekit import load_model
-from aekit.cli import app
+from aekit.cli._app import app
 
 runner = CliRunner()
 

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from aekit import create, fit
-from aekit.contractive import frobenius_exact, frobenius_stochastic
-from aekit.networks import frobenius_closed
-from aekit.networks import MLP
+from aekit.parts.contractive import frobenius_exact, frobenius_stochastic
+from aekit.core.networks.mlp import frobenius_closed
+from aekit.core.networks.mlp import MLP
 
 ACTS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "softplus": nn.Softplus, "linear": nn.Identity}
 
@@ -145,8 +145,8 @@ class _Normalising(MLP):
 def test_closed_form_only_for_aekits_own_one_layer_encoder():
     """Issue 17.5: attributes alone chose the closed form (a 9.4x error for an encoder that normalises x)."""
     from aekit import Autoencoder
-    from aekit.contractive import Contractive
-    from aekit.likelihoods import Gaussian
+    from aekit.parts.contractive import Contractive
+    from aekit.core.likelihoods import Gaussian
 
     def model(method, code=4):
         enc = _Normalising([6, code], "linear", final="sigmoid").double()
@@ -179,8 +179,8 @@ class _Inherits(MLP):
 def test_a_subclass_of_mlp_or_a_swapped_layer_never_gets_the_closed_form(swap):
     """Issue 37.7: a subclass inheriting forward got the closed form: penalty 0.0522 vs exact 0.4702."""
     from aekit import Autoencoder
-    from aekit.contractive import Contractive
-    from aekit.likelihoods import Gaussian
+    from aekit.parts.contractive import Contractive
+    from aekit.core.likelihoods import Gaussian
 
     torch.manual_seed(0)
     if swap == "subclass":

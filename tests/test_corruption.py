@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from aekit import create
-from aekit.corruption import Compose, GaussianNoise, Identity, MaskingNoise, SaltAndPepper, make_corruption
+from aekit.core.corruption import Compose, GaussianNoise, Identity, MaskingNoise, SaltAndPepper, make_corruption
 
 N = 400_000
 

@@ -8,7 +8,7 @@ from functools import partial
 import numpy as np
 import pytest
 
-from aekit import data as D
+from aekit.store import data as D
 from aekit import load, read_array, read_idx
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import aekit
-from aekit.denoising import Walkback, chain, score_estimate
-from aekit.manifold import circle
-from aekit.metrics import mmd2
+from aekit.parts.denoising import Walkback, chain, score_estimate
+from aekit.evaluation.manifold import circle
+from aekit.evaluation.metrics import mmd2
 
 MU, S, PI = np.array([[-1.5, 0.0], [1.5, 0.0], [0.0, 1.5]]), 0.3, np.array([0.3, 0.3, 0.4])
 SIGMA = 0.1  # the corruption

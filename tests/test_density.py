@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-import aekit.estimators.base as base
+import aekit.estimators._base as base
 from aekit.estimators import AutoencoderOutlierDetector
-from aekit.estimators.density import DROP, RIDGE, combine, energy, fit, fit_robust, mahalanobis, parts
-from aekit.estimators.detector import _split
-from aekit.estimators.robust import AUTO_MEMBERS, robust_scale
-from aekit.metrics import batched, reconstruct
+from aekit.estimators._density import DROP, RIDGE, combine, energy, fit, fit_robust, mahalanobis, parts
+from aekit.estimators._detector import _split
+from aekit.estimators._robust import AUTO_MEMBERS, robust_scale
+from aekit.evaluation.metrics import batched, reconstruct
 
 
 def test_moments_mahalanobis_and_energy_against_numpy():

@@ -9,10 +9,10 @@ import torch
 from typer.testing import CliRunner
 
 from aekit import PRESETS, create, load_model
-from aekit.cli import app
-from aekit.deploy import Deployable, export_model, run_exported
-from aekit.metrics import encode, reconstruct
-from aekit.series import window_errors
+from aekit.cli._app import app
+from aekit.evaluation.deploy import Deployable, export_model, run_exported
+from aekit.evaluation.metrics import encode, reconstruct
+from aekit.evaluation.series import window_errors
 
 SEQUENCE = {"tcn", "lstm", "transformer"}  # bodies of windows (T, C)
 

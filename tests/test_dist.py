@@ -89,7 +89,7 @@ def test_two_processes_follow_one_process(work):
 def test_a_last_batch_with_fewer_rows_than_processes_is_dropped_on_every_rank(work, nproc, stream):
     """Issue 37.12: 480 training rows in batches of 479 leave a last global batch of 1 row; a rank with no row
     reported "training loss became nan" and the run aborted. 479 rows split over 3 processes unevenly too."""
-    from aekit.checkpoint import load_tensors
+    from aekit.training.checkpoint import load_tensors
 
     name = f"drop-{nproc}-{stream}"
     res = fit_run(work, name, nproc, stream=stream, batch_size=479, schedule="constant")
@@ -145,11 +145,11 @@ def test_cli_under_torchrun(work):
 
 
 def test_collective_tensors_stay_held_until_only_python_holds_them():
-    """The exit crash's guard (aekit.dist._hold): a tensor another owner still holds (as a gloo worker does for a
+    """The exit crash's guard (aekit.training.dist._hold): a tensor another owner still holds (as a gloo worker does for a
     moment after the wait returns) stays referenced from Python; once only Python holds it, it is let go."""
     import torch
 
-    from aekit import dist
+    from aekit.training import dist
 
     dist._HELD.clear()
     a, b = torch.ones(3), torch.zeros(2)

@@ -9,7 +9,7 @@ import pkgutil
 import pytest
 
 import aekit
-from aekit.registry import PRESETS
+from aekit.presets._registry import PRESETS
 
 MODULES = sorted(m.name for m in pkgutil.walk_packages(aekit.__path__, "aekit.") if not m.name.endswith("__main__"))
 

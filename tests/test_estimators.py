@@ -161,7 +161,7 @@ def test_pickle_and_aekit_checkpoint_round_trip(X, tmp_path):
 def test_estimators_stream_files_and_shards_like_arrays(X, tmp_path):
     """A .npy path, a shard directory or a memory map: fit streams it, and transform/score/predict read it a
     chunk at a time, with the results of the same data in memory (a window holds every row: the same order)."""
-    from aekit.data import write_shards
+    from aekit.store.shards import write_shards
 
     x32 = X.astype(np.float32)
     np.save(tmp_path / "x.npy", x32)
@@ -222,12 +222,12 @@ def test_preset_options_reach_every_option_of_the_preset(tmp_path):
 
 
 def test_the_estimators_share_one_init_contract():
-    """Every parameter has one home for what it accepts: a preset option's (aekit.options), a training
+    """Every parameter has one home for what it accepts: a preset option's (aekit.presets.options), a training
     field's (TrainConfig) or the class's own declaration; the parameters both estimators have agree."""
     import inspect
 
-    from aekit.optim import TrainConfig
-    from aekit.options import OPTIONS
+    from aekit.training.config import TrainConfig
+    from aekit.presets.options import OPTIONS
 
     sigs = [inspect.signature(cls.__init__).parameters for cls in (AutoencoderTransformer, AutoencoderOutlierDetector)]
     from aekit.estimators import SeriesOutlierDetector

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from aekit.cli import app
+from aekit.cli._app import app
 
 runner = CliRunner()
 
@@ -138,7 +138,7 @@ def test_score_a_run_on_rows_from_the_command_line(tmp_path):
     import numpy as np
 
     from aekit import load, load_model
-    from aekit.metrics import reconstruct
+    from aekit.evaluation.metrics import reconstruct
 
     rd = tmp_path / "run"
     assert run("train", "--code-size", 8, "--hidden", "32", "--epochs", 5, "--out", rd, "--quiet").exit_code == 0
@@ -181,7 +181,7 @@ def test_standardize_is_fitted_on_training_rows_stored_and_applied_everywhere(tm
     import numpy as np
 
     from aekit import load, load_model
-    from aekit.metrics import encode, reconstruct
+    from aekit.evaluation.metrics import encode, reconstruct
 
     rng = np.random.default_rng(0)
     t = rng.normal(size=(600, 2))
@@ -377,8 +377,8 @@ def test_a_table_keeps_its_column_names_and_a_label_read_as_a_feature_is_named(t
     assert res.exit_code == 0, res.output
     assert (tmp_path / "x.csv").read_text().splitlines()[0] == "height,weight"
 
-    from aekit.data import load
-    from aekit.report import feature_scatter
+    from aekit.store.data import load
+    from aekit.report.html import feature_scatter
 
     split = load(str(tmp_path / "t.csv"), label_column="label", drop_columns=["id"])
     assert split.test.columns == ["height", "weight"]

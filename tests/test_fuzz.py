@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from aekit import create, load_model, save_model
-from aekit.cli import app
-from aekit.data import read_array, read_idx
+from aekit.cli._app import app
+from aekit.store.files import read_array
+from aekit.store.data import read_idx
 
 N_FILES, N_CONFIGS, N_OPTIONS = 150, 150, 120
 FUZZ = settings(max_examples=N_FILES, deadline=None, derandomize=True,

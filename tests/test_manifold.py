@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from aekit import create, fit
-from aekit.manifold import (circle, circle_distance, latent_traversal, spiral, swiss_roll, tangent_directions,
+from aekit.evaluation.manifold import (circle, circle_distance, latent_traversal, spiral, swiss_roll, tangent_directions,
                             vector_field)
-from aekit.metrics import principal_angles
+from aekit.evaluation.metrics import principal_angles
 
 
 def test_tangent_directions_of_a_linear_encoder_are_its_right_singular_vectors():

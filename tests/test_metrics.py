@@ -49,7 +49,7 @@ def test_linear_autoencoder_learns_pca_subspace(digits):
 
 
 def test_linear_probe_and_choice_of_c(digits):
-    from aekit.metrics import choose_c, linear_probe
+    from aekit.evaluation.metrics import choose_c, linear_probe
 
     x, y = digits.train.x, digits.train.y
     acc = linear_probe(x, y, digits.test.x, digits.test.y, max_iter=500)
@@ -62,7 +62,7 @@ def test_linear_probe_and_choice_of_c(digits):
 
 
 def test_hand_computed_metrics():
-    from aekit.metrics import mean_squared_error, psnr, roc_auc, sparsity
+    from aekit.evaluation.metrics import mean_squared_error, psnr, roc_auc, sparsity
 
     x, r = np.zeros((2, 4)), np.array([[1, 0, 0, 0], [1, 1, 1, 0.0]])
     assert squared_error(x, r) == 2.0 and mean_squared_error(x, r) == 0.5  # per-image sum vs per-dimension mean
@@ -86,7 +86,7 @@ def test_hand_computed_metrics():
 ])
 def test_python_helpers_validate_like_training(x, message):
     """Issue 20.2: reconstruct/encode returned NaN silently or failed deep inside torch."""
-    from aekit.metrics import encode
+    from aekit.evaluation.metrics import encode
 
     model = create("undercomplete", (1, 8, 8), code_size=4)
     for helper in (reconstruct, encode):
@@ -98,7 +98,7 @@ def test_mmd2_default_bandwidth_is_the_documented_one():
     """Issue 37.11: the default is the median distance over √2; the docstring said the median."""
     from scipy.spatial.distance import pdist
 
-    from aekit.metrics import mmd2
+    from aekit.evaluation.metrics import mmd2
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(30, 3)), rng.normal(0.5, 1, size=(40, 3))

@@ -3,12 +3,12 @@ import pytest
 import torch
 
 from aekit import MLP, Autoencoder, Bernoulli, Gaussian, create, fit
-from aekit.manifold import latent_traversal, tangent_directions, vector_field
-from aekit.metrics import encode, reconstruct, regularised_metrics
-from aekit.model import Encoder, evaluating, seeded
-from aekit.sparse import L1, AuxK, KLSparsity, TopK
-from aekit.train import evaluate
-from aekit.variational import elbo, log_likelihood
+from aekit.evaluation.manifold import latent_traversal, tangent_directions, vector_field
+from aekit.evaluation.metrics import encode, reconstruct, regularised_metrics
+from aekit.core.model import Encoder, evaluating, seeded
+from aekit.parts.sparse import L1, AuxK, KLSparsity, TopK
+from aekit.training.evaluate import evaluate
+from aekit.parts.variational import elbo, log_likelihood
 
 
 def _ae(**kw):
@@ -125,8 +125,8 @@ class _Doubling(Encoder):
 
 
 def test_a_users_encoder_declares_its_closed_form_jacobian_and_stochasticity():
-    from aekit.contractive import Contractive, frobenius_exact
-    from aekit.variational import GaussianEncoder
+    from aekit.parts.contractive import Contractive, frobenius_exact
+    from aekit.parts.variational import GaussianEncoder
 
     ae = Autoencoder(_Doubling(), MLP([3, 6]), Gaussian(), input_shape=(6,), code_size=3, penalties=[Contractive(1.0)])
     assert ae.penalties[0].method == "closed" and not ae.stochastic

@@ -238,7 +238,7 @@ def test_every_preset_works_in_float64(name, digits):
     assert all(p.dtype == torch.float64 for p in model.parameters())
     assert math.isfinite(evaluate(model, x)["loss"])
     if model.stochastic:
-        from aekit.variational import elbo, interpolate, log_likelihood, sample
+        from aekit.parts.variational import elbo, interpolate, log_likelihood, sample
 
         xb = (x > 0.5).double()
         assert elbo(model, xb)["elbo"].dtype == log_likelihood(model, xb, k=4).dtype == torch.float64
@@ -249,8 +249,8 @@ def test_float64_models_stay_float64_around_the_presets():
     """Issue 37.8: score_estimate and chain cast to float32 and crashed on a .double() model; PSD's FISTA ran
     in float32; BatchTopK's threshold became float32 after training; DecoderNormL1 computed in float32."""
     from aekit import create, fit
-    from aekit.denoising import chain, score_estimate
-    from aekit.psd import optimal_code, sparse_code
+    from aekit.parts.denoising import chain, score_estimate
+    from aekit.parts.psd import optimal_code, sparse_code
 
     x = torch.rand(6, 4, dtype=torch.float64)
     dae = create("denoising", (4,), code_size=8, noise="gaussian", level=0.1, likelihood="gaussian").double()

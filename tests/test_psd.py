@@ -6,7 +6,7 @@ import torch
 from sklearn.decomposition import sparse_encode
 
 import aekit
-from aekit.psd import optimal_code, sparse_code
+from aekit.parts.psd import optimal_code, sparse_code
 
 
 def _dictionary(d=20, k=40, seed=0):

@@ -1,4 +1,4 @@
-"""Range-based precision, recall and F1 (aekit.ranges) against hand-computed values and their special cases."""
+"""Range-based precision, recall and F1 (aekit.evaluation.ranges) against hand-computed values and their special cases."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-from aekit.ranges import anomaly_ranges, best_range_f1, range_f1, range_precision_recall
+from aekit.evaluation.ranges import anomaly_ranges, best_range_f1, range_f1, range_precision_recall
 
 
 def _series(T, *runs):

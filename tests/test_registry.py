@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 import aekit
 from aekit import Autoencoder, Gaussian, create, fit, load_model, save_model
-from aekit.cli import app
-from aekit.report import write_report
+from aekit.cli._app import app
+from aekit.report.html import write_report
 
 PLUGIN = '''
 import aekit
@@ -158,7 +158,7 @@ def test_an_option_group_is_declared_once_and_offered_flat():
     create hands the builder the group rebuilt from them; the config stays flat (old checkpoints load)."""
     from dataclasses import dataclass
 
-    from aekit.registry import OptionGroup
+    from aekit.presets._registry import OptionGroup
 
     @dataclass(frozen=True)
     class Width(OptionGroup):
@@ -182,7 +182,7 @@ def test_an_option_group_is_declared_once_and_offered_flat():
         with pytest.raises(ValueError, match="declared twice"):
             aekit.register("grouped-twice")(lambda input_shape, width=3, shape=Width(): None)
     finally:
-        aekit.presets.PRESETS.pop("grouped-doc", None)
+        aekit.PRESETS.pop("grouped-doc", None)
 
 
 def test_create_checks_options_against_the_option_table():
@@ -368,7 +368,7 @@ def test_cli_runs_a_model_composed_by_hand_with_model(tmp_path, monkeypatch):
 
 
 def _load(fn):
-    from aekit.plugins import model_factory
+    from aekit.presets.plugins import model_factory
 
     return model_factory(fn)()
 
@@ -380,10 +380,10 @@ def test_plugins_and_models_from_the_current_folder(tmp_path, monkeypatch):
 
     from typer.testing import CliRunner
 
-    from aekit.cli import app
+    from aekit.cli._app import app
 
     (tmp_path / "here_presets.py").write_text(
-        "import aekit\nfrom aekit.presets import create\n"
+        "import aekit\nfrom aekit import create\n"
         "@aekit.register('here-mine', 'a preset of mine')\n"
         "def mine(input_shape, code_size: int = 4):\n"
         "    return create('undercomplete', input_shape, code_size=code_size, hidden=[16])\n")

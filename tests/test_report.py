@@ -9,10 +9,10 @@ import torch
 from typer.testing import CliRunner
 
 from aekit import PRESETS, create, fit, load_model
-from aekit.cli import app
-from aekit.data import Dataset, Split
-from aekit.manifold import circle
-from aekit.report import write_report
+from aekit.cli._app import app
+from aekit.store.data import Dataset, Split
+from aekit.evaluation.manifold import circle
+from aekit.report.html import write_report
 
 COMMON = {"loss_curves", "reconstructions", "code_map"}
 EXTRA = {"denoising": {"denoising", "chain"}, "sparse": {"unit_activity"}, "psd": {"unit_activity"}, "hashing": {"unit_activity"}, "ksparse": {"unit_activity"},
@@ -90,7 +90,7 @@ def test_compare_from_cli(tmp_path):
 def test_code_map_names_class_labels_in_a_legend_with_distinct_colours(labels):
     from matplotlib.colors import to_hex
 
-    from aekit.report import code_map
+    from aekit.report.html import code_map
 
     codes = np.random.default_rng(0).normal(size=(len(labels), 3))
     fig = code_map(codes, labels)
@@ -103,7 +103,7 @@ def test_code_map_names_class_labels_in_a_legend_with_distinct_colours(labels):
 
 
 def test_code_map_of_a_continuous_target_keeps_a_colour_bar():
-    from aekit.report import code_map
+    from aekit.report.html import code_map
 
     rng = np.random.default_rng(0)
     fig = code_map(rng.normal(size=(100, 2)), rng.normal(size=100))
@@ -111,7 +111,7 @@ def test_code_map_of_a_continuous_target_keeps_a_colour_bar():
 
 
 def test_tabular_reconstructions_plot_each_feature_against_its_value():
-    from aekit.report import feature_scatter
+    from aekit.report.html import feature_scatter
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 5)) * np.array([1, 5, 2, 3, 4])
@@ -124,7 +124,7 @@ def test_tabular_reconstructions_plot_each_feature_against_its_value():
 
 
 def test_loss_curves_have_integer_epochs_and_no_duplicate_panel_without_a_penalty():
-    from aekit.report import loss_curves
+    from aekit.report.html import loss_curves
 
     rows = [{"epoch": e, "train_loss": 1.0 / e, "train_reconstruction": 1.0 / e} for e in (1, 2, 3)]
     fig = loss_curves(rows)
@@ -150,7 +150,7 @@ def test_the_page_names_measures_for_people_warns_when_worse_than_pca_and_folds_
 
 
 def test_collapsed_reconstructions_are_called_out():
-    from aekit.measures import warnings_for
+    from aekit.evaluation.measures import warnings_for
 
     assert warnings_for({"test_squared_error": 1.0, "pca_squared_error": 2.0}, recon_variance=0.5) == []
     w, = warnings_for({"test_squared_error": 1.0, "pca_squared_error": 2.0}, recon_variance=0.001)

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import aekit
-from aekit.hashing import BinaryCode
-from aekit.retrieval import (ITQ, LSH, HammingIndex, ModelHasher, PCAHash, hamming, mean_average_precision, pack,
-                             precision_at_k)
+from aekit.parts.hashing import BinaryCode
+from aekit.parts.projections import ITQ, LSH, PCAHash
+from aekit.evaluation.retrieval import HammingIndex, ModelHasher, hamming, mean_average_precision, pack, precision_at_k
 
 
 @settings(max_examples=50, deadline=None)
@@ -105,7 +105,7 @@ def test_an_empty_index_and_mismatched_codes_are_refused():
 def test_index_and_search_from_the_command_line(tmp_path, digits):
     from typer.testing import CliRunner
 
-    from aekit.cli import app
+    from aekit.cli._app import app
 
     def run(*args):
         return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
@@ -139,7 +139,7 @@ def load_model_of(run_dir):
 
 
 def test_bit_balance_is_the_mean_kl_of_each_bits_rate_to_one_half_and_evens_the_rates():
-    from aekit.model import Batch
+    from aekit.core.model import Batch
 
     h = torch.tensor([[1.0, 0.9], [0.0, 0.7], [1.0, 0.8], [0.0, 0.6]])  # rates 1/2 (balanced) and 3/4
     kl_one = 0.5 * np.log(0.5 / 0.75) + 0.5 * np.log(0.5 / 0.25)  # KL(½ ‖ ¾); the first bit's is 0
@@ -162,8 +162,8 @@ def test_bit_balance_is_the_mean_kl_of_each_bits_rate_to_one_half_and_evens_the_
 
 
 def test_bit_decorrelation_is_the_mean_squared_correlation_of_balanced_bits_and_lowers_it():
-    from aekit.hashing import BitDecorrelation
-    from aekit.model import Batch
+    from aekit.parts.hashing import BitDecorrelation
+    from aekit.core.model import Batch
 
     def value(h: torch.Tensor, beta: float = 0.5) -> float:
         return float(BitDecorrelation(beta)(Batch(x=h, x_tilde=h, h=h, r=h, model=None)))
@@ -190,7 +190,7 @@ def test_bit_decorrelation_is_the_mean_squared_correlation_of_balanced_bits_and_
 
 def test_itq_code_is_itq_fitted_to_the_trained_codes_and_saved_with_the_model(tmp_path):
     from aekit import load_model
-    from aekit.hashing import ITQCode
+    from aekit.parts.hashing import ITQCode
 
     d = aekit.load("digits")
     torch.manual_seed(0)
@@ -212,7 +212,7 @@ def test_itq_code_is_itq_fitted_to_the_trained_codes_and_saved_with_the_model(tm
 
 
 def test_itq_code_before_fitting_and_on_fewer_rows_than_bits():
-    from aekit.hashing import ITQCode
+    from aekit.parts.hashing import ITQCode
 
     code = ITQCode(3).eval()
     a = torch.tensor([[-1.0, 0.5, 2.0], [0.3, -0.2, 0.0]])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import aekit.estimators.base as base
+import aekit.estimators._base as base
 from aekit.estimators import AutoencoderOutlierDetector
-from aekit.estimators.robust import IQR_TO_SD, robust_scale, subsample, trimmed_fit
-from aekit.rows import ArrayRows
+from aekit.estimators._robust import IQR_TO_SD, robust_scale, subsample, trimmed_fit
+from aekit.store.rows import ArrayRows
 
 
 def test_trimmed_fit_trains_the_second_half_without_the_worst_rows():

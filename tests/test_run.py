@@ -9,12 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from aekit.checkpoint import write_json
-from aekit.run import HOLDER, RunLocked, lock
+from aekit.store.atomic import write_json
+from aekit.store.run import HOLDER, RunLocked, lock
 
 HOLD = """
 import sys, time
-from aekit.run import lock
+from aekit.store.run import lock
 with lock(sys.argv[1]):
     print("locked", flush=True)
     time.sleep(120)
@@ -61,7 +61,7 @@ def test_the_lock_is_reentrant_in_one_process(tmp_path):
 def test_cli_writers_are_refused_and_readers_are_not(holder, tmp_path):
     from typer.testing import CliRunner
 
-    from aekit.cli import app
+    from aekit.cli._app import app
 
     run, p = holder
     runner = CliRunner()
@@ -103,7 +103,7 @@ def test_an_unwritable_run_directory_is_one_clear_error(tmp_path):
 
 
 def test_run_names_reads_and_writes_its_files_and_only_the_writer_writes(tmp_path):
-    from aekit.run import Run
+    from aekit.store.run import Run
 
     run = Run(tmp_path / "r")
     run.path.mkdir()
@@ -135,7 +135,7 @@ def test_run_names_reads_and_writes_its_files_and_only_the_writer_writes(tmp_pat
     ("train.json", "{not json", "corrupted file .*train.json: JSONDecodeError"),
 ])
 def test_run_files_that_are_damaged_are_named(tmp_path, name, content, match):
-    from aekit.run import Run
+    from aekit.store.run import Run
 
     (tmp_path / name).write_text(content)
     with pytest.raises(ValueError, match=match):
@@ -147,7 +147,7 @@ def test_run_files_that_are_damaged_are_named(tmp_path, name, content, match):
 def _cli(*args):
     from typer.testing import CliRunner
 
-    from aekit.cli import app
+    from aekit.cli._app import app
 
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -165,7 +165,7 @@ def test_a_symbolic_link_in_a_run_directory_is_refused_and_its_target_never_writ
 
 
 def test_metrics_are_appended_through_no_link_and_a_torn_last_line_is_left_out(tmp_path):
-    from aekit.run import Run
+    from aekit.store.run import Run
 
     run = Run(tmp_path)
     run.write_metrics([{"epoch": 1}])
@@ -183,7 +183,7 @@ def test_metrics_are_appended_through_no_link_and_a_torn_last_line_is_left_out(t
 
 
 def test_an_overwrite_killed_while_clearing_is_finished_before_the_next_run(tmp_path):
-    from aekit.run import CLEARING
+    from aekit.store.run import CLEARING
 
     run = tmp_path / "run"
     assert _cli("train", "--epochs", 1, "--code-size", 4, "--hidden", 16, "--quiet", "--report", "--out", run

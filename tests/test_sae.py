@@ -8,8 +8,8 @@ import torch
 from scipy.optimize import minimize
 
 from aekit import create, fit
-from aekit.sae import INIT_NORM, BatchTopK, JumpReLU, ScaledGaussian, geometric_median
-from aekit.sparse import TopK
+from aekit.parts.sae import INIT_NORM, BatchTopK, JumpReLU, ScaledGaussian, geometric_median
+from aekit.parts.sparse import TopK
 
 
 def sparse_data(n=4000, d=16, atoms=64, active=3, seed=0):
@@ -128,7 +128,7 @@ def test_decoder_norm_weighted_l1_by_hand():
     with torch.no_grad():
         m.decoder.weight.copy_(torch.tensor([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 0.5], [0, 0, 0]]))
     h = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.5, 4.0]])
-    from aekit.model import Batch
+    from aekit.core.model import Batch
 
     got = m.penalties[0](Batch(x=None, x_tilde=None, h=h, r=None, model=m))
     assert math.isclose(float(got.detach()), 2.0 * ((1 * 1 + 1 * 2) + (0.5 * 2 + 4 * 0.5)) / 2, rel_tol=1e-6)
@@ -224,9 +224,9 @@ def test_sae_on_bf16_shards_resumes_mid_epoch_bit_identically(tmp_path, preset):
     import os
     import signal
 
-    from aekit.rows import BF16
-    from aekit.shards import write_shards
-    from aekit.train import Interrupted
+    from aekit.store.rows import BF16
+    from aekit.store.shards import write_shards
+    from aekit.training.loop import Interrupted
 
     x = sparse_data(n=1200).numpy().astype(BF16)
     shards = write_shards(tmp_path / "acts", (x[i : i + 300] for i in range(0, 1200, 300)), rows_per_shard=256)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from aekit.estimators import AutoencoderOutlierDetector
-from aekit.estimators.scaling import FLOOR, ScaledRows, fit_scale, scaled
-from aekit.rows import ArrayRows
+from aekit.estimators._scaling import FLOOR, ScaledRows, fit_scale, scaled
+from aekit.store.rows import ArrayRows
 
 FAST = dict(n_components=3, hidden=(8,), epochs=3, batch_size=16, random_state=0)
 

@@ -1,4 +1,4 @@
-"""Sequence bodies, presets and windows (aekit.networks.sequence, aekit.series)."""
+"""Sequence bodies, presets and windows (aekit.core.networks.sequence, aekit.evaluation.series)."""
 
 import json
 
@@ -7,13 +7,12 @@ import pytest
 import torch
 
 from aekit import Autoencoder, Gaussian, create, fit, load_model, save_model
-from aekit.contractive import Contractive
-from aekit.corruption import make_corruption
-from aekit.networks import (AttentionDecoder, AttentionEncoder, RNNDecoder, RNNEncoder, TCNDecoder, TCNEncoder,
-                            series_shape)
-from aekit.series import per_step, series_errors, standardizer, step_errors, window_errors, windows
-from aekit.sparse import L1
-from aekit.variational import GaussianEncoder, GaussianKL
+from aekit.parts.contractive import Contractive
+from aekit.core.corruption import make_corruption
+from aekit.core.networks.sequence import AttentionDecoder, AttentionEncoder, RNNDecoder, RNNEncoder, TCNDecoder, TCNEncoder, series_shape
+from aekit.evaluation.series import per_step, series_errors, standardizer, step_errors, window_errors, windows
+from aekit.parts.sparse import L1
+from aekit.parts.variational import GaussianEncoder, GaussianKL
 
 SEQUENCE = ("tcn", "lstm", "transformer")
 
@@ -147,8 +146,8 @@ def test_windows_refuse_what_cannot_be_cut():
 
 def test_whole_series_scores_and_reconstructions_equal_their_per_window_definitions():
     """series_errors and series_reconstruction, chunk by chunk, against windows cut at once and per_step."""
-    from aekit.metrics import reconstruct
-    from aekit.series import series_reconstruction
+    from aekit.evaluation.metrics import reconstruct
+    from aekit.evaluation.series import series_reconstruction
 
     x = np.c_[_sine(150), _sine(150, 1)]
     torch.manual_seed(0)
@@ -322,8 +321,8 @@ def _csv(path, x, labels=None, time=True):
 def test_cli_trains_on_windows_of_a_csv_series_and_scores_each_step(tmp_path):
     from typer.testing import CliRunner
 
-    from aekit.cli import app
-    from aekit.series import read_series
+    from aekit.cli._app import app
+    from aekit.evaluation.series import read_series
 
     run = lambda *a: CliRunner().invoke(app, [str(v) for v in a])  # noqa: E731
     t = np.arange(1000)

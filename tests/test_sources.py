@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from aekit import create, evaluate, fit
-from aekit.rows import NpyRows, ShardRows, open_rows
-from aekit.shards import write_shards
-from aekit.sources import Stream
-from aekit.train import Interrupted
+from aekit.store.rows import NpyRows, ShardRows, open_rows
+from aekit.store.shards import write_shards
+from aekit.training.sources import Stream
+from aekit.training.loop import Interrupted
 
 
 @pytest.fixture
@@ -149,8 +149,8 @@ def test_cli_trains_evaluates_reports_and_encodes_streamed_data(tmp_path, x):
     from typer.testing import CliRunner
 
     from aekit import load_model
-    from aekit.cli import app
-    from aekit.metrics import encode
+    from aekit.cli._app import app
+    from aekit.evaluation.metrics import encode
 
     u8 = np.round(x * 255).astype(np.uint8)
     np.save(tmp_path / "u8.npy", u8)
@@ -226,7 +226,7 @@ def test_a_hugging_face_dataset_column_streams(tmp_path, x):
 PEAK_TAKE = """
 import json, resource, sys
 import numpy as np
-from aekit.rows import open_rows
+from aekit.store.rows import open_rows
 rows = open_rows(sys.argv[1])
 idx = np.sort(np.random.default_rng(0).choice(rows.n, 2_000, replace=False))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -243,7 +243,7 @@ def test_scattered_rows_are_read_in_bounded_ranges(tmp_path):
     import subprocess
     import sys
 
-    from aekit.rows import TAKE_BYTES, ArrayRows
+    from aekit.store.rows import TAKE_BYTES, ArrayRows
 
     a = np.arange(4000 * 16, dtype=np.float32).reshape(4000, 16)
     spans = []
@@ -316,7 +316,7 @@ def test_training_from_a_file_holds_one_copy_of_it(tmp_path):
 def test_a_list_of_npy_files_or_a_glob_is_one_set_of_rows(tmp_path):
     """Issue 37.15: a list of .npy shard paths failed with "training data must be numeric, got dtype <U15"."""
     from aekit import create, fit
-    from aekit.rows import FileRows
+    from aekit.store.rows import FileRows
 
     x = np.random.default_rng(0).random((300, 6), dtype=np.float32)
     paths = [tmp_path / f"part-{i}.npy" for i in range(3)]

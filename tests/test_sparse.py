@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from aekit import create, evaluate, fit, reconstruct, squared_error
-from aekit.model import Batch
-from aekit.sparse import L1, AuxK, TopK, kl_bernoulli
+from aekit.core.model import Batch
+from aekit.parts.sparse import L1, AuxK, TopK, kl_bernoulli
 
 
 def _batch(h, model=None):
@@ -132,8 +132,8 @@ def test_bad_ksparse_parameters(kwargs, message):
 def _auxk_model(likelihood):
     """3 → 4 → 3, TopK(1), AuxK(k_aux=2, coef=0.5); units 2 and 3 dead before the batch."""
     from aekit import Autoencoder
-    from aekit.likelihoods import make_likelihood
-    from aekit.networks import MLP
+    from aekit.core.likelihoods import make_likelihood
+    from aekit.core.networks.mlp import MLP
 
     enc = MLP([3, 4], "linear", final=TopK(1, dead_after=50))
     enc.final.check_size(4)
@@ -222,7 +222,7 @@ def test_dead_after_option():
 
 def test_auxk_needs_topk():
     from aekit import Autoencoder, Gaussian
-    from aekit.networks import MLP
+    from aekit.core.networks.mlp import MLP
 
     with pytest.raises(ValueError, match="AuxK needs a code that tracks dead units: TopK"):
         Autoencoder(MLP([4, 3]), MLP([3, 4]), Gaussian(), input_shape=(4,), code_size=3, penalties=[AuxK(2)])

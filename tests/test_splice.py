@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aekit import create
-from aekit.splice import ce_loss_recovered, sae_metrics, spliced
+from aekit.evaluation.splice import ce_loss_recovered, sae_metrics, spliced
 
 transformers = pytest.importorskip("transformers")  # the sae extra; in the test extra, so CI runs these
 
@@ -43,15 +43,15 @@ def test_a_latent_is_active_above_the_documented_threshold_not_above_zero():
     """Issue 37.11: L0 and dead latents count h > 1e-3, which neither the README nor the report said."""
     from pathlib import Path
 
-    from aekit.report_sae import sae_sections
-    from aekit.splice import ALIVE
+    from aekit.report.sae import sae_sections
+    from aekit.core.model import ALIVE
 
     assert ALIVE == 1e-3
     x = np.array([[3, 5e-4, 0, 0], [0, 0, 2, 5]], np.float32)  # latent 1 is positive but below 10⁻³
     got = sae_metrics(_hand_sae(), x)
     assert got["l0"] == 1.5 and got["density"][1] == 0  # counted > 0 it would be 2 and 0.5
     readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
-    assert "exceeds 10⁻³ (`aekit.splice.ALIVE`" in readme and "10⁻³" in sae_metrics.__doc__
+    assert "exceeds 10⁻³ (`aekit.core.model.ALIVE`" in readme and "10⁻³" in sae_metrics.__doc__
     measures, figs, _ = sae_sections(_hand_sae(), x)
     assert "L0 (latents > 0.001 per token)" in measures
     assert "> 0.001" in figs["latent_density"].axes[0].get_xlabel()

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-import aekit.estimators.base as base
+import aekit.estimators._base as base
 from aekit.estimators import AutoencoderOutlierDetector
-from aekit.estimators.robust import robust_scale
-from aekit.estimators.tails import GRID, fit, surprise
+from aekit.estimators._robust import robust_scale
+from aekit.estimators._tails import GRID, fit, surprise
 
 
 def by_counting(train: np.ndarray, x: np.ndarray) -> np.ndarray:

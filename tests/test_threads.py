@@ -6,7 +6,7 @@ import torch
 
 from aekit import create, fit
 from aekit.estimators import AutoencoderOutlierDetector, AutoencoderTransformer
-from aekit.threads import SMALL_STEP, threads_for, using_threads
+from aekit.training.threads import SMALL_STEP, threads_for, using_threads
 
 
 @pytest.fixture
@@ -32,8 +32,8 @@ def test_more_threads_than_the_machine_can_run_are_one_error_before_anything_is_
     """--threads 100000 segfaulted in libgomp (exit 139) after writing train.json."""
     from typer.testing import CliRunner
 
-    from aekit.cli import app
-    from aekit.threads import MAX_THREADS, cores
+    from aekit.cli._app import app
+    from aekit.training.config import MAX_THREADS, cores
 
     assert MAX_THREADS == 4 * cores() and threads_for(MAX_THREADS) == MAX_THREADS
     for bad in (MAX_THREADS + 1, 100_000):

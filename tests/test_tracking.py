@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from aekit import create, fit
-from aekit.cli import app
+from aekit.cli._app import app
 
 tb = pytest.importorskip("tensorboard", reason="the 'tracking' extra is part of the test extra")
 mlflow = pytest.importorskip("mlflow", reason="the 'tracking' extra is part of the test extra")
@@ -23,7 +23,7 @@ def _rows(tmp_path, digits, callbacks):
 def test_tensorboard_logger_writes_each_rows_scalars(tmp_path, digits):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from aekit.tracking import TensorBoardLogger
+    from aekit.training.tracking import TensorBoardLogger
 
     with TensorBoardLogger(tmp_path / "tb") as logger:
         rows = _rows(tmp_path, digits, [logger])
@@ -39,7 +39,7 @@ def test_tensorboard_logger_writes_each_rows_scalars(tmp_path, digits):
 def test_mlflow_logger_writes_metrics_and_params(tmp_path, digits, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from aekit.tracking import MLflowLogger
+    from aekit.training.tracking import MLflowLogger
 
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow's file store: no server needed in a test
     uri = f"file:{tmp_path / 'mlruns'}"

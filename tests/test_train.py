@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from aekit import TrainConfig, config_for, create, evaluate, fit, load_model, save_model
-from aekit.checkpoint import load_tensors
-from aekit.train import Interrupted, lr_factor
+from aekit.training.checkpoint import load_tensors
+from aekit.training.loop import Interrupted
+from aekit.training.optim import lr_factor
 
 
 class Interrupt(Exception):
@@ -205,7 +206,7 @@ def test_config_object_and_keywords(digits):
 
 @pytest.mark.parametrize("decay_all", [False, True])
 def test_weight_decay_pulls_weights_and_leaves_biases_unless_decay_all(decay_all):
-    from aekit.optim import make_optimizer
+    from aekit.training.optim import make_optimizer
 
     model = _model()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -220,7 +221,7 @@ def test_weight_decay_pulls_weights_and_leaves_biases_unless_decay_all(decay_all
 
 
 def test_a_run_from_before_decay_all_resumes_as_it_trained():
-    from aekit.optim import as_saved
+    from aekit.training.config import as_saved
 
     assert as_saved({"weight_decay": 0.1}) == {"weight_decay": 0.1, "decay_all": True}
     assert as_saved({"weight_decay": 0.0}) == {"weight_decay": 0.0}
@@ -402,7 +403,7 @@ def test_non_finite_weights_are_never_saved(digits, tmp_path):
 
 
 def test_step_hooks_weight_terms_see_every_step_and_log():
-    from aekit.optim import StepHook, Warmup
+    from aekit.training.optim import StepHook, Warmup
 
     class Record(StepHook):
         def __init__(self):

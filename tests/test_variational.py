@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from aekit import create, evaluate, fit
-from aekit.data import binarize, load
-from aekit.likelihoods import Gaussian, LearnedGaussian
-from aekit.model import Batch
-from aekit.variational import GaussianKL, Posterior, elbo, interpolate, log_likelihood, prior_log_prob, sample
+from aekit.store.data import binarize, load
+from aekit.core.likelihoods import Gaussian, LearnedGaussian
+from aekit.core.model import Batch
+from aekit.parts.variational import GaussianKL, Posterior, elbo, interpolate, log_likelihood, prior_log_prob, sample
 
 
 @pytest.fixture(scope="module")
@@ -229,9 +229,9 @@ def test_bad_vae_parameters(kwargs, message):
 
 
 def test_kl_penalty_needs_a_stochastic_encoder():
-    from aekit.likelihoods import Bernoulli
-    from aekit.model import Autoencoder
-    from aekit.networks import MLP
+    from aekit.core.likelihoods import Bernoulli
+    from aekit.core.model import Autoencoder
+    from aekit.core.networks.mlp import MLP
 
     with pytest.raises(ValueError, match="the KL penalty needs a stochastic encoder"):
         Autoencoder(MLP([4, 2]), MLP([2, 4]), Bernoulli(), input_shape=(4,), code_size=2, penalties=[GaussianKL()])

@@ -10,20 +10,26 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _WHERE = {  # module: the public names it defines
-    "checkpoint": ("load_model", "save_model"),
-    "corruption": ("Corruption", "Identity"),
-    "deploy": ("Deployable", "export_model", "run_exported"),
-    "data": ("Dataset", "Split", "binarize", "check_array", "download", "load", "open_rows", "read_array", "read_idx",
-             "spool_rows", "write_shards"),
-    "likelihoods": ("Bernoulli", "Gaussian", "LearnedGaussian", "Likelihood", "make_likelihood"),
-    "metrics": ("pca_error", "principal_angles", "reconstruct", "squared_error"),
-    "model": ("Autoencoder", "Output", "Penalty"),
-    "networks": ("MLP", "ConvDecoder", "ConvEncoder", "TiedMLP"),
-    "plugins": ("load_plugins",),
-    "presets": ("PRESETS", "Preset", "create", "from_config", "get_preset", "register"),
-    "optim": ("TrainConfig", "config_for"),
-    "train": ("History", "evaluate", "fit"),
-    "variational": ("GaussianEncoder", "GaussianKL", "Posterior", "elbo", "log_likelihood"),
+    "core.corruption": ("Corruption", "Identity"),
+    "core.likelihoods": ("Bernoulli", "Gaussian", "LearnedGaussian", "Likelihood", "make_likelihood"),
+    "core.model": ("Autoencoder", "Output", "Penalty"),
+    "core.networks.conv": ("ConvDecoder", "ConvEncoder"),
+    "core.networks.mlp": ("MLP", "TiedMLP"),
+    "parts.variational": ("GaussianEncoder", "GaussianKL", "Posterior", "elbo", "log_likelihood"),
+    "presets._registry": ("Preset", "register"),
+    "presets.catalog": ("PRESETS", "create", "from_config", "get_preset"),
+    "presets.plugins": ("load_plugins",),
+    "store.data": ("Dataset", "Split", "binarize", "download", "load", "read_idx"),
+    "store.files": ("check_array", "read_array"),
+    "store.rows": ("open_rows",),
+    "store.shards": ("spool_rows", "write_shards"),
+    "training.checkpoint": ("load_model", "save_model"),
+    "training.config": ("TrainConfig",),
+    "training.evaluate": ("evaluate",),
+    "training.loop": ("History", "fit"),
+    "training.optim": ("config_for",),
+    "evaluation.deploy": ("Deployable", "export_model", "run_exported"),
+    "evaluation.metrics": ("pca_error", "principal_angles", "reconstruct", "squared_error"),
 }
 _MODULE = {name: module for module, names in _WHERE.items() for name in names}
 
@@ -58,17 +64,24 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static checkers and IDEs see the eager imports
-    from .checkpoint import load_model, save_model
-    from .corruption import Corruption, Identity
-    from .deploy import Deployable, export_model, run_exported
-    from .data import (Dataset, Split, binarize, check_array, download, load, open_rows, read_array, read_idx,
-                       spool_rows, write_shards)
-    from .likelihoods import Bernoulli, Gaussian, LearnedGaussian, Likelihood, make_likelihood
-    from .metrics import pca_error, principal_angles, reconstruct, squared_error
-    from .model import Autoencoder, Output, Penalty
-    from .networks import MLP, ConvDecoder, ConvEncoder, TiedMLP
-    from .plugins import load_plugins
-    from .presets import PRESETS, Preset, create, from_config, get_preset, register
-    from .optim import TrainConfig, config_for
-    from .train import History, evaluate, fit
-    from .variational import GaussianEncoder, GaussianKL, Posterior, elbo, log_likelihood
+    from .core.corruption import Corruption, Identity
+    from .core.likelihoods import Bernoulli, Gaussian, LearnedGaussian, Likelihood, make_likelihood
+    from .core.model import Autoencoder, Output, Penalty
+    from .core.networks.conv import ConvDecoder, ConvEncoder
+    from .core.networks.mlp import MLP, TiedMLP
+    from .parts.variational import GaussianEncoder, GaussianKL, Posterior, elbo, log_likelihood
+    from .presets._registry import Preset, register
+    from .presets._registry import PRESETS
+    from .presets.catalog import create, from_config, get_preset
+    from .presets.plugins import load_plugins
+    from .store.data import Dataset, Split, binarize, download, load, read_idx
+    from .store.files import check_array, read_array
+    from .store.rows import open_rows
+    from .store.shards import spool_rows, write_shards
+    from .training.checkpoint import load_model, save_model
+    from .training.config import TrainConfig
+    from .training.evaluate import evaluate
+    from .training.loop import History, fit
+    from .training.optim import config_for
+    from .evaluation.deploy import Deployable, export_model, run_exported
+    from .evaluation.metrics import pca_error, principal_angles, reconstruct, squared_error

@@ -9,7 +9,17 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import numpy as np
 import typer
 
-from . import _fail, app, friendly, out
+from ._app import _fail, app, friendly, out
+
+from .._checks import integer
+from ..store.rows import NpyRows, ShardRows
+
+from ._lazy import lazy_module
+# heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
+evaluation_activations = lazy_module("aekit.evaluation.activations")
+core_model = lazy_module("aekit.core.model")
+evaluation_splice = lazy_module("aekit.evaluation.splice")
+parts_sae = lazy_module("aekit.parts.sae")
 
 if TYPE_CHECKING:
     import torch
@@ -65,7 +75,6 @@ def token_contexts(path: Path, batch_size: int) -> Iterator[torch.Tensor]:
     """Batches of the rows (contexts of token ids) of a ``.npy`` file (N, T), read a batch at a time."""
     import torch
 
-    from ..rows import NpyRows
 
     rows = NpyRows(path)
     if len(rows.sample_shape) != 1 or rows.dtype.kind not in "iu":
@@ -94,8 +103,7 @@ def activations(
 
     Train a sparse autoencoder on them with: aekit train --data OUT/LAYER --stream --preset ...
     """
-    from .._checks import integer
-    from ..activations import capture
+    capture = evaluation_activations.capture
 
     if (text is None) == (tokens is None):
         _fail("give exactly one of --text FILE (tokenised by the model's tokenizer) and --tokens FILE.npy")
@@ -114,7 +122,6 @@ def activations(
         batches = token_contexts(tokens, batch_size)
     dirs = capture(model, layer, batches, out_dir, dtype=dtype, rows_per_shard=rows_per_shard,
                    max_rows=max_tokens, meta={"source": str(text or tokens)})
-    from ..rows import ShardRows
 
     for name, d in dirs.items():
         rows = ShardRows(d)
@@ -123,14 +130,15 @@ def activations(
 
 
 def is_sae(model) -> bool:
-    from ..sae import SAEEncoder
+    SAEEncoder = parts_sae.SAEEncoder
 
     return isinstance(model.encoder, SAEEncoder)
 
 
 def sae_rows(model, x_test) -> tuple[dict[str, float], list[tuple[str, str]]]:
     """The SAE measures of the test activations (streamed): FVU, L0, dead and dense latents."""
-    from ..splice import ALIVE, sae_metrics
+    ALIVE = core_model.ALIVE
+    sae_metrics = evaluation_splice.sae_metrics
 
     m = sae_metrics(model, x_test)
     rows = [("fraction of variance unexplained (FVU)", f"{m['fvu']:.4f}"),
@@ -147,8 +155,8 @@ def ce_rows(model, data: str, lm_dir: Path, n_contexts: int, device: str) -> tup
 
     import json
 
-    from ..activations import contexts
-    from ..splice import ce_loss_recovered
+    contexts = evaluation_activations.contexts
+    ce_loss_recovered = evaluation_splice.ce_loss_recovered
 
     manifest = Path(data) / "manifest.json"
     meta = json.loads(manifest.read_text()).get("meta", {}) if manifest.is_file() else {}

@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _fail, err
+from ._app import _fail, err
+
+from ..presets.options import OPTIONS
+
+from ._lazy import lazy_module
+# heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
+presets_catalog = lazy_module("aekit.presets.catalog")
+training_autosize = lazy_module("aekit.training.autosize")
 
 TRUE, FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
@@ -50,7 +57,7 @@ def resolve(file: dict[str, Any], top: dict[str, Any], train: dict[str, Any], ex
 
 def extra_options(args: list[str], preset: str) -> dict[str, Any]:
     """``--width 64 --no-bias --scale=0.5`` → options of ``preset``, typed like their defaults."""
-    from ..registry import get_preset
+    get_preset = presets_catalog.get_preset
 
     if not args:
         return {}
@@ -127,7 +134,6 @@ def check_flags(ctx: Any, plugins: list[str] | None) -> None:
     With --plugin, a plugin's preset may take options aekit does not know: those are checked by the preset."""
     import difflib
 
-    from ..options import OPTIONS
 
     if plugins:
         return
@@ -143,13 +149,13 @@ def check_flags(ctx: Any, plugins: list[str] | None) -> None:
 
 def sized(spec: Spec, split, quiet: bool) -> dict:
     """The model options with two defaults that follow the data where the option was not given: the code size
-    the estimators choose (round(√d), :mod:`aekit.autosize`) where the preset's own would not fit (a code of
+    the estimators choose (round(√d), :mod:`aekit.training.autosize`) where the preset's own would not fit (a code of
     16 for a table of 16 columns), and a Gaussian likelihood for --standardize'd data (a Bernoulli one needs
     values in [0, 1]). Each is said on stderr."""
     import math
 
-    from ..autosize import auto_code_size
-    from ..registry import get_preset
+    auto_code_size = training_autosize.auto_code_size
+    get_preset = presets_catalog.get_preset
 
     accepted, options, notes = get_preset(spec.preset).options(), dict(spec.model), []
     default, d = accepted.get("code_size"), math.prod(split.train.shape)

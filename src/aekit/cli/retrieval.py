@@ -9,13 +9,22 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, rows_like_run
+from ._app import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, rows_like_run
+
+from ..store.atomic import atomic_write
+
+from ._lazy import lazy_module
+# heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
+evaluation_retrieval = lazy_module("aekit.evaluation.retrieval")
+parts_hashing = lazy_module("aekit.parts.hashing")
+training_loop = lazy_module("aekit.training.loop")
 
 
 def _hasher(run_dir: Path, device: str, model_fn: str | None):
-    from ..hashing import BinaryCode, ITQCode
-    from ..retrieval import ModelHasher
-    from ..train import resolve_device
+    BinaryCode = parts_hashing.BinaryCode
+    ITQCode = parts_hashing.ITQCode
+    ModelHasher = evaluation_retrieval.ModelHasher
+    resolve_device = training_loop.resolve_device
 
     model = _run_model(run_dir, resolve_device(device), model_fn)
     if not any(isinstance(m, (BinaryCode, ITQCode)) for m in model.encoder.modules()):
@@ -34,8 +43,7 @@ def index(
     model_fn: ModelFn = None,
 ) -> None:
     """Encode CORPUS once into packed bits (64 to a word) for aekit search."""
-    from ..checkpoint import atomic_write
-    from ..retrieval import HammingIndex
+    HammingIndex = evaluation_retrieval.HammingIndex
 
     _plugins(plugin)
     if out_path.resolve() == corpus.resolve():
@@ -63,8 +71,8 @@ def search(
 ) -> None:
     """The K nearest indexed items of each query by Hamming distance (ties in corpus order). With labels in both
     the index and the queries, precision@K is printed too."""
-    from ..checkpoint import atomic_write
-    from ..retrieval import HammingIndex, precision_at_k
+    HammingIndex = evaluation_retrieval.HammingIndex
+    precision_at_k = evaluation_retrieval.precision_at_k
 
     _plugins(plugin)
     if k < 1:

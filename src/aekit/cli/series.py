@@ -10,7 +10,19 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from . import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, out_file, rows_like_run
+from ._app import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, out_file, rows_like_run
+
+from .._checks import Interval, OneOf, check
+from ..evaluation.ranges import best_range_f1
+from ..store.atomic import atomic_write
+from ..store.run import Run
+
+from ._lazy import lazy_module
+# heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
+evaluation_metrics = lazy_module("aekit.evaluation.metrics")
+evaluation_series = lazy_module("aekit.evaluation.series")
+report_series = lazy_module("aekit.report.html.series")
+training_loop = lazy_module("aekit.training.loop")
 
 
 @app.command()
@@ -28,12 +40,12 @@ def score(
 ) -> None:
     """Score every step of a series: the squared reconstruction error of the step (channels standardised as in
     training, summed), over the windows that contain it. Higher is more anomalous; with labels, ROC-AUC and
-    average precision per step are printed too, and the best range-based F1 over thresholds (aekit.ranges).
+    average precision per step are printed too, and the best range-based F1 over thresholds (aekit.evaluation.ranges).
     For a run trained on rows (tables, images), each row's squared reconstruction error."""
-    from .._checks import Interval, OneOf, check
-    from ..run import Run
-    from ..series import read_series, series_errors, series_reconstruction
-    from ..train import resolve_device
+    read_series = evaluation_series.read_series
+    series_errors = evaluation_series.series_errors
+    series_reconstruction = evaluation_series.series_reconstruction
+    resolve_device = training_loop.resolve_device
 
     _plugins(plugin)
     check(aggregate, "--aggregate", OneOf("min", "mean"))
@@ -60,21 +72,17 @@ def score(
     for i in order:
         out.print(f"  step {i:>7}  {when[i]:>24}  {s[i]:.4g}", highlight=False)
     if _auc(f.labels, s, "steps"):
-        from ..ranges import best_range_f1
-
         f1, t = best_range_f1(f.labels, s)
         out.print(f"best range F1 {f1:.4f}, flagging scores ≥ {t:.4g}")
     if out_path is not None:
         _write_scores(out_path, "time" if f.time is not None else "step", when, s, f.labels)
     if plot is not None:
-        from ..report_series import series_scores
+        series_scores = report_series.series_scores
 
         _write_plot(plot, series_scores(z, s, f.names, f.labels, recon=series_reconstruction(model, z)))
 
 
 def _write_plot(path: Path, fig) -> None:
-    from ..checkpoint import atomic_write
-
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     out.print(f"wrote {path}")
 
@@ -91,8 +99,6 @@ def _auc(labels: np.ndarray | None, s: np.ndarray, what: str) -> bool:
 
 
 def _write_scores(path: Path, key: str, keys, s: np.ndarray, labels: np.ndarray | None) -> None:
-    from ..checkpoint import atomic_write
-
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow([key, "score", *(["label"] if labels is not None else [])])
@@ -105,7 +111,7 @@ def _write_scores(path: Path, key: str, keys, s: np.ndarray, labels: np.ndarray 
 def _score_rows(model, data: Path, out_path: Path | None, top: int, run_dir: Path, plot: Path | None) -> None:
     """Each row's squared reconstruction error (summed over features), for a run trained on rows; read and
     standardised as in its training (a CSV's label column is the labels)."""
-    from ..metrics import reconstruct
+    reconstruct = evaluation_metrics.reconstruct
 
     x, y = rows_like_run(data, run_dir, model)
     s = ((x - reconstruct(model, x)) ** 2).sum(1)
@@ -117,6 +123,6 @@ def _score_rows(model, data: Path, out_path: Path | None, top: int, run_dir: Pat
     if out_path is not None:
         _write_scores(out_path, "row", range(len(s)), s, labels)
     if plot is not None:
-        from ..report_series import row_scores
+        row_scores = report_series.row_scores
 
         _write_plot(plot, row_scores(s, labels))

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import _fail
+from ._app import _fail
+
+from ._lazy import lazy_module
+# heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
+training_tracking = lazy_module("aekit.training.tracking")
 
 
 def tracker_names(track: str | None) -> list[str]:
@@ -24,7 +28,7 @@ def mlflow_logger(names: list[str], run: Path, cfg):
         return None
     from dataclasses import asdict
 
-    from ..tracking import MLflowLogger
+    MLflowLogger = training_tracking.MLflowLogger
 
     try:
         return MLflowLogger(run_name=run.name, params=asdict(cfg))
@@ -43,7 +47,7 @@ def mlflow_logger(names: list[str], run: Path, cfg):
 
 def trackers_for(names: list[str], run: Path, cfg, mlflow=None) -> list:
     """The loggers --track asked for: TensorBoard events in RUN/tensorboard, and MLflow's (see :func:`_mlflow`)."""
-    from ..tracking import TensorBoardLogger
+    TensorBoardLogger = training_tracking.TensorBoardLogger
 
     loggers = [TensorBoardLogger(run / "tensorboard")] if "tensorboard" in names else []
     return loggers + [mlflow or mlflow_logger(names, run, cfg)] if "mlflow" in names else loggers

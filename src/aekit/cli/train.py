@@ -1,6 +1,6 @@
 """``aekit train``: start a run, or resume one exactly where it stopped.
 
-A run directory has one writer at a time (its lock; see :mod:`aekit.run`). SIGTERM, SIGINT and
+A run directory has one writer at a time (its lock; see :mod:`aekit.store.run`). SIGTERM, SIGINT and
 SIGUSR1 save the full trainer state at the next step and exit with status 128 + the signal's
 number, with a line that says how to resume.
 """
@@ -13,11 +13,29 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import (MAX_IW, GroupedCommand, ModelFn, Plugins, _fail, _load_split, _plugins, _split_of_run, app, err, friendly,
+from ._app import (MAX_IW, GroupedCommand, ModelFn, Plugins, _fail, _load_split, _plugins, _split_of_run, app, err, friendly,
                out, standardized)
-from ..run import Run
+from ..store.run import Run
 from .options import Spec, check_flags, data_spec, resolve, sized
 from .track import mlflow_logger, tracker_names, trackers_for
+
+from .._checks import check, integer
+from ..presets.options import OPTIONS
+from ..presets.plugins import model_factory
+from ..store.rows import moments
+from ..store.runconfig import dumps, read_run_config
+from ..training.config import CONSTRAINTS, TrainConfig, as_saved
+
+from ._lazy import lazy_module
+# heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
+cli_use = lazy_module("aekit.cli.use")
+core_model = lazy_module("aekit.core.model")
+presets_catalog = lazy_module("aekit.presets.catalog")
+report_html = lazy_module("aekit.report.html.html")
+training_checkpoint = lazy_module("aekit.training.checkpoint")
+training_dist = lazy_module("aekit.training.dist")
+training_loop = lazy_module("aekit.training.loop")
+training_optim = lazy_module("aekit.training.optim")
 
 # What a run directory holds; --overwrite removes these first, so no file of the old run survives
 # Options --resume takes (epochs: only more than the run's, to train on)
@@ -26,8 +44,7 @@ RESUME_OPTIONS = ("max_time", "checkpoint_every", "checkpoint_steps", "checkpoin
 
 
 def _preset_flags() -> str:
-    """The help of every preset option, from :data:`aekit.options.OPTIONS` (``\\b``: click keeps the lines)."""
-    from ..options import OPTIONS
+    """The help of every preset option, from :data:`aekit.presets.options.OPTIONS` (``\\b``: click keeps the lines)."""
 
     width = max(len(k) for k in OPTIONS) + 4
     lines = [f"  --{k.replace('_', '-'):<{width}}{o.help}" for k, o in OPTIONS.items()]
@@ -89,9 +106,7 @@ def train(
     The chosen preset's options are flags too (--code-size 8 --hidden 512,256 --no-tied; listed below).
     """
     check_flags(ctx, plugin)  # before torch is imported: a typo is answered at once
-    from .._checks import check, integer
-    from ..optim import CONSTRAINTS
-    from ..train import resolve_device
+    resolve_device = training_loop.resolve_device
 
     _plugins(plugin)
     train_flags = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
@@ -120,7 +135,6 @@ def train(
     if model_fn is not None and (preset or ctx.args):
         _fail("--model builds the whole model: drop --preset and the preset's options")
 
-    from ..runconfig import dumps, read_run_config
 
     top = dict(preset=preset, data=data, data_dir=str(data_dir) if data_dir else None, binarize=binarize, seed=seed,
                iw_samples=iw_samples, stream=stream, window=window, stride=stride, standardize=standardize,
@@ -156,7 +170,6 @@ def train(
             if not overwrite:
                 _fail(f"{path} already holds a run; pass --overwrite to replace it or --resume {path} to continue it")
             run.clear()
-        from dataclasses import asdict
 
         series = {"window": spec.window, "stride": spec.stride, "center": split.scaler.mean_.tolist(),
                   "scale": split.scaler.scale_.tolist()} if spec.window else {}  # what `aekit score` applies
@@ -165,7 +178,6 @@ def train(
                                   **({"standardize": [c.tolist() for c in scaler]} if scaler else {}),
                                   **({"label_column": spec.label_column} if spec.label_column is not None else {}),
                                   **({"drop_columns": spec.drop_columns} if spec.drop_columns else {})})
-        run.write_json(Run.TRAIN, {"train": asdict(cfg), "model": model.config})
         run.write_text(Run.CONFIG, text)
         if main:
             n_params = sum(p.numel() for p in model.parameters())
@@ -192,7 +204,6 @@ def _scaler(split, spec: Spec) -> tuple | None:
 
     import numpy as np
 
-    from ..rows import moments
 
     x = split.train.x
     if spec.standardize and (spec.stream or spec.window):
@@ -213,8 +224,8 @@ def _scaler(split, spec: Spec) -> tuple | None:
 def _build(spec: Spec, split, quiet: bool, model_fn: str | None = None):
     import torch
 
-    from ..optim import config_for
-    from ..presets import create
+    config_for = training_optim.config_for
+    create = presets_catalog.create
 
     options = spec.model if model_fn else sized(spec, split, quiet)
     with torch.random.fork_rng(devices=[]):  # the seed sets the initialisation, not the caller's RNG
@@ -226,8 +237,7 @@ def _build(spec: Spec, split, quiet: bool, model_fn: str | None = None):
 
 def _by_hand(model_fn: str):
     """The model that a --model function builds (it must be an aekit Autoencoder)."""
-    from ..model import Autoencoder
-    from ..plugins import model_factory
+    Autoencoder = core_model.Autoencoder
 
     model = model_factory(model_fn)()
     if not isinstance(model, Autoencoder):
@@ -252,7 +262,6 @@ def _resolved(spec: Spec, model, cfg) -> dict:
 def _train_on(run: Run, meta: dict, cfg) -> None:
     """--resume --epochs N with N above the run's: record the new total in train.json and run.toml first, so that
     a later --resume (after a kill) continues the same longer run."""
-    from ..runconfig import dumps, read_run_config
 
     before = meta["train"].get("epochs")
     if not isinstance(before, int) or cfg.epochs < before:
@@ -274,9 +283,8 @@ def _resume(run: Run, run_opts: dict, iw_samples: int, report: bool, trackers: l
             model_fn: str | None = None) -> None:
     """Continue ``run`` from its trainer state; a run killed before its first checkpoint starts again
     from the beginning with its recorded options (the same result, as every run is seeded)."""
-    from ..checkpoint import build_for
-    from ..optim import TrainConfig, as_saved
-    from ..presets import from_config
+    build_for = training_checkpoint.build_for
+    from_config = presets_catalog.from_config
 
     meta = run.train_meta()
     if meta["model"] is None and model_fn is None:
@@ -315,14 +323,15 @@ def _resume(run: Run, run_opts: dict, iw_samples: int, report: bool, trackers: l
 
 def _fit_and_report(model, split, cfg, run: Run, resume: bool = False, iw_samples: int = 1000,
                     html: bool = False, trackers: list[str] = (), mlflow=None) -> None:
-    from ..train import Interrupted, fit
-    from .use import _report
+    Interrupted = training_loop.Interrupted
+    fit = training_loop.fit
+    _report = cli_use._report
 
     t0 = time.perf_counter()
     main = context().main
     loggers = trackers_for(list(trackers), run.path, cfg, mlflow) if main else []
     try:
-        hist = fit(model, split.train.x, cfg, run_dir=run.path, resume=resume, callbacks=loggers)
+        hist = fit(model, split.train.x, cfg, run_dir=run, resume=resume, callbacks=loggers)  # fit writes train.json
     except Interrupted as e:
         err.print(f"{e}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(e.exit_status) from None
@@ -346,14 +355,14 @@ def _fit_and_report(model, split, cfg, run: Run, resume: bool = False, iw_sample
     res = _report(model, split, [("train time", f"{time.perf_counter() - t0:.1f} s")], iw_samples)
     run.write_json(Run.EVALUATION, res)
     if html:
-        from ..report import write_report
+        write_report = report_html.write_report
 
         out.print(f"report: {write_report(run.path, split, model)}")
     out.print(f"saved to {run.path}")
 
 
 def context(device=None):
-    """The distributed context (``aekit.dist.context``), imported on use: torch loads only when a command runs."""
-    from ..dist import context as ctx
+    """The distributed context (``aekit.training.dist.context``), imported on use: torch loads only when a command runs."""
+    ctx = training_dist.context
 
     return ctx(device)

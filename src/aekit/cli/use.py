@@ -12,19 +12,45 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from . import (MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _run_data, _run_data_path, _run_model,
+from ._app import (MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _run_data, _run_data_path, _run_model,
                app, err, friendly, out, out_file, read_like_run, run_columns, run_meta, run_scaler)
+
+from .._checks import OneOf, check, integer
+from ..evaluation.measures import RATIO, readable, warnings_for
+from ..store.atomic import atomic_write
+from ..store.files import csv_columns
+from ..store.rows import ArrayRows, Rows, open_rows
+from ..store.run import Run, lock
+from ..training.progress import progress
+
+from ._lazy import lazy_module
+# heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
+cli_interp = lazy_module("aekit.cli.interp")
+core_model = lazy_module("aekit.core.model")
+core_tensors = lazy_module("aekit.core.tensors")
+evaluation_deploy = lazy_module("aekit.evaluation.deploy")
+evaluation_metrics = lazy_module("aekit.evaluation.metrics")
+evaluation_series = lazy_module("aekit.evaluation.series")
+parts_variational = lazy_module("aekit.parts.variational")
+presets__registry = lazy_module("aekit.presets._registry")
+report_compare = lazy_module("aekit.report.html.compare")
+report_html = lazy_module("aekit.report.html.html")
+training_evaluate = lazy_module("aekit.training.evaluate")
+training_loop = lazy_module("aekit.training.loop")
 
 
 def _report(model, split, rows: list[tuple[str, str]] | None = None, iw_samples: int = 1000,
             known: dict | None = None) -> dict[str, float]:
     """Test-set reconstruction error next to PCA's at the same code size (and the ELBO and an
     importance-weighted NLL for a stochastic model); printed and returned."""
-    from ..measures import RATIO, readable, warnings_for
-    from ..metrics import pca_error, pca_error_stream, regularised_metrics, sample_rows, squared_error_stream
-    from ..rows import ArrayRows, Rows
-    from ..train import as_tensor, evaluate
-    from .interp import is_sae
+    pca_error = evaluation_metrics.pca_error
+    pca_error_stream = evaluation_metrics.pca_error_stream
+    regularised_metrics = evaluation_metrics.regularised_metrics
+    sample_rows = evaluation_metrics.sample_rows
+    squared_error_stream = evaluation_metrics.squared_error_stream
+    as_tensor = core_tensors.as_tensor
+    evaluate = training_evaluate.evaluate
+    is_sae = cli_interp.is_sae
 
     x_te = split.test.x
     streamed = isinstance(x_te, Rows)  # on disk: every measure streams, or uses a sample where it says so
@@ -63,10 +89,9 @@ def _stochastic_metrics(model, x: np.ndarray, k: int, known: dict | None = None)
     chunks of test rows behind their own progress (k = 1000 takes minutes)."""
     import torch
 
-    from ..metrics import likelihood_bounds
-    from ..model import seeded
-    from ..progress import progress
-    from ..variational import nonbinary_bernoulli
+    likelihood_bounds = evaluation_metrics.likelihood_bounds
+    seeded = core_model.seeded
+    nonbinary_bernoulli = parts_variational.nonbinary_bernoulli
 
     if known and known.get("iw_samples") == k and {"elbo", "kl", "nll"} <= set(known):
         out.print(f"ELBO and NLL (k={k}) as computed after training (the run's evaluation.json)", markup=False)
@@ -106,9 +131,10 @@ def evaluate(
 ) -> None:
     """Evaluate a trained model on the test split of its data (or of --data); an SAE also by FVU, L0, dead and
     dense latents, and with --lm by the CE loss recovered when spliced into the model."""
-    from .._checks import integer
-    from ..train import resolve_device
-    from .interp import ce_rows, is_sae, sae_rows
+    resolve_device = training_loop.resolve_device
+    ce_rows = cli_interp.ce_rows
+    is_sae = cli_interp.is_sae
+    sae_rows = cli_interp.sae_rows
 
     _plugins(plugin)
     integer(iw_samples, "--iw-samples", high=MAX_IW)
@@ -128,7 +154,6 @@ def evaluate(
 
 def _evaluation_of(run_dir: Path) -> dict | None:
     """The run's evaluation.json if it is newer than its model (so it measured these weights), else None."""
-    from ..run import Run
 
     run = Run(run_dir)
     ev, model = run.file(Run.EVALUATION), run.file(Run.MODEL)
@@ -139,8 +164,10 @@ def _evaluation_of(run_dir: Path) -> dict | None:
 
 def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: str, plugin: list[str] | None,
            model_fn: str | None) -> None:
-    from ..metrics import encode, reconstruct
-    from ..train import as_tensor, resolve_device
+    encode = evaluation_metrics.encode
+    reconstruct = evaluation_metrics.reconstruct
+    as_tensor = core_tensors.as_tensor
+    resolve_device = training_loop.resolve_device
 
     _plugins(plugin)
     out_file(out_path, (".npy", ".csv"), source=input_path)
@@ -152,10 +179,8 @@ def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: s
             return (encode if what == "codes" else reconstruct)(model, x)
         z = (x - scaler[0]) / scaler[1]
         return encode(model, z) if what == "codes" else reconstruct(model, z) * scaler[1] + scaler[0]
-    from ..checkpoint import atomic_write
 
     if input_path.suffix == ".npy" or input_path.is_dir():  # streamed: memory bounded by a chunk, not the file
-        from ..rows import open_rows
 
         rows = open_rows(input_path)
         if rows.n == 0:
@@ -177,7 +202,6 @@ def _apply(run_dir: Path, input_path: Path, out_path: Path, device: str, what: s
     shape = (n, model.code_size if what == "codes" else model.input_size)
     header = [f"{'h' if what == 'codes' else 'x'}{j}" for j in range(shape[1])]
     if what != "codes" and input_path.suffix == ".csv":  # reconstructions keep the input's column names
-        from ..files import csv_columns
 
         names = csv_columns(input_path, *run_columns(run_dir))
         header = names if names is not None and len(names) == shape[1] else header
@@ -240,8 +264,8 @@ def export_cmd(
     """Export the run's encoder or anomaly scorer as one graph for deployment, its standardisation inside (it
     reads data in its own units, like `aekit encode` and `aekit score`), with a dynamic batch axis; then run the
     written file and check that it gives the model's outputs."""
-    from .._checks import OneOf, check
-    from ..deploy import PARTS, export_model
+    PARTS = evaluation_deploy.PARTS
+    export_model = evaluation_deploy.export_model
 
     _plugins(plugin)
     check(part, "--part", OneOf(*PARTS))
@@ -254,8 +278,8 @@ def export_cmd(
     scaler = (meta["center"], meta["scale"]) if windows else run_scaler(run_dir)
     example = None
     if check_data is not None and windows:  # a series: its windows, every window length apart
-        from ..series import read_series
-        from ..series import windows as cut
+        read_series = evaluation_series.read_series
+        cut = evaluation_series.windows
 
         example = cut(read_series(check_data).x.astype(np.float32), meta["window"], meta["window"])[0][:256]
     elif check_data is not None:
@@ -283,8 +307,7 @@ def report_cmd(
     model_fn: ModelFn = None,
 ) -> None:
     """Write RUN_DIR/report.html (images embedded) and one PNG per figure."""
-    from ..report import write_report
-    from ..run import Run
+    write_report = report_html.write_report
 
     _plugins(plugin)
     model = _run_model(run_dir, "cpu", model_fn)
@@ -309,7 +332,7 @@ def compare(
     plugin: Plugins = None,
 ) -> None:
     """Train each preset at each code size, and PCA; write compare.md, compare.csv and compare.png."""
-    from ..compare import compare as run_compare
+    run_compare = report_compare.compare
 
     _plugins(plugin)
     names = [p.strip() for p in presets.split(",") if p.strip()]
@@ -318,7 +341,6 @@ def compare(
         _fail("--presets and --code-sizes must each name at least one value")
     split = _load_split(data, data_dir)
     run = out_dir or Path("runs") / f"compare-{split.train.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    from ..run import lock
 
     with lock(run):
         if (run / "compare.md").exists() and not overwrite:
@@ -334,8 +356,8 @@ def compare(
 def presets(plugin: Plugins = None) -> None:
     """List the registered presets (aekit's, installed plugins' and --plugin modules'), their options
     (flags of `aekit train`) and training defaults."""
-    from ..presets import PRESETS
-    from ..registry import REQUIRED
+    PRESETS = presets__registry.PRESETS
+    REQUIRED = presets__registry.REQUIRED
 
     _plugins(plugin)
     t = Table(title="aekit presets")
