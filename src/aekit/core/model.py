@@ -74,6 +74,9 @@ def seeded(seed: int, device: torch.device | str | None = None) -> Iterator[None
         yield
 
 
+EVAL_BATCH = 2048  # rows per step wherever data is only scored, encoded, evaluated or reconstructed (no gradients)
+
+
 def batches_on(model: nn.Module, x: Tensor, batch_size: int) -> Iterator[tuple[int, Tensor]]:
     """(first row, ``x[i : i + batch_size]`` on ``model``'s device and in its dtype) over the rows of ``x``:
     the one loop of every function that scores, encodes or evaluates data in batches.
@@ -369,7 +372,7 @@ class Autoencoder(nn.Module):
         return [m for m in self.encoder.modules() if isinstance(m, CodeConstraint) and hasattr(m, "finish")]
 
     @torch.no_grad()
-    def finish(self, x: Tensor, batch_size: int = 4096) -> None:
+    def finish(self, x: Tensor, batch_size: int = EVAL_BATCH) -> None:
         """Let :attr:`finishes` see the codes of the training data ``x`` (N, D), in eval mode (called by
         :func:`~aekit.training.loop.fit` after the last epoch)."""
         h = torch.cat([self.code(xb) for xb in x.split(batch_size)])

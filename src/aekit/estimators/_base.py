@@ -18,9 +18,9 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._checks import Constraint, Instance, Interval, OneOf, Text, check, validate
 from ..training.checkpoint import load_model, save_model
 from ..store.atomic import write_json
-from ..evaluation.metrics import BATCH, batched
+from ..evaluation.metrics import batched
 from ..training.autosize import adapt, auto_code_size
-from ..core.model import Autoencoder, fp32, seeded
+from ..core.model import EVAL_BATCH, Autoencoder, fp32, seeded
 from ..training.config import CONSTRAINTS
 from ..training.config import TrainConfig
 from ..presets.options import OPTIONS
@@ -194,7 +194,7 @@ class _AutoencoderEstimator(BaseEstimator):
 
     def _scoring_threads(self):
         """The thread count for encoding and scoring with the fitted model: as ``n_jobs`` says, restored after."""
-        return using_threads(threads_for(self._threads(), self.model_, BATCH))
+        return using_threads(threads_for(self._threads(), self.model_, EVAL_BATCH))
 
     def _validation(self) -> dict[str, Any]:
         """The trainer's validation options: none by default (every row trains)."""

@@ -9,18 +9,17 @@ import torch
 from sklearn.decomposition import PCA
 
 from .._checks import is_number
-from ..core.model import Autoencoder, batches_on, evaluating, seeded
+from ..core.model import EVAL_BATCH, Autoencoder, batches_on, evaluating, seeded
 from ..core.tensors import as_tensor
 from ..parts.variational import elbo, log_likelihood
 from ..store.rows import SubsetRows
 from ..core.corruption import Identity
 
 
-BATCH = 2048  # rows per step when encoding, reconstructing or scoring
 
 
 @torch.no_grad()
-def batched(fn, model: Autoencoder, x: np.ndarray | torch.Tensor, batch_size: int = BATCH) -> np.ndarray:
+def batched(fn, model: Autoencoder, x: np.ndarray | torch.Tensor, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """``fn(batch)`` over ``x`` (N, ·) in batches on the model's device, in eval mode, as one array."""
     w = next(model.parameters())
     xt = x if isinstance(x, torch.Tensor) else torch.as_tensor(
@@ -35,7 +34,7 @@ def batched(fn, model: Autoencoder, x: np.ndarray | torch.Tensor, batch_size: in
     return out.numpy()
 
 
-def reconstruct(model: Autoencoder, x: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
+def reconstruct(model: Autoencoder, x: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Reconstructions (means of p(x | h)) of ``x`` (N, D), shape (N, D); ``x`` is validated like training data
     (numeric, finite, the model's width), a ``ValueError`` naming the problem otherwise.
 
@@ -190,7 +189,7 @@ def sparsity(codes: np.ndarray, tol: float = 0.0) -> dict[str, float]:
     return {"l0": float(active.sum(1).mean()), "dead_fraction": float(1.0 - active.any(0).mean())}
 
 
-def encode(model: Autoencoder, x: np.ndarray, batch_size: int = BATCH) -> np.ndarray:
+def encode(model: Autoencoder, x: np.ndarray, batch_size: int = EVAL_BATCH) -> np.ndarray:
     """Codes of ``x`` (N, D), shape (N, K); ``x`` is validated as in :func:`reconstruct`."""
     return batched(model.encode, model, _checked(x, model), batch_size)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import integer
-from ..core.model import Autoencoder
+from ..core.model import EVAL_BATCH, Autoencoder
 from .metrics import encode
 
 __all__ = ["HammingIndex", "ModelHasher", "hamming", "mean_average_precision", "pack", "precision_at_k"]
@@ -80,7 +80,7 @@ class ModelHasher:
     """The bits of a trained autoencoder with a binary code (preset ``hashing``): its features, 0/1 per code unit
     (1[a > 0] of a trained binary code; ITQ's bits of a real-valued one)."""
 
-    def __init__(self, model: Autoencoder, batch_size: int = 4096) -> None:
+    def __init__(self, model: Autoencoder, batch_size: int = EVAL_BATCH) -> None:
         self.model, self.batch_size = model, integer(batch_size, "batch_size")
 
     def fit(self, x: np.ndarray) -> ModelHasher:

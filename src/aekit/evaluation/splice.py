@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .activations import submodule
-from ..core.model import ALIVE, Autoencoder, batches_on, evaluating
+from ..core.model import ALIVE, EVAL_BATCH, Autoencoder, batches_on, evaluating
 from ..store.rows import open_rows
 
 
@@ -101,7 +101,7 @@ def ce_loss_recovered(model: nn.Module, layer: str, sae: Autoencoder | Callable[
 
 @torch.no_grad()
 def sae_metrics(sae: Autoencoder, rows: Any, max_rows: int = 10_000_000, dense: float = 0.1,
-                batch_size: int = 4096) -> dict[str, Any]:
+                batch_size: int = EVAL_BATCH) -> dict[str, Any]:
     """An SAE's reconstruction and sparsity on activations (an array, a ``.npy`` path or shard directory):
     FVU = Σ‖x − r‖² / Σ‖x − x̄‖², mean L0, the share of dead latents (no activation on the first
     ``max_rows`` rows: the last 10 M tokens of the papers) and of dense ones (active on > ``dense`` of

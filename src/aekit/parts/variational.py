@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from .._checks import integer, number
 from ..core.likelihoods import Bernoulli
-from ..core.model import Autoencoder, Batch, Encoder, Penalty, batches_on, evaluating, fp32
+from ..core.model import EVAL_BATCH, Autoencoder, Batch, Encoder, Penalty, batches_on, evaluating, fp32
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -165,7 +165,7 @@ def _nll_of_draws(model: Autoencoder, h: Tensor, xb: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def elbo(model: Autoencoder, x: Tensor, batch_size: int = 1000, allow_nonbinary: bool = False,
+def elbo(model: Autoencoder, x: Tensor, batch_size: int = EVAL_BATCH, allow_nonbinary: bool = False,
          eps: Tensor | None = None) -> dict[str, Tensor]:
     """Per-sample ELBO (β = 1, free bits off) in nats, with its parts, each (N,).
 

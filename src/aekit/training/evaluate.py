@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.model import Autoencoder, batches_on, evaluating
+from ..core.model import EVAL_BATCH, Autoencoder, batches_on, evaluating
 from ..core.tensors import as_tensor
 from ..store.rows import open_rows
 from .dist import Context
@@ -18,7 +18,7 @@ __all__ = ["evaluate"]
 
 
 @torch.no_grad()
-def evaluate(model: Autoencoder, x: Any, batch_size: int = 1024, corrupt: bool = False) -> dict[str, float]:
+def evaluate(model: Autoencoder, x: Any, batch_size: int = EVAL_BATCH, corrupt: bool = False) -> dict[str, float]:
     """Mean loss, named terms and stats (see :class:`~aekit.core.model.Output`) of ``model`` over ``x`` (array-like
     or tensor, (N, D); or a ``.npy`` path, shard directory or stream, read chunk by chunk) in eval mode, in
     batches of ``batch_size``.
