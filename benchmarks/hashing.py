@@ -36,7 +36,7 @@ SMALL_DATA_EPOCHS = {"digits": {"itq": 60, "noise": 150, "ste": 150}}
 def evaluate(hasher, db, db_y, q, q_y, n_map: int, fit_s: float) -> dict[str, float]:
     index = HammingIndex(hasher).add(db, db_y)
     t = time.perf_counter()
-    _, idx = index.search(q, k=100)
+    _, idx = index.search(q, n=100)
     search_s = time.perf_counter() - t
     m = n_map or len(q)
     return {"p100": precision_at_k(db_y[idx], q_y), "map": mean_average_precision(index.distances(q[:m]), q_y[:m], db_y),

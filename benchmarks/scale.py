@@ -32,13 +32,13 @@ HERE = Path(__file__).resolve().parent
 
 CHILD = r"""
 import json, sys, time
-import torch, aekit
+import torch, aekit, aekit.core.tensors
 
 class Enough(Exception):
     pass
 
 path, steps, epochs, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-x = path if sys.argv[5] == "stream" else aekit.store.files.as_tensor(__import__("numpy").load(path) / 255.0,
+x = path if sys.argv[5] == "stream" else aekit.core.tensors.as_tensor(__import__("numpy").load(path) / 255.0,
                                                               aekit.create("undercomplete", (784,)))
 torch.manual_seed(0)
 model = aekit.create("undercomplete", (784,), code_size=32, hidden=[256])
@@ -66,7 +66,7 @@ print(json.dumps({"steps": seen[0], "samples_per_s": (seen[0] - 50) * batch / (d
 
 DDP = r"""
 import json, os, sys, time
-import torch, aekit
+import torch, aekit, aekit.core.tensors
 s = aekit.load("mnist", data_dir=sys.argv[1])
 torch.manual_seed(0)
 model = aekit.create("undercomplete", s.train.shape, code_size=32, hidden=[256])

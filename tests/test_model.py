@@ -76,7 +76,7 @@ def test_library_calls_leave_the_mode_and_the_global_rng_as_they_were(call, trai
     calls = {
         "reconstruct": lambda: reconstruct(dae, x), "encode": lambda: encode(dae, x),
         "evaluate": lambda: evaluate(dae, x), "elbo": lambda: elbo(vae, torch.from_numpy(x)),
-        "log_likelihood": lambda: log_likelihood(vae, torch.from_numpy(x), k=4),
+        "log_likelihood": lambda: log_likelihood(vae, torch.from_numpy(x), samples=4),
         "tangents": lambda: tangent_directions(dae, x[:2]), "traversal": lambda: latent_traversal(vae, x[0]),
         "vector_field": lambda: vector_field(dae, x), "regularised": lambda: regularised_metrics(dae, x),
     }

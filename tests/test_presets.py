@@ -241,7 +241,7 @@ def test_every_preset_works_in_float64(name, digits):
         from aekit.parts.variational import elbo, interpolate, log_likelihood, sample
 
         xb = (x > 0.5).double()
-        assert elbo(model, xb)["elbo"].dtype == log_likelihood(model, xb, k=4).dtype == torch.float64
+        assert elbo(model, xb)["elbo"].dtype == log_likelihood(model, xb, samples=4).dtype == torch.float64
         assert sample(model, 2).dtype == interpolate(model, x[0], x[1]).dtype == torch.float64
 
 

@@ -25,12 +25,12 @@ def test_packed_hamming_distance_counts_the_differing_bits(pair):
 def test_search_equals_a_stable_sort_of_all_distances():
     x = np.random.default_rng(0).normal(size=(700, 16))
     index = HammingIndex(LSH(8).fit(x)).add(x)  # 8 bits for 700 items: many ties
-    d, i = index.search(x[:40], k=25)
+    d, i = index.search(x[:40], n=25)
     full = index.distances(x[:40])
     order = np.argsort(full, axis=1, kind="stable")[:, :25]
     np.testing.assert_array_equal(i, order)
     np.testing.assert_array_equal(d, np.take_along_axis(full, order, 1))
-    d_all, _ = index.search(x[:2], k=10_000)  # k beyond the corpus: every item, sorted
+    d_all, _ = index.search(x[:2], n=10_000)  # n beyond the corpus: every item, sorted
     assert d_all.shape == (2, 700) and (np.diff(d_all, axis=1) >= 0).all()
 
 
@@ -86,10 +86,10 @@ def test_a_trained_hashing_model_retrieves_its_own_class_better_than_chance(bina
     assert bits.dtype == bool and bits.shape == (len(d.test.x), 16)
     assert 0.05 < bits.mean() < 0.95
     index = HammingIndex(ModelHasher(model)).add(d.train.x, d.train.y)
-    _, idx = index.search(d.test.x, k=10)
+    _, idx = index.search(d.test.x, n=10)
     assert precision_at_k(index.labels[idx], d.test.y) > 0.35  # chance: 0.1
     again = HammingIndex.load(index.save(tmp_path / "index.npz"), ModelHasher(model))
-    np.testing.assert_array_equal(again.search(d.test.x[:5], k=10)[1], idx[:5])
+    np.testing.assert_array_equal(again.search(d.test.x[:5], n=10)[1], idx[:5])
     np.testing.assert_array_equal(again.labels, d.train.y)
 
 
@@ -117,14 +117,14 @@ def test_index_and_search_from_the_command_line(tmp_path, digits):
     assert res.exit_code == 0, res.output
     res = run("index", tmp_path / "run", tmp_path / "corpus.npz", "--out", tmp_path / "index.npz")
     assert res.exit_code == 0 and f"indexed {len(digits.train.x)} items as 16-bit codes with labels" in res.output
-    res = run("search", tmp_path / "run", tmp_path / "index.npz", tmp_path / "queries.npz", "--k", 7,
+    res = run("search", tmp_path / "run", tmp_path / "index.npz", tmp_path / "queries.npz", "--top", 7,
               "--out", tmp_path / "nn.csv")
     assert res.exit_code == 0 and "precision@7" in res.output and "query 0:" in res.output, res.output
     rows = (tmp_path / "nn.csv").read_text().splitlines()
     assert rows[0] == "query,rank,item,distance" and len(rows) == 1 + 20 * 7
     # the same neighbours as the Python index
     model = load_model_of(tmp_path / "run")
-    _, nn = HammingIndex(ModelHasher(model)).add(digits.train.x).search(digits.test.x[:20], k=7)
+    _, nn = HammingIndex(ModelHasher(model)).add(digits.train.x).search(digits.test.x[:20], n=7)
     assert [int(r.split(",")[2]) for r in rows[1:8]] == nn[0].tolist()
     res = run("train", "--preset", "undercomplete", "--code-size", 4, "--epochs", 1, "--out", tmp_path / "plain",
               "--quiet")

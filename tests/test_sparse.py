@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from aekit import create, evaluate, fit, reconstruct, squared_error
-from aekit.core.model import Batch
+from aekit.core.model import ALIVE, Batch
 from aekit.parts.sparse import L1, AuxK, TopK, kl_bernoulli
 
 
@@ -208,7 +208,7 @@ def test_auxk_revives_dead_units(digits):
         model = create("ksparse", digits.train.shape, code_size=256, k=8, likelihood="gaussian", sigma=0.3,
                        tied=False, **aux)
         fit(model, x, epochs=20, lr=3e-3, batch_size=64, val_fraction=0, progress=False)
-        never[coef] = int(((model.code(torch.from_numpy(x)) > TopK.ALIVE).sum(0) == 0).sum())
+        never[coef] = int(((model.code(torch.from_numpy(x)) > ALIVE).sum(0) == 0).sum())
     assert never[1 / 32] < 0.9 * never[0.0] and never[1.0] < 0.9 * never[0.0], never
 
 

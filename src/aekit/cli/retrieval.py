@@ -62,27 +62,27 @@ def search(
     run_dir: Annotated[Path, typer.Argument(help="The hashing run that built the index.")],
     index_path: Annotated[Path, typer.Argument(help="An index written by aekit index.")],
     queries: Annotated[Path, typer.Argument(help="Query rows: .npy, .npz (x and optional labels y) or .csv.")],
-    k: Annotated[int, typer.Option("--k", help="Neighbours per query.")] = 10,
+    top: Annotated[int, typer.Option("--top", help="Neighbours per query.")] = 10,
     out_path: Annotated[Optional[Path], typer.Option("--out", help="Write every query's neighbours here (.csv: query, rank, item, distance).")] = None,
     show: Annotated[int, typer.Option(help="Print the neighbours of this many queries.")] = 5,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     plugin: Plugins = None,
     model_fn: ModelFn = None,
 ) -> None:
-    """The K nearest indexed items of each query by Hamming distance (ties in corpus order). With labels in both
-    the index and the queries, precision@K is printed too."""
+    """The --top nearest indexed items of each query by Hamming distance (ties in corpus order). With labels in
+    both the index and the queries, precision at that depth is printed too."""
     HammingIndex = evaluation_retrieval.HammingIndex
     precision_at_k = evaluation_retrieval.precision_at_k
 
     _plugins(plugin)
-    if k < 1:
-        _fail(f"--k must be at least 1, got {k}")
+    if top < 1:
+        _fail(f"--top must be at least 1, got {top}")
     hasher = _hasher(run_dir, device, model_fn)
     idx = HammingIndex.load(index_path, hasher)
     if idx.codes.shape[1] != -(-hasher.model.code_size // 64):
         _fail(f"{index_path} holds codes of another width than {run_dir}'s {hasher.model.code_size} bits")
     q, y = rows_like_run(queries, run_dir, hasher.model)
-    dist, nn = idx.search(q, k)
+    dist, nn = idx.search(q, top)
     for i in range(min(show, len(q))):
         pairs = ", ".join(f"{j} ({d})" for j, d in zip(nn[i], dist[i]))
         out.print(f"query {i}: {pairs}", highlight=False)

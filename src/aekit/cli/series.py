@@ -21,7 +21,7 @@ from ._lazy import lazy_module
 # heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
 evaluation_metrics = lazy_module("aekit.evaluation.metrics")
 evaluation_series = lazy_module("aekit.evaluation.series")
-report_series = lazy_module("aekit.report.html.series")
+report_series = lazy_module("aekit.report.series")
 training_loop = lazy_module("aekit.training.loop")
 
 

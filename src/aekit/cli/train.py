@@ -7,9 +7,12 @@ number, with a line that says how to resume.
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import Callable
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional, get_type_hints
 
 import typer
 
@@ -31,7 +34,7 @@ from ._lazy import lazy_module
 cli_use = lazy_module("aekit.cli.use")
 core_model = lazy_module("aekit.core.model")
 presets_catalog = lazy_module("aekit.presets.catalog")
-report_html = lazy_module("aekit.report.html.html")
+report_html = lazy_module("aekit.report.html")
 training_checkpoint = lazy_module("aekit.training.checkpoint")
 training_dist = lazy_module("aekit.training.dist")
 training_loop = lazy_module("aekit.training.loop")
@@ -39,8 +42,23 @@ training_optim = lazy_module("aekit.training.optim")
 
 # What a run directory holds; --overwrite removes these first, so no file of the old run survives
 # Options --resume takes (epochs: only more than the run's, to train on)
-RESUME_OPTIONS = ("max_time", "checkpoint_every", "checkpoint_steps", "checkpoint_minutes", "nan_policy", "threads",
-                  "epochs")
+RESUME_OPTIONS = tuple(f.name for f in fields(TrainConfig) if f.metadata["resume"] and f.metadata["flag"])
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def trainer_flags(command: Callable) -> Callable:
+    """Give ``command`` (which takes them as ``**train_flags``) one flag per :class:`TrainConfig` option that declares
+    one, with its help and panel: a new trainer option is one line, in :mod:`aekit.training.config`."""
+    sig, hints = inspect.signature(command), get_type_hints(command, include_extras=True)  # (typer reads these)
+    params = [p.replace(annotation=hints[p.name]) for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    for f in fields(TrainConfig):
+        if f.metadata["flag"] is not None:
+            kind = _TYPES[str(f.type).split(" | ")[0]]
+            flag = typer.Option(help=f.metadata["flag"], rich_help_panel=f.metadata["panel"])
+            params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                            annotation=Annotated[Optional[kind], flag]))
+    command.__signature__ = sig.replace(parameters=params)
+    return command
 
 
 def _preset_flags() -> str:
@@ -55,6 +73,7 @@ def _preset_flags() -> str:
 @app.command(cls=GroupedCommand, context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
              epilog=_preset_flags())
 @friendly
+@trainer_flags
 def train(
     ctx: typer.Context,
     preset: Annotated[Optional[str], typer.Option(help="Recipe to train; see `aekit presets`.  [default: undercomplete]", rich_help_panel="Model")] = None,
@@ -70,29 +89,8 @@ def train(
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Run directory (default: runs/PRESET-DATA-TIME).", rich_help_panel="Output")] = None,
     overwrite: Annotated[bool, typer.Option(help="Allow --out to name a directory that already holds a run.", rich_help_panel="Output")] = False,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the run in this directory exactly where it stopped (other options but --device, --max-time, --nan-policy, --checkpoint-*, --threads and --quiet are taken from the run); with --epochs N above the run's, train on to N.", rich_help_panel="Hardware and checkpoints")] = None,
-    kl_warmup_epochs: Annotated[Optional[float], typer.Option(help="Raise the KL weight from 0 to 1 over this many epochs.", rich_help_panel="Training")] = None,
     iw_samples: Annotated[Optional[int], typer.Option(help="vae: importance samples k of the test NLL estimate.  [default: 1000]", rich_help_panel="Output")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Passes over the training data.", rich_help_panel="Training")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Samples per step.", rich_help_panel="Training")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.", rich_help_panel="Training")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="adam, adamw or sgd.", rich_help_panel="Training")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="Weight decay.", rich_help_panel="Training")] = None,
-    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum.", rich_help_panel="Training")] = None,
-    schedule: Annotated[Optional[str], typer.Option(help="constant, cosine or onecycle.", rich_help_panel="Training")] = None,
-    warmup_epochs: Annotated[Optional[float], typer.Option(help="Linear warm-up length in epochs.", rich_help_panel="Training")] = None,
-    val_fraction: Annotated[Optional[float], typer.Option(help="Held-out share of the training data.", rich_help_panel="Training")] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs.", rich_help_panel="Training")] = None,
-    min_delta: Annotated[Optional[float], typer.Option(help="Smallest validation improvement that counts.", rich_help_panel="Training")] = None,
-    grad_clip: Annotated[Optional[float], typer.Option(help="Clip the gradient norm to this.", rich_help_panel="Training")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for initialisation, split and shuffling.  [default: 0]", rich_help_panel="Training")] = None,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda or auto.  [default: auto]", rich_help_panel="Hardware and checkpoints")] = None,
-    precision: Annotated[Optional[str], typer.Option(help="fp32 or bf16 (autocast).", rich_help_panel="Hardware and checkpoints")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help="Save trainer state every N epochs.", rich_help_panel="Hardware and checkpoints")] = None,
-    checkpoint_steps: Annotated[Optional[int], typer.Option(help="Also save it every N optimiser steps, mid-epoch (0: off).", rich_help_panel="Hardware and checkpoints")] = None,
-    checkpoint_minutes: Annotated[Optional[float], typer.Option(help="Also save it every M minutes of training (0: off).  [default: 15]", rich_help_panel="Hardware and checkpoints")] = None,
-    nan_policy: Annotated[Optional[str], typer.Option(help="On a non-finite loss: raise (stop at that step) or skip (drop the batch).", rich_help_panel="Hardware and checkpoints")] = None,
-    max_time: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many seconds.", rich_help_panel="Hardware and checkpoints")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for training: 0 automatic (one for a small model), -1 every core.  [default: 0]", rich_help_panel="Hardware and checkpoints")] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.", rich_help_panel="Output")] = False,
     report: Annotated[bool, typer.Option("--report", help="Write report.html and its figures into the run at the end.", rich_help_panel="Output")] = False,
     config: Annotated[Optional[Path], typer.Option(help="A run configuration (TOML): data, preset, [model] and [train] options; flags override it.", rich_help_panel="Model")] = None,
@@ -100,6 +98,7 @@ def train(
     track: Annotated[Optional[str], typer.Option(help="Also log each epoch to tensorboard and/or mlflow (comma-separated; extra 'tracking').", rich_help_panel="Output")] = None,
     plugin: Plugins = None,
     model_fn: ModelFn = None,
+    **train_flags: Any,  # TrainConfig's options, as flags (see trainer_flags)
 ) -> None:
     """Train an autoencoder; print its test reconstruction error next to PCA's.
 
@@ -109,33 +108,17 @@ def train(
     resolve_device = training_loop.resolve_device
 
     _plugins(plugin)
-    train_flags = dict(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-                       momentum=momentum, schedule=schedule, warmup_epochs=warmup_epochs, val_fraction=val_fraction,
-                       patience=patience, min_delta=min_delta, grad_clip=grad_clip, precision=precision,
-                       checkpoint_every=checkpoint_every, checkpoint_steps=checkpoint_steps,
-                       checkpoint_minutes=checkpoint_minutes, nan_policy=nan_policy, max_time=max_time,
-                       kl_warmup_epochs=kl_warmup_epochs, device=device, threads=threads)
     trackers = tracker_names(track)
     if resume is not None:
-        given = [k for k, v in {**train_flags, "preset": preset, "data": data, "data_dir": data_dir,
-                                "binarize": binarize, "out": out_dir, "config": config, "seed": seed,
-                                "stream": stream, "window": window, "stride": stride,
-                                "standardize": standardize, "label_column": label_column,
-                                "drop_columns": drop_columns}.items()
-                 if v is not None and k not in RESUME_OPTIONS]
-        if given or ctx.args or print_config:
-            dropped = [f"--{k.replace('_', '-')}" for k in given] + ctx.args + (["--print-config"] * print_config)
-            _fail(f"--resume continues a run with its own options; drop {', '.join(dropped)}")
-        if not Run(resume).file(Run.TRAIN).is_file():
-            _fail(f"no run to resume in {resume}: it has no {Run.TRAIN}")
-        run_opts = {"progress": not quiet, **{k: train_flags[k] for k in RESUME_OPTIONS}}
-        with Run(resume, writes=context(resolve_device(device or "auto")).main).writing() as run:
-            _resume(run, run_opts, iw_samples or 1000, report, trackers, model_fn)
+        given = {**train_flags, "preset": preset, "data": data, "data_dir": data_dir, "binarize": binarize,
+                 "out": out_dir, "config": config, "seed": seed, "stream": stream, "window": window, "stride": stride,
+                 "standardize": standardize, "label_column": label_column, "drop_columns": drop_columns}
+        _resume_run(ctx, resume, given, print_config, {"progress": not quiet, **{k: train_flags[k] for k in
+                                                                                 RESUME_OPTIONS}},
+                    iw_samples or 1000, report, trackers, model_fn)
         return
     if model_fn is not None and (preset or ctx.args):
         _fail("--model builds the whole model: drop --preset and the preset's options")
-
-
     top = dict(preset=preset, data=data, data_dir=str(data_dir) if data_dir else None, binarize=binarize, seed=seed,
                iw_samples=iw_samples, stream=stream, window=window, stride=stride, standardize=standardize,
                label_column=label_column, drop_columns=[c.strip() for c in drop_columns.split(",") if c.strip()]
@@ -165,7 +148,29 @@ def train(
     path = out_dir or Path("runs") / f"{spec.preset if model.config else 'custom'}-{split.train.name}-" \
                                      f"{time.strftime('%Y%m%d-%H%M%S')}"
     mlflow = mlflow_logger(trackers, path, cfg) if main else None  # its store reached before anything is written
-    with Run(path, writes=main).writing() as run:  # rank 0 writes the run; the others only train
+    _new_run(Run(path, writes=main), overwrite, spec, split, scaler, model, cfg, resolved, text, label, report,
+             trackers, mlflow)
+
+
+def _resume_run(ctx: typer.Context, resume: Path, given: dict[str, Any], print_config: bool, run_opts: dict,
+                iw_samples: int, report: bool, trackers: list[str], model_fn: str | None) -> None:
+    """``--resume RUN``: refuse the options a run keeps, then continue it under its lock."""
+    given_names = [k for k, v in given.items() if v is not None and k not in RESUME_OPTIONS]
+    if given_names or ctx.args or print_config:
+        dropped = [f"--{k.replace('_', '-')}" for k in given_names] + ctx.args + (["--print-config"] * print_config)
+        _fail(f"--resume continues a run with its own options; drop {', '.join(dropped)}")
+    if not Run(resume).file(Run.TRAIN).is_file():
+        _fail(f"no run to resume in {resume}: it has no {Run.TRAIN}")
+    main = context(training_loop.resolve_device(run_opts["device"] or "auto")).main
+    with Run(resume, writes=main).writing() as run:
+        _resume(run, run_opts, iw_samples, report, trackers, model_fn)
+
+
+def _new_run(run: Run, overwrite: bool, spec: Spec, split, scaler, model, cfg, resolved: dict, text: str, label: str,
+             report: bool, trackers: list[str], mlflow) -> None:
+    """Write a new run: its data.json and run.toml, then train and report under its lock (one Run, handed to fit)."""
+    main, path = run.writes, run.path
+    with run.writing():  # rank 0 writes the run; the others only train
         if main and run.started():
             if not overwrite:
                 _fail(f"{path} already holds a run; pass --overwrite to replace it or --resume {path} to continue it")
@@ -192,6 +197,8 @@ def train(
             if main and refused and not run.file(Run.TRAINER).exists() and not run.file(Run.MODEL).exists():
                 run.clear()
             raise
+
+
 
 
 SCALE_SPREAD = 100.0  # features whose standard deviations differ more than this: ask for --standardize
@@ -247,7 +254,6 @@ def _by_hand(model_fn: str):
 
 def _resolved(spec: Spec, model, cfg) -> dict:
     """The configuration that re-runs this run exactly: every option filled in."""
-    from dataclasses import asdict
 
     return {"preset": spec.preset if model.config else None, "data": data_spec(spec.data),
             "data_dir": str(Path(spec.data_dir).resolve()) if spec.data_dir else None, "binarize": spec.binarize,

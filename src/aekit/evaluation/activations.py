@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,92 +126,110 @@ def capture(model: nn.Module, layers: str | Sequence[str], inputs: Iterable[Tens
     if rows_per_shard < 1 or (max_rows is not None and max_rows < 1):
         raise ValueError(f"rows_per_shard and max_rows must be positive, got {rows_per_shard}, {max_rows}")
     modules = {name: submodule(model, name) for name in layers}
-    out, tdtype = Path(out), DTYPES[dtype]
-    settings = {"model": model_name(model), "layers": layers, "dtype": str(tdtype).removeprefix("torch.")}
-    state = _resume_state(out, settings)
-    if state.get("done"):
+    out = Path(out)
+    run = _Capture(model, layers, out, dtype, meta)
+    if run.state.get("done"):
         return {name: out / name for name in layers}
-    if not state:
-        out.mkdir(parents=True, exist_ok=True)
-        state = {**settings, "inputs": 0, "rows": 0, "text": None, "shards": 0, "done": False}
-        _write_state(out, state)  # first: a directory with this file is a capture, however early it stopped
-
-    done_inputs, rows_done, text = state.get("inputs", 0), state.get("rows", 0), state.get("text")
-    writers: dict[str, ShardWriter] = {}
-    pending: dict[str, list[Tensor]] = {name: [] for name in layers}
-    tokens: list[Tensor] = []
-    got: dict[str, Tensor] = {}
-    ids_now: list[Tensor] = []
-
-    def hook(name: str):
-        def fn(module, args, output):
-            got[name] = _rows(output, ids_now[0], bool(text), name).detach().to("cpu", tdtype)
-            if len(got) == len(layers):
-                raise _Enough
-        return fn
-
-    def flush(final: bool = False) -> None:
-        if not writers:
-            extra = {"model": settings["model"], "dtype": settings["dtype"], "text": bool(text),
-                     "rows_per_input": state["rows_per_input"], **(meta or {})}
-            for name in layers:
-                writers[name] = ShardWriter(out / name, "safetensors" if dtype in ("bfloat16", "bf16") else "npy",
-                                            {**extra, "layer": name, "tokens": f"../{TOKENS}" if text else None},
-                                            keep=state.get("shards", 0))
-            if text:
-                writers[TOKENS] = ShardWriter(out / TOKENS, "npy", {"model": settings["model"]},
-                                              keep=state.get("shards", 0))
-        if pending[layers[0]]:
-            for name in layers:
-                writers[name].write(_numpy(torch.cat(pending[name])))
-                pending[name].clear()
-            if text:
-                writers[TOKENS].write(torch.cat(tokens).numpy().astype(np.int32))
-                tokens.clear()
-        state.update(settings, inputs=done_inputs, rows=rows_done, text=text,
-                     shards=len(writers[layers[0]].shards), done=final)
-        _write_state(out, state)
-
-    handles = [m.register_forward_hook(hook(name)) for name, m in modules.items()]
+    handles = [m.register_forward_hook(run.hook(name)) for name, m in modules.items()]
     device = next(iter(model.parameters()), torch.empty(0)).device
     try:
         with evaluating(model), torch.inference_mode():
-            for batch in _skip(inputs, done_inputs):
-                ids = _ids(batch)
-                if text is None:
-                    text = not ids.is_floating_point() and ids.dim() == 2
-                state.setdefault("rows_per_input", int(ids.shape[1]) if text else 1)
-                if max_rows is not None:
-                    need = math.ceil((max_rows - rows_done) / state["rows_per_input"])
-                    if need <= 0:
-                        break
-                    batch, ids = _slice(batch, 0, need), ids[:need]
-                got.clear()
-                ids_now[:] = [ids]
-                try:
-                    moved = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, Mapping) \
-                        else batch.to(device)
-                    model(**moved) if isinstance(moved, Mapping) else model(moved)
-                except _Enough:
-                    pass
-                missing = [n for n in layers if n not in got]
-                if missing:
-                    raise ValueError(f"layers {missing} did not run in {type(model).__name__}'s forward pass")
-                for name in layers:
-                    pending[name].append(got[name])
-                if text:
-                    tokens.append(ids.to("cpu", torch.int32))
-                done_inputs += len(ids)
-                rows_done += len(got[layers[0]])
-                if sum(len(p) for p in pending[layers[0]]) >= rows_per_shard:
-                    flush()
-        if text is None:
+            for batch in _skip(inputs, run.inputs):
+                if not run.take(batch, device, max_rows):
+                    break
+                if sum(len(p) for p in run.pending[layers[0]]) >= rows_per_shard:
+                    run.flush()
+        if run.text is None:
             raise ValueError("capture got no inputs")
-        flush(final=True)
+        run.flush(final=True)
     finally:
         for h in handles:
             h.remove()
     return {name: out / name for name in layers}
+
+
+class _Capture:
+    """One capture into ``out``: its state file (what is done), the rows held per layer, the shard writers."""
+
+    def __init__(self, model: nn.Module, layers: list[str], out: Path, dtype: str, meta: dict[str, Any] | None) -> None:
+        self.model, self.layers, self.out, self.dtype, self.meta = model, layers, out, dtype, meta
+        self.tdtype = DTYPES[dtype]
+        self.settings = {"model": model_name(model), "layers": layers, "dtype": str(self.tdtype).removeprefix("torch.")}
+        self.state = _resume_state(out, self.settings)
+        if not self.state:
+            out.mkdir(parents=True, exist_ok=True)
+            self.state = {**self.settings, "inputs": 0, "rows": 0, "text": None, "shards": 0, "done": False}
+            _write_state(out, self.state)  # first: a directory with this file is a capture, however early it stopped
+        self.inputs, self.rows, self.text = self.state.get("inputs", 0), self.state.get("rows", 0), self.state.get("text")
+        self.writers: dict[str, ShardWriter] = {}
+        self.pending: dict[str, list[Tensor]] = {name: [] for name in layers}
+        self.tokens: list[Tensor] = []
+        self.got: dict[str, Tensor] = {}
+        self.ids: Tensor | None = None
+
+    def hook(self, name: str) -> Callable:
+        """A forward hook that keeps layer ``name``'s rows of this batch; the pass stops after the last layer."""
+        def fn(module, args, output):
+            self.got[name] = _rows(output, self.ids, bool(self.text), name).detach().to("cpu", self.tdtype)
+            if len(self.got) == len(self.layers):
+                raise _Enough
+        return fn
+
+    def take(self, batch: Tensor | Mapping[str, Tensor], device: torch.device, max_rows: int | None) -> bool:
+        """Run the model on ``batch`` (cut to what ``max_rows`` still needs) and hold its rows; False once done."""
+        ids = _ids(batch)
+        if self.text is None:
+            self.text = not ids.is_floating_point() and ids.dim() == 2
+        self.state.setdefault("rows_per_input", int(ids.shape[1]) if self.text else 1)
+        if max_rows is not None:
+            need = math.ceil((max_rows - self.rows) / self.state["rows_per_input"])
+            if need <= 0:
+                return False
+            batch, ids = _slice(batch, 0, need), ids[:need]
+        self.got.clear()
+        self.ids = ids
+        try:
+            moved = {k: v.to(device) for k, v in batch.items()} if isinstance(batch, Mapping) else batch.to(device)
+            self.model(**moved) if isinstance(moved, Mapping) else self.model(moved)
+        except _Enough:
+            pass
+        missing = [n for n in self.layers if n not in self.got]
+        if missing:
+            raise ValueError(f"layers {missing} did not run in {type(self.model).__name__}'s forward pass")
+        for name in self.layers:
+            self.pending[name].append(self.got[name])
+        if self.text:
+            self.tokens.append(ids.to("cpu", torch.int32))
+        self.inputs += len(ids)
+        self.rows += len(self.got[self.layers[0]])
+        return True
+
+    def flush(self, final: bool = False) -> None:
+        """Write the rows held as one shard of every layer (and the tokens), then the state that says so."""
+        if not self.writers:
+            self._open_writers()
+        if self.pending[self.layers[0]]:
+            for name in self.layers:
+                self.writers[name].write(_numpy(torch.cat(self.pending[name])))
+                self.pending[name].clear()
+            if self.text:
+                self.writers[TOKENS].write(torch.cat(self.tokens).numpy().astype(np.int32))
+                self.tokens.clear()
+        self.state.update(self.settings, inputs=self.inputs, rows=self.rows, text=self.text,
+                          shards=len(self.writers[self.layers[0]].shards), done=final)
+        _write_state(self.out, self.state)
+
+    def _open_writers(self) -> None:
+        state, text, keep = self.state, self.text, self.state.get("shards", 0)
+        extra = {"model": self.settings["model"], "dtype": self.settings["dtype"], "text": bool(text),
+                 "rows_per_input": state["rows_per_input"], **(self.meta or {})}
+        fmt = "safetensors" if self.dtype in ("bfloat16", "bf16") else "npy"
+        for name in self.layers:
+            self.writers[name] = ShardWriter(self.out / name, fmt, {**extra, "layer": name,
+                                                                    "tokens": f"../{TOKENS}" if text else None},
+                                             keep=keep)
+        if text:
+            self.writers[TOKENS] = ShardWriter(self.out / TOKENS, "npy", {"model": self.settings["model"]}, keep=keep)
 
 
 def _skip(inputs: Iterable, n: int) -> Iterator:

@@ -95,14 +95,14 @@ def roc_auc(is_anomaly: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(y, np.asarray(score)))
 
 
-def likelihood_bounds(model: Autoencoder, x: np.ndarray, k: int = 1000, allow_nonbinary: bool = False) -> dict[str, float]:
-    """A stochastic model's test ELBO and its k-sample importance-weighted NLL, in nats per sample (means).
+def likelihood_bounds(model: Autoencoder, x: np.ndarray, samples: int = 1000, allow_nonbinary: bool = False) -> dict[str, float]:
+    """A stochastic model's test ELBO and its importance-weighted NLL over ``samples`` draws per row, in nats per sample (means).
 
     See :func:`aekit.parts.variational.elbo` and :func:`aekit.parts.variational.log_likelihood`.
     """
     xt = torch.as_tensor(np.asarray(x, dtype=np.float32))
     res = {key: float(v.mean()) for key, v in elbo(model, xt, allow_nonbinary=allow_nonbinary).items()}
-    res["nll"] = -float(log_likelihood(model, xt, k, allow_nonbinary=allow_nonbinary).mean())
+    res["nll"] = -float(log_likelihood(model, xt, samples, allow_nonbinary=allow_nonbinary).mean())
     return res
 
 
@@ -121,29 +121,29 @@ def sample_rows(rows, n: int, seed: int = 0) -> np.ndarray:
     return next(iter(SubsetRows(rows, idx).chunks(rows=len(idx))))[1]
 
 
-def pca_error_stream(train_rows, test_rows, k: int, fit_rows: int = 20_000) -> float:
+def pca_error_stream(train_rows, test_rows, code_size: int, fit_rows: int = 20_000) -> float:
     """:func:`pca_error` for streamed rows: PCA fitted on ``fit_rows`` training rows (seeded sample), its
     error over every test row, chunk by chunk."""
-    pca = _pca(sample_rows(train_rows, fit_rows), k)
+    pca = _pca(sample_rows(train_rows, fit_rows), code_size)
     total = sum(squared_error(x, pca.inverse_transform(pca.transform(x))) * len(x) for _, x in test_rows.chunks())
     return total / test_rows.n
 
 
-def _pca(x: np.ndarray, k: int) -> PCA:
-    """PCA with ``k`` components fitted on ``x``: from the D × D covariance when there are many more rows than
+def _pca(x: np.ndarray, code_size: int) -> PCA:
+    """PCA with ``code_size`` components fitted on ``x``: from the D × D covariance when there are many more rows than
     features (scikit-learn's own choice there; the full SVD held a copy and an (N, D) factor of the data)."""
     x = np.asarray(x)
     solver = "covariance_eigh" if len(x) >= 10 * x.shape[1] else "full"
     # the covariance path never centres x in place: copy=False only spares scikit-learn's defensive copy of it
-    return PCA(n_components=k, svd_solver=solver, copy=solver == "full").fit(x)
+    return PCA(n_components=code_size, svd_solver=solver, copy=solver == "full").fit(x)
 
 
-def pca_error(x_train: np.ndarray, x_test: np.ndarray, k: int) -> tuple[float, PCA]:
-    """Squared error per sample (summed over dimensions) of PCA with ``k`` components fitted on ``x_train``.
+def pca_error(x_train: np.ndarray, x_test: np.ndarray, code_size: int) -> tuple[float, PCA]:
+    """Squared error per sample (summed over dimensions) of PCA with ``code_size`` components fitted on ``x_train``.
 
     With many more rows than features PCA is fitted from the D × D covariance (``svd_solver="covariance_eigh"``,
     scikit-learn's own choice there): the full SVD held an (N, D) copy and factor of the data."""
-    pca = _pca(x_train, k)
+    pca = _pca(x_train, code_size)
     x_test = np.asarray(x_test)
     step = max(1, 2**20 // x_test.shape[1])
     total = sum(squared_error(x, pca.inverse_transform(pca.transform(x))) * len(x)

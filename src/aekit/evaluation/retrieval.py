@@ -104,7 +104,7 @@ class HammingIndex:
     >>> from aekit.parts.projections import ITQ
     >>> x = np.random.default_rng(0).normal(size=(100, 8))
     >>> index = HammingIndex(ITQ(4).fit(x)).add(x)
-    >>> dist, idx = index.search(x[:3], k=5)
+    >>> dist, idx = index.search(x[:3], n=5)
     >>> dist.shape, idx[:, 0].tolist(), dist[:, 0].tolist()  # each item is its own nearest code
     ((3, 5), [0, 1, 2], [0, 0, 0])
     """
@@ -122,12 +122,12 @@ class HammingIndex:
             self.labels = np.asarray(labels) if self.labels is None else np.concatenate([self.labels, labels])
         return self
 
-    def search(self, q: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` nearest items to each query row: (distances, indices), each (Q, k), nearest first, ties in
+    def search(self, q: np.ndarray, n: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` nearest items to each query row: (distances, indices), each (Q, n), nearest first, ties in
         corpus order."""
         if not len(self.codes):
             raise ValueError("the index is empty: add items first")
-        k = min(integer(k, "k"), len(self.codes))
+        k = min(integer(n, "n"), len(self.codes))  # (k below: the neighbours kept)
         qc = pack(self.hasher.bits(q))
         dist, idx = [], []
         n = len(self.codes)

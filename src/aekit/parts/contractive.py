@@ -1,7 +1,7 @@
 """The contractive penalty λ‖∂f(x)/∂x‖²_F (Rifai et al. 2011), three ways.
 
 - ``closed``: the encoder says it in closed form (:meth:`~aekit.core.model.Encoder.jacobian_norm`); for
-  one affine map W x + b and an elementwise σ (:class:`~aekit.core.networks.MLP`),
+  one affine map W x + b and an elementwise σ (:class:`~aekit.core.networks.mlp.MLP`),
   ‖J‖²_F = Σⱼ σ'(aⱼ)² ‖Wⱼ‖², σ' read off h = σ(a) itself: no extra forward or backward pass.
 - ``stochastic``: for any f, E_u ‖Jᵀu‖² = ‖J‖²_F for u with E[uuᵀ] = I
   (Rademacher). Each of ``projections`` vector-Jacobian products is one backward

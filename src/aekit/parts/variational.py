@@ -196,9 +196,9 @@ def elbo(model: Autoencoder, x: Tensor, batch_size: int = EVAL_BATCH, allow_nonb
 
 @torch.no_grad()
 def log_likelihood(
-    model: Autoencoder, x: Tensor, k: int = 1000, max_elements: int = 2**24, allow_nonbinary: bool = False
+    model: Autoencoder, x: Tensor, samples: int = 1000, max_elements: int = 2**24, allow_nonbinary: bool = False
 ) -> Tensor:
-    """Importance-weighted estimate of log p(x) with ``k`` samples per row (Burda et al.'s bound), (N,).
+    """Importance-weighted estimate of log p(x) with ``samples`` = k draws per row (Burda et al.'s bound), (N,).
 
         log p(x) ≥ E[log (1/k) Σᵢ p(x | hᵢ) p(hᵢ) / q(hᵢ | x)],   hᵢ ~ q(h | x)
 
@@ -214,11 +214,11 @@ def log_likelihood(
     -------
     >>> from aekit import create
     >>> vae = create("vae", (1, 8, 8), code_size=2, hidden=[16])
-    >>> log_likelihood(vae, torch.zeros(3, 64), k=10).shape
+    >>> log_likelihood(vae, torch.zeros(3, 64), samples=10).shape
     torch.Size([3])
     """
     model.need_stochastic("log_likelihood")
-    k = integer(k, "number of importance samples k")
+    k = integer(samples, "samples (importance samples per row)")
     with evaluating(model):
         d = model.input_size
         ks = max(1, min(k, max_elements // d))  # samples per chunk

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .._checks import BOOL, Constraint, Interval, OneOf, check, validate
@@ -54,18 +54,15 @@ class _Device(OneOf):
 
 
 _NONE, _COUNT, _POSITIVE = OneOf(None), Interval(int, 0), Interval(float, 0, None, "neither")
-# what each training option accepts (cross-field rules are in TrainConfig.validate)
-CONSTRAINTS = {
-    "epochs": [Interval(int, 1)], "batch_size": [Interval(int, 1)], "lr": [_POSITIVE],
-    "optimizer": [OneOf(*OPTIMIZERS)], "weight_decay": [Interval(float, 0)], "decay_all": [BOOL],
-    "momentum": [Interval(float, 0, 1, "left")], "schedule": [OneOf(*SCHEDULES)],
-    "val_fraction": [Interval(float, 0, 1, "left")], "patience": [_NONE, Interval(int, 1)],
-    "min_delta": [Interval(float, 0)], "grad_clip": [_NONE, _POSITIVE], "seed": [Interval(int, 0, 2**63, "left")],
-    "device": [_Device()], "precision": [OneOf(*PRECISIONS)], "checkpoint_every": [_COUNT],
-    "checkpoint_steps": [_COUNT], "checkpoint_minutes": [Interval(float, 0)], "nan_policy": [OneOf(*NAN_POLICIES)],
-    "shuffle_buffer": [_COUNT], "max_time": [_NONE, _POSITIVE], "kl_warmup_epochs": [Interval(float, 0)],
-    "threads": [THREADS], "progress": [BOOL],
-}
+TRAINING, HARDWARE = "Training", "Hardware and checkpoints"  # the command line's help panels
+
+
+def option(default: Any, accepts: list[Constraint], flag: str | None, panel: str = TRAINING,
+           resume: bool = False) -> Any:
+    """One trainer option, declared once: its default, what it accepts, the help of its ``aekit train`` flag
+    (``None``: no flag of its own) and whether ``--resume`` may change it. :class:`TrainConfig`'s fields are
+    these; the flags, the TOML ``[train]`` keys, :data:`CONSTRAINTS` and the estimators' checks follow."""
+    return field(default=default, metadata={"accepts": accepts, "flag": flag, "panel": panel, "resume": resume})
 
 
 @dataclass
@@ -121,36 +118,43 @@ class TrainConfig:
         the model's β is untouched, and the logged terms are unweighted.
     """
 
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    decay_all: bool = False
-    momentum: float = 0.9
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    val_fraction: float = 0.1
-    patience: int | None = None
-    min_delta: float = 0.0
-    grad_clip: float | None = None
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"
-    checkpoint_every: int = 1
-    checkpoint_steps: int = 0
-    checkpoint_minutes: float = 15.0
-    nan_policy: str = "raise"
-    shuffle_buffer: int = 0
-    max_time: float | None = None
-    kl_warmup_epochs: float = 0.0
-    threads: int = 0
-    progress: bool = True
+    epochs: int = option(30, [Interval(int, 1)], "Passes over the training data.", resume=True)
+    batch_size: int = option(128, [Interval(int, 1)], "Samples per step.")
+    lr: float = option(1e-3, [_POSITIVE], "Peak learning rate.")
+    optimizer: str = option("adam", [OneOf(*OPTIMIZERS)], "adam, adamw or sgd.")
+    weight_decay: float = option(0.0, [Interval(float, 0)], "Weight decay.")
+    decay_all: bool = option(False, [BOOL], "Decay every parameter, not only the weights (with --weight-decay).")
+    momentum: float = option(0.9, [Interval(float, 0, 1, "left")], "SGD momentum.")
+    schedule: str = option("constant", [OneOf(*SCHEDULES)], "constant, cosine or onecycle.")
+    warmup_epochs: float = option(0.0, [Interval(float, 0)], "Linear warm-up length in epochs.")
+    val_fraction: float = option(0.1, [Interval(float, 0, 1, "left")], "Held-out share of the training data.")
+    patience: int | None = option(None, [_NONE, Interval(int, 1)], "Early-stopping patience in epochs.")
+    min_delta: float = option(0.0, [Interval(float, 0)], "Smallest validation improvement that counts.")
+    grad_clip: float | None = option(None, [_NONE, _POSITIVE], "Clip the gradient norm to this.")
+    seed: int = option(0, [Interval(int, 0, 2**63, "left")], None)  # the command's --seed seeds the data split too
+    device: str = option("auto", [_Device()], "cpu, cuda or auto.  [default: auto]", HARDWARE, resume=True)
+    precision: str = option("fp32", [OneOf(*PRECISIONS)], "fp32 or bf16 (autocast).", HARDWARE)
+    checkpoint_every: int = option(1, [_COUNT], "Save trainer state every N epochs.", HARDWARE, resume=True)
+    checkpoint_steps: int = option(0, [_COUNT], "Also save it every N optimiser steps, mid-epoch (0: off).",
+                                   HARDWARE, resume=True)
+    checkpoint_minutes: float = option(15.0, [Interval(float, 0)], "Also save it every M minutes of training "
+                                       "(0: off).  [default: 15]", HARDWARE, resume=True)
+    nan_policy: str = option("raise", [OneOf(*NAN_POLICIES)], "On a non-finite loss: raise (stop at that step) or "
+                             "skip (drop the batch).", HARDWARE, resume=True)
+    shuffle_buffer: int = option(0, [_COUNT], "Streamed data: rows shuffled together (0: about 256 MB of stored "
+                                 "data).", HARDWARE)
+    max_time: float | None = option(None, [_NONE, _POSITIVE], "Stop after the epoch that passes this many seconds.",
+                                    HARDWARE, resume=True)
+    kl_warmup_epochs: float = option(0.0, [Interval(float, 0)], "Raise the KL weight from 0 to 1 over this many "
+                                     "epochs.")
+    threads: int = option(0, [THREADS], "CPU threads for training: 0 automatic (one for a small model), -1 every "
+                          "core.  [default: 0]", HARDWARE, resume=True)
+    progress: bool = option(True, [BOOL], None, resume=True)  # the command's --quiet
 
     def validate(self) -> "TrainConfig":
         """Raise ``ValueError`` naming the first bad value and the accepted range."""
         validate(vars(self), CONSTRAINTS)
-        check(self.warmup_epochs, "warmup_epochs", Interval(float, 0, self.epochs, "left"))
+        check(self.warmup_epochs, "warmup_epochs", Interval(float, 0, self.epochs, "left"))  # (needs epochs)
         if self.patience is not None and self.val_fraction == 0:
             raise ValueError("patience needs val_fraction > 0 (early stopping needs validation data), got "
                              f"patience={self.patience!r} with val_fraction=0")
@@ -174,6 +178,8 @@ class TrainConfig:
 
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+# what each training option accepts (cross-field rules are in TrainConfig.validate)
+CONSTRAINTS = {f.name: f.metadata["accepts"] for f in fields(TrainConfig)}
 
 
 def as_saved(train: dict[str, Any]) -> dict[str, Any]:
