@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from aekit import create, fit
 from aekit.evaluation.activations import capture, contexts
 from aekit.cli._app import app
-from aekit.store.rows import BF16, ShardRows
+from aekit.store.rows import ShardRows, bf16
 from aekit.store.shards import ShardWriter
 
 transformers = pytest.importorskip("transformers")  # the sae extra; in the test extra, so CI runs these
@@ -61,7 +61,7 @@ def test_capture_equals_the_layer_outputs(tmp_path):
             rows, toks, T = contexts(dirs[name])
             want = hs[i + 1].reshape(-1, 32).to(tdt)
             assert (rows.n, rows.sample_shape, T, len(rows.shards)) == (96, (32,), 16, 2)
-            assert rows.dtype == (BF16 if dtype == "bfloat16" else np.float32)
+            assert rows.dtype == (bf16() if dtype == "bfloat16" else np.float32)
             assert np.array_equal(rows.read(0, 96).astype(np.float32), want.float().numpy())
             assert np.array_equal(toks.read(0, toks.n), ids.numpy())
         meta = json.loads((dirs["transformer.h.1"] / "manifest.json").read_text())["meta"]

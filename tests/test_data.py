@@ -220,4 +220,4 @@ def test_a_slow_mirror_hits_the_deadline(tmp_path):
 def test_complex_data_is_refused(tmp_path):
     np.save(tmp_path / "c.npy", np.ones((4, 3), dtype=np.complex64))
     with pytest.raises(ValueError, match="is complex"):
-        D.read_array(tmp_path / "c.npy")
+        read_array(tmp_path / "c.npy")

@@ -224,11 +224,11 @@ def test_sae_on_bf16_shards_resumes_mid_epoch_bit_identically(tmp_path, preset):
     import os
     import signal
 
-    from aekit.store.rows import BF16
+    from aekit.store.rows import bf16
     from aekit.store.shards import write_shards
     from aekit.training.loop import Interrupted
 
-    x = sparse_data(n=1200).numpy().astype(BF16)
+    x = sparse_data(n=1200).numpy().astype(bf16())
     shards = write_shards(tmp_path / "acts", (x[i : i + 300] for i in range(0, 1200, 300)), rows_per_shard=256)
     opts = dict(epochs=3, batch_size=100, lr=2e-3, precision="bf16", shuffle_buffer=512, progress=False)
 

@@ -204,7 +204,7 @@ def test_bad_input(trained_vae, binary_digits):
     with pytest.raises(ValueError, match="binary"):
         elbo(trained_vae, grey)
     assert log_likelihood(trained_vae, grey, 5, allow_nonbinary=True).shape == (3,)
-    with pytest.raises(ValueError, match="k must be an integer >= 1"):
+    with pytest.raises(ValueError, match="samples must be an integer >= 1"):
         log_likelihood(trained_vae, torch.from_numpy(binary_digits.test.x[:2]), 0)
     x = torch.from_numpy(binary_digits.test.x[:8]).clone()
     x[5, 3] = float("nan")

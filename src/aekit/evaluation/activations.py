@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from .._checks import OneOf, check
 from ..core.model import evaluating
-from ..store.rows import BF16, ShardRows
+from ..store.rows import ShardRows, bf16
 from ..store.shards import ShardWriter
 from ..store.atomic import write_json
 
@@ -81,7 +81,7 @@ def _rows(out: Any, ids: Tensor, text: bool, layer: str) -> Tensor:
 
 
 def _numpy(t: Tensor) -> np.ndarray:
-    return t.view(torch.int16).numpy().view(BF16) if t.dtype == torch.bfloat16 else t.numpy()
+    return t.view(torch.int16).numpy().view(bf16()) if t.dtype == torch.bfloat16 else t.numpy()
 
 
 def capture(model: nn.Module, layers: str | Sequence[str], inputs: Iterable[Tensor | Mapping[str, Tensor]],

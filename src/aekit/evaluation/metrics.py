@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
 from .._checks import is_number
 from ..core.model import EVAL_BATCH, Autoencoder, batches_on, evaluating, seeded
@@ -133,6 +137,8 @@ def _pca(x: np.ndarray, code_size: int) -> PCA:
     """PCA with ``code_size`` components fitted on ``x``: from the D × D covariance when there are many more rows than
     features (scikit-learn's own choice there; the full SVD held a copy and an (N, D) factor of the data)."""
     x = np.asarray(x)
+    from sklearn.decomposition import PCA  # here: 1.3 s of imports that commands without a PCA baseline skip
+
     solver = "covariance_eigh" if len(x) >= 10 * x.shape[1] else "full"
     # the covariance path never centres x in place: copy=False only spares scikit-learn's defensive copy of it
     return PCA(n_components=code_size, svd_solver=solver, copy=solver == "full").fit(x)

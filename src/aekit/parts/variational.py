@@ -218,7 +218,7 @@ def log_likelihood(
     torch.Size([3])
     """
     model.need_stochastic("log_likelihood")
-    k = integer(samples, "samples (importance samples per row)")
+    k = integer(samples, "samples")
     with evaluating(model):
         d = model.input_size
         ks = max(1, min(k, max_elements // d))  # samples per chunk

@@ -26,10 +26,8 @@ import numpy as np
 
 from .files import check_array, csv_columns, flatten, read_array
 from .rows import NpyRows, SubsetRows, open_rows  # data larger than memory: streamed by fit
-from .shards import spool_rows, write_shards
 
-__all__ = ["Dataset", "Split", "binarize", "cache_dir", "check_array", "download", "load", "open_rows",
-           "read_array", "read_idx", "spool_rows", "write_shards"]
+__all__ = ["Dataset", "Split", "binarize", "cache_dir", "download", "load", "read_idx"]
 
 CACHE_ENV = "AEKIT_CACHE_DIR"
 

@@ -13,13 +13,24 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 MANIFEST = "manifest.json"
 FORMAT = "aekit-shards-1"
 TAKE_BYTES = 8 * 2**20  # Rows.take reads at most this much stored data at once
-BF16 = np.dtype(ml_dtypes.bfloat16)  # activations are often stored in bfloat16 (safetensors "BF16")
+
+
+def bf16() -> np.dtype:
+    """NumPy's bfloat16 (``ml_dtypes``; activations are often stored in it, safetensors "BF16"), imported on first
+    use: 0.6 s that a command without bfloat16 data does not pay."""
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def is_bf16(dtype: np.dtype) -> bool:
+    """Whether ``dtype`` is bfloat16, without importing ``ml_dtypes``."""
+    return np.dtype(dtype).name == "bfloat16"
 
 
 class Rows(ABC):
@@ -168,7 +179,7 @@ class ShardRows(Rows):
         try:
             meta = json.loads((self.dir / MANIFEST).read_text())
             self.sample_shape = tuple(int(s) for s in meta["sample_shape"])
-            self.dtype = BF16 if meta["dtype"] == "bfloat16" else np.dtype(meta["dtype"])
+            self.dtype = bf16() if meta["dtype"] == "bfloat16" else np.dtype(meta["dtype"])
             files = [(str(s["file"]), int(s["rows"])) for s in meta["shards"]]
         except FileNotFoundError:
             raise ValueError(f"{self.dir} has no {MANIFEST}: not a shard directory") from None
@@ -254,7 +265,7 @@ def is_files(x: Any) -> bool:
 
 _NP_DTYPES = {"F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
               "I64": np.dtype(np.int64), "I32": np.dtype(np.int32), "I16": np.dtype(np.int16),
-              "I8": np.dtype(np.int8), "U8": np.dtype(np.uint8), "BOOL": np.dtype(bool), "BF16": BF16}
+              "I8": np.dtype(np.int8), "U8": np.dtype(np.uint8), "BOOL": np.dtype(bool)}
 
 
 class _SafetensorsRows(Rows):
@@ -267,7 +278,8 @@ class _SafetensorsRows(Rows):
         try:
             with safe_open(path, "np") as f:  # validates the header against the file
                 sl = f.get_slice("x")
-                shape, dtype = tuple(sl.get_shape()), _NP_DTYPES[sl.get_dtype()]
+                shape, kind = tuple(sl.get_shape()), sl.get_dtype()
+                dtype = bf16() if kind == "BF16" else _NP_DTYPES[kind]
             with open(path, "rb") as fh:
                 n = int.from_bytes(fh.read(8), "little")
                 self.offset = 8 + n + json.loads(fh.read(n))["x"]["data_offsets"][0]

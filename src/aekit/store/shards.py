@@ -15,7 +15,7 @@ import numpy as np
 
 from .._checks import OneOf, check
 from .atomic import atomic_write, write_json
-from .rows import BF16, FORMAT, MANIFEST, ShardRows
+from .rows import FORMAT, MANIFEST, ShardRows, is_bf16
 
 
 class ShardWriter:
@@ -70,11 +70,11 @@ class ShardWriter:
         from safetensors.torch import save_file as save_torch
 
         rows = self.check(np.ascontiguousarray(rows))
-        fmt = "safetensors" if rows.dtype == BF16 else self.fmt  # .npy has no bfloat16
+        fmt = "safetensors" if is_bf16(rows.dtype) else self.fmt  # .npy has no bfloat16
         name = f"shard-{len(self.shards):05d}.{fmt}"
         if fmt == "npy":
             atomic_write(self.dir / name, lambda tmp: _save_npy(tmp, rows))
-        elif rows.dtype == BF16:
+        elif is_bf16(rows.dtype):
             import torch
 
             t = torch.from_numpy(rows.view(np.int16)).view(torch.bfloat16)

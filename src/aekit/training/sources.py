@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..core.tensors import as_tensor, param_dtype
-from ..store.rows import BF16, Rows, is_files, open_rows
+from ..store.rows import Rows, is_bf16, is_files, open_rows
 
 CHUNK_BYTES = 8 * 2**20  # rows read in one piece (a chunk) hold about this much stored data
 BUFFER_BYTES = 256 * 2**20  # default shuffle window: this much stored data
@@ -116,7 +116,7 @@ class Stream(Source):
 
     def to_device(self, stored: np.ndarray) -> Tensor:
         stored = np.ascontiguousarray(stored)
-        t = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16) if stored.dtype == BF16 \
+        t = torch.from_numpy(stored.view(np.int16)).view(torch.bfloat16) if is_bf16(stored.dtype) \
             else torch.from_numpy(stored)
         t = t.to(self.dtype).div_(255) if stored.dtype == np.uint8 else t.to(self.dtype)
         return (t.pin_memory() if self.pin else t).to(self.device, non_blocking=True)
@@ -184,7 +184,7 @@ def stored_check(validate: Callable[[Tensor], None], name: str) -> Callable[[np.
 
     def check(data: np.ndarray, first_row: int) -> None:
         try:
-            if (data.dtype.kind == "f" or data.dtype == BF16) and not np.isfinite(data).all():
+            if (data.dtype.kind == "f" or is_bf16(data.dtype)) and not np.isfinite(data).all():
                 raise ValueError("contains NaN or inf")
             lo, hi = float(data.min()), float(data.max())
             scale = 255.0 if data.dtype == np.uint8 else 1.0
