@@ -238,3 +238,25 @@ def test_a_config_that_disagrees_with_the_header_is_refused_before_allocating(tm
     (tmp_path / "model.json").write_text(json.dumps(cfg))
     got = _load_peak(tmp_path)
     assert "weights do not match the config" in got["result"] and got["increase"] < 20 * 2**20, got
+
+
+def test_a_run_saved_before_the_layered_packages_resumes_bit_identically(tmp_path):
+    """Issue 38: the checkpoint format did not change. ``tests/data/run_before_layers`` was written by aekit before
+    the move into packages (commit 898ea50: ``aekit train --data digits --code-size 4 --hidden 16 --epochs 4 --seed 3
+    --schedule cosine --checkpoint-every 1 --max-time 0.000001``, stopped after epoch 1); resumed now, it ends with
+    the weights that commit's uninterrupted run ended with (``run_before_layers_final.safetensors``), bit for bit."""
+    import shutil
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from aekit.cli import app
+
+    data = Path(__file__).resolve().parent / "data"
+    run = tmp_path / "run"
+    shutil.copytree(data / "run_before_layers", run)
+    res = CliRunner().invoke(app, ["train", "--resume", str(run), "--quiet"])
+    assert res.exit_code == 0, res.output
+    got, want = load_file(run / "model.safetensors"), load_file(data / "run_before_layers_final.safetensors")
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)

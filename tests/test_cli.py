@@ -391,3 +391,27 @@ def test_a_diverged_model_is_never_reported_as_saved(tmp_path):
               "--batch-size", "100000", "--epochs", "1", "--val-fraction", "0", "--out", tmp_path / "r", "--quiet")
     one_line_error(res, "not usable|non-finite|became")
     assert "saved to" not in res.stdout
+
+
+def test_trainer_flags_are_generated_from_the_one_declaration():
+    """Issue 38: each TrainConfig option that declares a flag is an `aekit train` flag with that help, in its panel;
+    the README lists them; --resume takes exactly the options declared resumable."""
+    import dataclasses
+    from pathlib import Path
+
+    from aekit.cli.train import RESUME_OPTIONS
+    from aekit.training.config import TrainConfig
+
+    declared = {f.name: f.metadata for f in dataclasses.fields(TrainConfig)}
+    help_text = " ".join(run("train", "--help").stdout.split())
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    for name, meta in declared.items():
+        flag = "--" + name.replace("_", "-")
+        if meta["flag"] is None:
+            continue
+        assert flag in help_text and " ".join(meta["flag"].split())[:30] in help_text, flag
+        assert flag in readme, flag
+    assert set(RESUME_OPTIONS) == {n for n, m in declared.items() if m["resume"] and m["flag"]}
+    assert {"epochs", "device", "threads", "max_time"} <= set(RESUME_OPTIONS) and "lr" not in RESUME_OPTIONS
+    res = run("train", "--decay-all", "--weight-decay", "0.1", "--epochs", "1", "--code-size", "4", "--print-config")
+    assert res.exit_code == 0 and "decay_all = true" in res.stdout, res.output
