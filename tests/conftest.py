@@ -34,3 +34,17 @@ def mnist_dir() -> Path:
     if not MNIST_DIR.is_dir():
         pytest.fail(f"the MNIST test data is missing: {MNIST_DIR}")
     return MNIST_DIR
+
+
+# The long tests (each 10 s to 90 s on 2 cores) start first, so that the workers end together rather than one of
+# them running a long test alone at the end: the file or test names, longest first.
+LONG_FIRST = ("test_readme.py::test_each_chapter", "test_dist.py", "test_sources.py::test_training_from_a_file",
+              "test_cli.py::test_crash_soak", "test_cli.py::test_sigterm", "test_autosize.py::test_defaults_on_a_large",
+              "test_deploy.py", "test_registry.py::test_cli_needs_the_plugin")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item) -> int:
+        return next((i for i, name in enumerate(LONG_FIRST) if name in item.nodeid), len(LONG_FIRST))
+
+    items.sort(key=rank)  # stable: within a rank, the files' own order
