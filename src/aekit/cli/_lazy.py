@@ -1,6 +1,6 @@
 """Modules that load on first use: the command line's handles on aekit's torch-backed layers.
 
-``aekit --help``, ``aekit train --help`` and the option checks answer before torch is imported (3 s → 0.4 s);
+``aekit --help``, ``aekit train --help`` and the option checks answer before torch is imported;
 each command module names the heavy modules it uses once, at its top, as ``lazy_module("aekit.…")``, and a
 command's body reads names from them. A handle imports its module (``importlib.import_module``) when one of
 its attributes is first read; it is not put in ``sys.modules`` (where anything that scans the loaded modules,

@@ -69,10 +69,9 @@ class AutoencoderOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         trained twice, on the rows as they are and standardised so, and the two scores are averaged, each
         standardised by its median and IQR on the training rows (as an ensemble's members); twice the fit
         time. ``"auto"``: ``"both"`` for data of more than 100 features (images) with a Gaussian likelihood,
-        else ``False``; ``units_`` says per model whether it reads standardised rows. Measured on one-class
-        image tasks (``benchmarks/anomaly.py``, mean ROC-AUC MNIST / Fashion-MNIST): raw pixels 0.967 / 0.918,
-        ``True`` 0.950 / 0.927, ``"both"`` 0.960 / 0.925 — each setting alone is far behind on one data set,
-        the pair never. Unlike a ``StandardScaler`` in a pipeline, the floor keeps near-constant features (an
+        else ``False``; ``units_`` says per model whether it reads standardised rows. On one-class image
+        tasks (``benchmarks/anomaly.py``) each setting alone was far behind on one of MNIST and Fashion-MNIST,
+        the pair on neither. Unlike a ``StandardScaler`` in a pipeline, the floor keeps near-constant features (an
         image's border) from dominating the score, and stored rows still stream.
     early_stopping
         Hold out 10 % of the rows (seeded) and stop when their reconstruction loss has not improved for

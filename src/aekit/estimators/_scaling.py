@@ -3,9 +3,8 @@
 Each feature is centred on its mean over the training rows and divided by max(σⱼ, c·σ̄), where σ̄ is the root
 mean square of the σⱼ (the data's overall scale, so the rule is unit-free) and c = :data:`FLOOR`. Without the
 floor, a feature that hardly varies in training (an image's border pixels) is divided by a tiny σ and any
-deviation from it dominates the reconstruction error: PyOD's AutoEncoder, which standardises so, scores a
-mean ROC-AUC of 0.914 on MNIST's one-class tasks against 0.967 for aekit's raw pixels
-(``benchmarks/anomaly.py``). A constant feature (σ = 0 everywhere) is only centred.
+deviation from it dominates the reconstruction error: PyOD's AutoEncoder, which standardises so, falls well
+behind aekit on raw pixels on MNIST's one-class tasks (``benchmarks/anomaly.py``; the README quotes the table). A constant feature (σ = 0 everywhere) is only centred.
 
 Rows (an array, a file, shards) are measured in one pass, chunk by chunk, in float64; stored rows are read
 through :class:`ScaledRows`, so training still streams.

@@ -26,10 +26,8 @@ from .._checks import OneOf, check, integer, number
 from ..core.likelihoods import Likelihood
 from ..core.model import Batch, CodeConstraint, Encoder, Penalty, TracksDeadUnits, fp32
 
-# AuxK revives latents silent for this many training tokens: SAELens's 1000 steps of 4096. Gao et al. use 10 M in
-# runs of billions. Measured in a run of 18 M tokens (benchmarks/sae.py): 1 M tokens cost FVU (k = 16: 0.0132, k = 32:
-# 0.0027) for fewer dead latents (1.76 %, 0.39 %); 4.1 M matched SAELens's FVU (0.0126 and 0.0022; SAELens 0.0125
-# and 0.0022) with 3.91 % and 0.29 % dead (SAELens 4.39 % and 0.10 %)
+# AuxK revives latents silent for this many training tokens: SAELens's 1000 steps of 4096 (Gao et al. use 10 M in
+# runs of billions). In benchmarks/sae.py 1 M tokens cost FVU for fewer dead latents; 4.1 M matched SAELens's FVU
 DEAD_AFTER = 4_096_000
 INIT_NORM = 0.1  # the initial norm of the decoder's free parameters and of the encoder's rows
 

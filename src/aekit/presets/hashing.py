@@ -23,11 +23,10 @@ def hashing(input_shape: tuple[int, ...], code_size: int = 32, binary: str = "it
     weighs the same against the reconstruction at any K), and ``decorrelation`` > 0 that weight times the
     bits' mean squared correlation over the batch (:class:`BitDecorrelation`, uncorrelated bits).
 
-    The body is Hinton & Salakhutdinov's (2006) deep autoencoder. Measured on MNIST (benchmarks/hashing.py,
-    mAP of label retrieval, seed 0, 10 epochs): ``"itq"`` 0.478 / 0.576 at 16 / 32 bits, the paper's noisy
-    sigmoid 0.392 / 0.452 (with the balance; 0.362 / 0.455 without), ITQ on the pixels 0.390 / 0.413. Trained
-    bits must carry the reconstruction through a 0/1 bottleneck; a real-valued code keeps its neighbourhoods,
-    and ITQ's rotation loses little of them at the threshold."""
+    The body is Hinton & Salakhutdinov's (2006) deep autoencoder. ``"itq"`` is the default because it retrieves
+    best on MNIST (``benchmarks/hashing.py``; the README quotes its table): trained bits must carry the
+    reconstruction through a 0/1 bottleneck, while a real-valued code keeps its neighbourhoods and ITQ's rotation
+    loses little of them at the threshold."""
     code_size = need_code_size(code_size)
     check(binary, "binary", OneOf("itq", "noise", "ste"))
     unused(binary == "noise", code_noise=(code_noise, 4.0))

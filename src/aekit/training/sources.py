@@ -50,7 +50,7 @@ class Source(ABC):
     ``batches(epoch, shuffle, batch_size, start, rank, world)`` yields, from global batch ``start`` on,
     this rank's part of each of the epoch's :func:`epoch_batches` global batches on the device, with the
     global batch's size; the order is drawn from ``shuffle``, which the caller has set to the epoch's
-    starting state.
+    starting state. ``in_order(batch_size)`` yields the rows in order (validation, evaluation).
     """
 
     n: int
@@ -58,6 +58,9 @@ class Source(ABC):
     @abstractmethod
     def batches(self, epoch: int, shuffle: torch.Generator, batch_size: int, start: int = 0, rank: int = 0,
                 world: int = 1) -> Iterator[tuple[Tensor, int]]: ...
+
+    @abstractmethod
+    def in_order(self, batch_size: int) -> Iterator[Tensor]: ...
 
 
 class InMemory(Source):
@@ -72,6 +75,10 @@ class InMemory(Source):
     def rows(self, count: int | None = None) -> Tensor:
         """The first ``count`` training rows (all by default), (count, D): a copy."""
         return self.x[self.idx[:count].to(self.x.device)]
+
+    def in_order(self, batch_size: int) -> Iterator[Tensor]:
+        for i in range(0, self.n, batch_size):
+            yield self.x[self.idx[i : i + batch_size].to(self.x.device)]
 
     def batches(self, epoch, shuffle, batch_size, start=0, rank=0, world=1):
         perm = self.idx[torch.randperm(self.n, generator=shuffle)].to(self.x.device)
@@ -214,8 +221,8 @@ def training_data(x: Any, model: Any, shuffle_buffer: int = 0) -> Tensor | Rows:
 
 
 def split(data: Tensor | Rows, model: Any, seed: int, val_fraction: float, dev: torch.device, buffer: int = 0,
-          rank: int = 0, world: int = 1) -> tuple[Source, Any, int]:
-    """The training source, this rank's share of the validation data (a tensor, a stream, or ``None``) and
+          rank: int = 0, world: int = 1) -> tuple[Source, Source | None, int]:
+    """The training source, this rank's share of the validation data (a source too, or ``None``) and
     the validation set's size: a seeded share ``val_fraction`` of the rows is held out; the training rows
     keep their order (ascending), and every rank sees all of them (it takes its part of each batch)."""
     n_all = data.n if isinstance(data, Rows) else len(data)
@@ -233,8 +240,21 @@ def split(data: Tensor | Rows, model: Any, seed: int, val_fraction: float, dev: 
         dtype = param_dtype(model)
         source = Stream(data, train_idx, dev, seed, buffer, check=check, dtype=dtype)
         return source, (Stream(data, mine, dev, seed, check=check, dtype=dtype) if n_val else None), n_val
-    return (InMemory(data.to(dev), torch.from_numpy(train_idx).long()),
-            (data[torch.from_numpy(mine)] if n_val else None), n_val)
+    x = data.to(dev)  # the validation rows are a source over the same samples: no copy of them
+    return (InMemory(x, torch.from_numpy(train_idx).long()),
+            (InMemory(x, torch.from_numpy(mine).long()) if n_val else None), n_val)
+
+
+def ordered(x: Any, model: Any) -> Source:
+    """``x`` as a :class:`Source` to read in order: itself, a stream of a file, directory or dataset (memory bounded
+    by a chunk), or samples in memory (a tensor as it is; anything else validated for ``model``)."""
+    if isinstance(x, Source):
+        return x
+    if streamable(x):
+        rows = open_rows(x)
+        return Stream(rows, np.arange(rows.n), next(model.parameters()).device, 0,
+                      check=stored_check(model.likelihood.validate, rows.name), dtype=param_dtype(model))
+    return InMemory(x if isinstance(x, Tensor) else as_tensor(x, model))
 
 
 def prepare_sample(source: Source) -> Tensor:

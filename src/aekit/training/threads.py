@@ -15,9 +15,8 @@ import torch
 from .._checks import check
 from .config import THREADS, cores
 
-# One thread below this many multiply-adds per step (parameters × batch size): small tabular models. Measured
-# (benchmarks/threads.py, 2 cores): a 768×8 `vae` step (~1.3 M) is 10× faster on 1 thread; MNIST MLPs
-# (≥ 10⁸ per step) gain from every core.
+# One thread below this many multiply-adds per step (parameters × batch size): small tabular models, whose steps
+# are faster on one thread, while MNIST MLPs (≥ 10⁸ per step) gain from every core (benchmarks/threads.py).
 SMALL_STEP = 2**24
 
 
