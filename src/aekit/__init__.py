@@ -69,9 +69,10 @@ if TYPE_CHECKING:  # static checkers and IDEs see the eager imports
     from .core.model import Autoencoder, Output, Penalty
     from .core.networks.conv import ConvDecoder, ConvEncoder
     from .core.networks.mlp import MLP, TiedMLP
+    from .evaluation.deploy import Deployable, export_model, run_exported
+    from .evaluation.metrics import pca_error, principal_angles, reconstruct, squared_error
     from .parts.variational import GaussianEncoder, GaussianKL, Posterior, elbo, log_likelihood
-    from .presets._registry import Preset, register
-    from .presets._registry import PRESETS
+    from .presets._registry import PRESETS, Preset, register
     from .presets.catalog import create, from_config, get_preset
     from .presets.plugins import load_plugins
     from .store.data import Dataset, Split, binarize, download, load, read_idx
@@ -83,5 +84,3 @@ if TYPE_CHECKING:  # static checkers and IDEs see the eager imports
     from .training.evaluate import evaluate
     from .training.loop import History, fit
     from .training.optim import config_for
-    from .evaluation.deploy import Deployable, export_model, run_exported
-    from .evaluation.metrics import pca_error, principal_angles, reconstruct, squared_error

@@ -17,16 +17,16 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.console import Console
 from typer.core import TyperCommand
-from .. import __version__
 
+from .. import __version__
 from ..presets.options import OPTIONS
 from ..presets.plugins import load_plugins, model_factory
 from ..store.data import load, stream_split
 from ..store.files import read_array
 from ..store.run import Run
 from ..training.config import TrainConfig
-
 from ._lazy import lazy_module
+
 # heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
 core_model = lazy_module("aekit.core.model")
 core_tensors = lazy_module("aekit.core.tensors")

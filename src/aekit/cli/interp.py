@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import numpy as np
 import typer
 
-from ._app import _fail, app, friendly, out
-
 from .._checks import integer
 from ..store.rows import NpyRows, ShardRows
-
+from ._app import _fail, app, friendly, out
 from ._lazy import lazy_module
+
 # heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
 evaluation_activations = lazy_module("aekit.evaluation.activations")
 core_model = lazy_module("aekit.core.model")
@@ -151,9 +150,9 @@ def sae_rows(model, x_test) -> tuple[dict[str, float], list[tuple[str, str]]]:
 def ce_rows(model, data: str, lm_dir: Path, n_contexts: int, device: str) -> tuple[dict[str, float], list]:
     """CE loss recovered with the SAE spliced into the layer its activations came from: the capture's
     manifest names the layer and keeps the token contexts; ``n_contexts`` of them (seeded) are scored."""
-    import torch
-
     import json
+
+    import torch
 
     contexts = evaluation_activations.contexts
     ce_loss_recovered = evaluation_splice.ce_loss_recovered

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._app import _fail, err
-
 from ..presets.options import OPTIONS
-
+from ._app import _fail, err
 from ._lazy import lazy_module
+
 # heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
 presets_catalog = lazy_module("aekit.presets.catalog")
 training_autosize = lazy_module("aekit.training.autosize")

@@ -9,11 +9,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from ._app import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, rows_like_run
-
 from ..store.atomic import atomic_write
-
+from ._app import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, rows_like_run
 from ._lazy import lazy_module
+
 # heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
 evaluation_retrieval = lazy_module("aekit.evaluation.retrieval")
 parts_hashing = lazy_module("aekit.parts.hashing")

@@ -10,14 +10,13 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from ._app import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, out_file, rows_like_run
-
 from .._checks import Interval, OneOf, check
 from ..evaluation.ranges import best_range_f1
 from ..store.atomic import atomic_write
 from ..store.run import Run
-
+from ._app import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, out_file, rows_like_run
 from ._lazy import lazy_module
+
 # heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
 evaluation_metrics = lazy_module("aekit.evaluation.metrics")
 evaluation_series = lazy_module("aekit.evaluation.series")

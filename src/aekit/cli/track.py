@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._app import _fail
-
 from ._lazy import lazy_module
+
 # heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
 training_tracking = lazy_module("aekit.training.tracking")
 

@@ -16,20 +16,32 @@ from typing import Annotated, Any, Optional, get_type_hints
 
 import typer
 
-from ._app import (MAX_IW, GroupedCommand, ModelFn, Plugins, _fail, _load_split, _plugins, _split_of_run, app, err, friendly,
-               out, standardized)
-from ..store.run import Run
-from .options import Spec, check_flags, data_spec, resolve, sized
-from .track import mlflow_logger, tracker_names, trackers_for
-
 from .._checks import check, integer
 from ..presets.options import OPTIONS
 from ..presets.plugins import model_factory
 from ..store.rows import moments
+from ..store.run import Run
 from ..store.runconfig import dumps, read_run_config
 from ..training.config import CONSTRAINTS, TrainConfig, as_saved
-
+from ._app import (
+    MAX_IW,
+    GroupedCommand,
+    ModelFn,
+    Plugins,
+    _fail,
+    _load_split,
+    _plugins,
+    _split_of_run,
+    app,
+    err,
+    friendly,
+    out,
+    standardized,
+)
 from ._lazy import lazy_module
+from .options import Spec, check_flags, data_spec, resolve, sized
+from .track import mlflow_logger, tracker_names, trackers_for
+
 # heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
 cli_use = lazy_module("aekit.cli.use")
 core_model = lazy_module("aekit.core.model")

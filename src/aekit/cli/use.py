@@ -12,9 +12,6 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from ._app import (MAX_IW, ModelFn, Plugins, _fail, _ints, _load_split, _plugins, _run_data, _run_data_path, _run_model,
-               app, err, friendly, out, out_file, read_like_run, run_columns, run_meta, run_scaler)
-
 from .._checks import OneOf, check, integer
 from ..evaluation.measures import RATIO, readable, warnings_for
 from ..store.atomic import atomic_write
@@ -22,8 +19,29 @@ from ..store.files import csv_columns
 from ..store.rows import ArrayRows, Rows, open_rows
 from ..store.run import Run, lock
 from ..training.progress import progress
-
+from ._app import (
+    MAX_IW,
+    ModelFn,
+    Plugins,
+    _fail,
+    _ints,
+    _load_split,
+    _plugins,
+    _run_data,
+    _run_data_path,
+    _run_model,
+    app,
+    err,
+    friendly,
+    out,
+    out_file,
+    read_like_run,
+    run_columns,
+    run_meta,
+    run_scaler,
+)
 from ._lazy import lazy_module
+
 # heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
 cli_interp = lazy_module("aekit.cli.interp")
 core_model = lazy_module("aekit.core.model")

@@ -16,22 +16,20 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._checks import Constraint, Instance, Interval, OneOf, Text, check, validate
-from ..training.checkpoint import load_model, save_model
-from ..store.atomic import write_json
-from ..evaluation.metrics import batched
-from ..training.autosize import adapt, auto_code_size
 from ..core.model import EVAL_BATCH, Autoencoder, fp32, seeded
-from ..training.config import CONSTRAINTS
-from ..training.config import TrainConfig
-from ..presets.options import OPTIONS
-from ._robust import trimmed_fit
-from ..presets.catalog import create, get_preset
-from ..store.rows import Rows, open_rows
-from ..training.sources import streamable
-from ..training.config import MAX_THREADS
-from ..training.threads import threads_for, using_threads
-from ..training.loop import History, fit
+from ..evaluation.metrics import batched
 from ..parts.variational import elbo
+from ..presets.catalog import create, get_preset
+from ..presets.options import OPTIONS
+from ..store.atomic import write_json
+from ..store.rows import Rows, open_rows
+from ..training.autosize import adapt, auto_code_size
+from ..training.checkpoint import load_model, save_model
+from ..training.config import CONSTRAINTS, MAX_THREADS, TrainConfig
+from ..training.loop import History, fit
+from ..training.sources import streamable
+from ..training.threads import threads_for, using_threads
+from ._robust import trimmed_fit
 
 _TRAIN = {f.name for f in fields(TrainConfig)}
 _NONE = OneOf(None)

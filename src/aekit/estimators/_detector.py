@@ -11,8 +11,8 @@ from sklearn.base import OutlierMixin
 from sklearn.utils import check_random_state
 
 from .._checks import BOOL, Interval, OneOf
-from ..evaluation.metrics import batched
 from ..core.model import fp32
+from ..evaluation.metrics import batched
 from ..store.rows import Rows
 from . import _tails as tails
 from ._base import _AutoencoderEstimator, _score

@@ -26,9 +26,9 @@ from torch import Tensor, nn
 
 from .._checks import OneOf, check
 from ..core.model import evaluating
+from ..store.atomic import write_json
 from ..store.rows import ShardRows, bf16
 from ..store.shards import ShardWriter
-from ..store.atomic import write_json
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 STATE = "capture.json"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,13 +12,11 @@ if TYPE_CHECKING:
     from sklearn.decomposition import PCA
 
 from .._checks import is_number
+from ..core.corruption import Identity
 from ..core.model import EVAL_BATCH, Autoencoder, batches_on, evaluating, seeded
 from ..core.tensors import as_tensor
 from ..parts.variational import elbo, log_likelihood
 from ..store.rows import SubsetRows
-from ..core.corruption import Identity
-
-
 
 
 @torch.no_grad()

@@ -28,10 +28,10 @@ import numpy as np
 from sklearn.preprocessing import StandardScaler
 
 from .._checks import OneOf, check, integer
-from ..store.files import _is_float, _read_npy
-from .metrics import batched
 from ..core.model import Autoencoder
 from ..store.data import Dataset, Split
+from ..store.files import _is_float, _read_npy
+from .metrics import batched
 
 
 def as_series(series: Any, what: str = "series") -> np.ndarray:

@@ -18,10 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .activations import submodule
 from ..core.model import ALIVE, EVAL_BATCH, Autoencoder, batches_on, evaluating
 from ..store.rows import open_rows
-
+from .activations import submodule
 
 
 def _reconstructor(sae: Autoencoder | Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:

@@ -15,7 +15,6 @@ Never one backward pass per code unit.
 
 from __future__ import annotations
 
-
 import torch
 from torch import Tensor, nn
 from torch.func import jacrev, vmap

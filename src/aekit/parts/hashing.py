@@ -26,8 +26,8 @@ import torch
 from torch import Tensor
 
 from .._checks import OneOf, check, number
-from .projections import ITQ
 from ..core.model import Batch, CodeConstraint, Penalty, fp32
+from .projections import ITQ
 
 __all__ = ["BinaryCode", "BitDecorrelation", "ITQCode"]
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 from ..core.corruption import make_corruption, parse_noise
 from ..core.model import Autoencoder, Penalty
+from ..core.networks.conv import ConvDecoder, ConvEncoder
 from ..core.networks.mlp import MLP
 from ..core.networks.sequence import AttentionDecoder, AttentionEncoder, RNNDecoder, RNNEncoder, TCNDecoder, TCNEncoder
-from ..core.networks.conv import ConvDecoder, ConvEncoder
 from ..parts.contractive import Contractive
 from ..parts.denoising import Walkback
 from ..parts.sparse import L1, AuxK, KLSparsity, TopK

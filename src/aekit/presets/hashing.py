@@ -9,6 +9,7 @@ from ..parts.sparse import KLSparsity
 from ._common import MLPBody, Output, need_code_size, unused
 from ._registry import register
 
+
 @register("hashing", "semantic hashing: a deep autoencoder whose code gives K bits (ITQ on the code, noisy "
           "sigmoid or straight-through), for Hamming-distance search (Salakhutdinov & Hinton 2009)",
           epochs=10, lr=1e-3)

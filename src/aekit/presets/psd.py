@@ -12,6 +12,7 @@ from ..parts.sparse import L1
 from ._common import Output
 from ._registry import register
 
+
 @register("psd", "predictive sparse decomposition: sparse codes by FISTA, and a fast predictor f(x) trained "
           "to match them (Kavukcuoglu et al. 2008)", epochs=30, lr=3e-3)
 def psd(input_shape: tuple[int, ...], code_size: int = 0, lam: float = 0.1, gamma: float = 1.0,

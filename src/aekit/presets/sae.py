@@ -9,9 +9,10 @@ from torch import nn
 
 from .._checks import integer
 from ..core.model import Autoencoder
-from ..parts.sae import DEAD_AFTER, BatchTopK, DecoderNormL1, JumpReLU, L0, SAEDecoder, SAEEncoder, ScaledGaussian
+from ..parts.sae import DEAD_AFTER, L0, BatchTopK, DecoderNormL1, JumpReLU, SAEDecoder, SAEEncoder, ScaledGaussian
 from ..parts.sparse import AuxK, TopK
 from ._registry import OptionGroup, register
+
 
 @dataclass(frozen=True)
 class Dictionary(OptionGroup):

@@ -12,12 +12,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..core.model import seeded  # noqa: E402
+from ..evaluation.metrics import encode, linear_probe, pca_error, reconstruct, squared_error  # noqa: E402
+from ..presets.catalog import create, get_preset
 from ..store.atomic import atomic_write  # noqa: E402
 from ..store.data import Split  # noqa: E402
-from ..evaluation.metrics import encode, reconstruct  # noqa: E402
-from ..core.model import seeded  # noqa: E402
-from ..evaluation.metrics import linear_probe, pca_error, squared_error
-from ..presets.catalog import create, get_preset
 from ..training.loop import fit
 
 

@@ -22,24 +22,22 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ..store.atomic import atomic_write  # noqa: E402
 from ..core.corruption import Identity  # noqa: E402
-from ..store.data import Split  # noqa: E402
-from ..evaluation.measures import readable, warnings_for  # noqa: E402
-from ..evaluation.metrics import encode, reconstruct  # noqa: E402
 from ..core.model import Autoencoder, CodeConstraint, seeded  # noqa: E402
-from ..store.run import Run  # noqa: E402
+from ..evaluation.manifold import tangent_directions, vector_field
+from ..evaluation.measures import readable, warnings_for  # noqa: E402
+from ..evaluation.metrics import encode, reconstruct, sample_rows  # noqa: E402
+from ..evaluation.series import series_errors, series_reconstruction
+from ..parts.denoising import chain
 from ..parts.sae import SAEEncoder  # noqa: E402
 from ..parts.variational import interpolate, sample  # noqa: E402
-from ..evaluation.manifold import vector_field
-from ..parts.denoising import chain
-from ..evaluation.metrics import sample_rows
+from ..store.atomic import atomic_write  # noqa: E402
+from ..store.data import Split  # noqa: E402
 from ..store.rows import Rows
-from ..evaluation.manifold import tangent_directions
-from .series import series_scores
-from ..evaluation.series import series_errors, series_reconstruction
+from ..store.run import Run  # noqa: E402
 from ..training.checkpoint import load_model
 from .sae import sae_sections
+from .series import series_scores
 
 N_SHOW = 10  # images per row in the grids
 

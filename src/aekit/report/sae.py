@@ -20,10 +20,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ..core.model import Autoencoder  # noqa: E402
-from ..store.rows import Rows, ShardRows, SubsetRows  # noqa: E402
-from ..core.model import ALIVE
+from ..core.model import (
+    ALIVE,
+    Autoencoder,  # noqa: E402
+)
 from ..evaluation.splice import sae_metrics  # noqa: E402
+from ..store.rows import Rows, ShardRows, SubsetRows  # noqa: E402
 
 WINDOW = (12, 3)  # tokens shown before and after a top-activating token
 

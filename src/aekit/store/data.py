@@ -9,8 +9,8 @@ file and the fault.
 from __future__ import annotations
 
 import gzip
-import math
 import hashlib
+import math
 import os
 import tempfile
 import time

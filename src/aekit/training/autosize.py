@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .config import TrainConfig
 from ..presets.catalog import get_preset
+from .config import TrainConfig
 
 STEPS = 2000  # optimiser steps the epoch rule aims at
 

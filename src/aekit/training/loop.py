@@ -21,19 +21,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checkpoint import save_model
-from .state import Position, TrainerState, restore_trainer, save_trainer
-from ..core.model import Autoencoder
 from .._checks import check
-from .config import CONSTRAINTS
-from .optim import StepHook, config_for, lr_factor, make_optimizer, step_hooks
-from .config import TrainConfig
-from .dist import Context, context
-from ..store.run import Run, Stop, stop_on_signals
+from ..core.model import Autoencoder
 from ..store.rows import Rows
+from ..store.run import Run, Stop, stop_on_signals
+from .checkpoint import save_model
+from .config import CONSTRAINTS, TrainConfig
+from .dist import Context, context
 from .evaluate import shared_eval
-from .sources import epoch_batches, prepare_sample, split, training_data
+from .optim import StepHook, config_for, lr_factor, make_optimizer, step_hooks
 from .progress import progress
+from .sources import epoch_batches, prepare_sample, split, training_data
+from .state import Position, TrainerState, restore_trainer, save_trainer
 from .threads import threads_for, using_threads
 
 __all__ = ["History", "Interrupted", "fit", "resolve_device"]

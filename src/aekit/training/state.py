@@ -11,9 +11,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .checkpoint import check_finite, nonfinite, unset_buffers, load_state, load_tensors, save_tensors
 from ..core.model import Autoencoder
+from .checkpoint import check_finite, load_state, load_tensors, nonfinite, save_tensors, unset_buffers
 from .config import as_saved
+
 
 @dataclass
 class Position:
