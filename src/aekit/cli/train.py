@@ -52,7 +52,6 @@ training_dist = lazy_module("aekit.training.dist")
 training_loop = lazy_module("aekit.training.loop")
 training_optim = lazy_module("aekit.training.optim")
 
-# What a run directory holds; --overwrite removes these first, so no file of the old run survives
 # Options --resume takes (epochs: only more than the run's, to train on)
 RESUME_OPTIONS = tuple(f.name for f in fields(TrainConfig) if f.metadata["resume"] and f.metadata["flag"])
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}

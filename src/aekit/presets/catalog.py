@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core.model import Autoencoder
-# each family registers its presets on import; this order is the order `aekit presets` lists them in
+# each family registers its presets on import, in this order (the order `aekit presets` lists them in; not isort's)
 from . import classic  # noqa: F401
-from . import sae  # noqa: F401, I001
+from . import sae  # noqa: F401
 from . import psd  # noqa: F401
 from . import hashing  # noqa: F401
 from ._registry import PRESETS, Preset, _create
