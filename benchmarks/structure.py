@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _modules(src: Path) -> dict[str, Path]:
+def modules(src: Path) -> dict[str, Path]:
+    """Each module's dotted name under ``src`` (a package's ``__init__`` as the package), and its file."""
     out = {}
     for p in src.rglob("*.py"):
         parts = list(p.relative_to(src.parent).with_suffix("").parts)
@@ -28,7 +29,8 @@ def _modules(src: Path) -> dict[str, Path]:
     return out
 
 
-def _target(module: str, is_pkg: bool, node: ast.ImportFrom) -> str:
+def import_target(module: str, is_pkg: bool, node: ast.ImportFrom) -> str:
+    """The module a ``from … import`` names, relative imports resolved."""
     if not node.level:
         return node.module or ""
     base = module.split(".") if is_pkg else module.split(".")[:-1]
@@ -37,7 +39,7 @@ def _target(module: str, is_pkg: bool, node: ast.ImportFrom) -> str:
 
 
 def figures(src: Path) -> dict[str, object]:
-    mods = _modules(src)
+    mods = modules(src)
     edges: dict[str, set[str]] = collections.defaultdict(set)
     inside, inside_aekit, functions = 0, 0, []
     for name, path in mods.items():
@@ -53,7 +55,7 @@ def figures(src: Path) -> dict[str, object]:
             if isinstance(n, ast.Import):
                 targets = [a.name for a in n.names]
             else:
-                t = _target(name, path.name == "__init__.py", n)
+                t = import_target(name, path.name == "__init__.py", n)
                 targets = [f"{t}.{a.name}" if f"{t}.{a.name}" in mods else t for a in n.names]
             hit = False
             for t in targets:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -18,20 +19,14 @@ SRC = Path(aekit.__file__).parent
 ROOT = SRC.parents[1]
 
 
+# the import graph is read as benchmarks/structure.py reads it (one reader of the package's shape)
+_spec = importlib.util.spec_from_file_location("structure", ROOT / "benchmarks" / "structure.py")
+structure = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(structure)
+
+
 def _modules() -> dict[str, Path]:
-    out = {}
-    for p in SRC.rglob("*.py"):
-        parts = list(p.relative_to(SRC.parent).with_suffix("").parts)
-        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
-    return out
-
-
-def _target(module: str, is_pkg: bool, node: ast.ImportFrom) -> str:
-    if not node.level:
-        return node.module or ""
-    base = module.split(".") if is_pkg else module.split(".")[:-1]
-    base = base[: len(base) - (node.level - 1)]
-    return ".".join(base + ([node.module] if node.module else []))
+    return structure.modules(SRC)
 
 
 def _imports(inside_functions: bool) -> dict[str, set[str]]:
@@ -48,7 +43,7 @@ def _imports(inside_functions: bool) -> dict[str, set[str]]:
             if id(n) in skip or (id(n) in funcs) != inside_functions:
                 continue
             if isinstance(n, ast.ImportFrom):
-                t = _target(name, path.name == "__init__.py", n)
+                t = structure.import_target(name, path.name == "__init__.py", n)
                 targets = [f"{t}.{a.name}" if f"{t}.{a.name}" in mods else t for a in n.names]
             elif isinstance(n, ast.Import):
                 targets = [a.name for a in n.names]
