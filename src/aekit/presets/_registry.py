@@ -1,7 +1,7 @@
 """The registry of presets: named builders ``(input_shape, **options) -> Autoencoder``.
 
-aekit's own recipes (:mod:`aekit.presets`) and a user's are registered the same way, with
-:func:`register`; :func:`create` builds one and records the JSON config that rebuilds it
+aekit's own recipes (the families of :mod:`aekit.presets`) and a user's are registered the same way, with
+:func:`register`; :func:`~aekit.presets.catalog.create` builds one and records the JSON config that rebuilds it
 exactly (used by checkpoints). A config of a user's preset also names the builder's module, so
 that a checkpoint can say which module to import — it never imports one by itself.
 

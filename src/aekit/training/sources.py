@@ -68,7 +68,7 @@ class InMemory(Source):
     by indexing — the training rows are never copied out of the data as a whole."""
 
     def __init__(self, x: Tensor, idx: Tensor | None = None) -> None:
-        self.x = x
+        self.x, self.whole = x, idx is None  # whole: every row in order, read by slices (views, not gathers)
         self.idx = torch.arange(len(x)) if idx is None else idx
         self.n = len(self.idx)
 
@@ -78,7 +78,8 @@ class InMemory(Source):
 
     def in_order(self, batch_size: int) -> Iterator[Tensor]:
         for i in range(0, self.n, batch_size):
-            yield self.x[self.idx[i : i + batch_size].to(self.x.device)]
+            rows = slice(i, i + batch_size) if self.whole else self.idx[i : i + batch_size].to(self.x.device)
+            yield self.x[rows]
 
     def batches(self, epoch, shuffle, batch_size, start=0, rank=0, world=1):
         perm = self.idx[torch.randperm(self.n, generator=shuffle)].to(self.x.device)
