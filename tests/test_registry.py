@@ -233,8 +233,9 @@ def test_cli_needs_the_plugin_named_explicitly(tmp_path, monkeypatch):
     env = {"PYTHONPATH": str(tmp_path)}
     rd = tmp_path / "r"
     cli = [sys.executable, "-m", "aekit.cli"]
-    subprocess.run([*cli, "train", "--plugin", module, "--preset", "mine-fresh", "--epochs", "1", "--out", str(rd),
-                    "--quiet"], check=True, timeout=300, env={**_env(), **env}, capture_output=True)
+    # trained here (importing the plugin in this process); evaluated in fresh processes, which have not imported it
+    res = run("train", "--plugin", module, "--preset", "mine-fresh", "--epochs", "1", "--out", rd, "--quiet")
+    assert res.exit_code == 0, res.output
     res = subprocess.run([*cli, "evaluate", str(rd)], capture_output=True, text=True, timeout=300, env={**_env(), **env})
     assert res.returncode == 2, res.stderr
     assert "(command line: --plugin aekit_plugin_fresh)" in res.stderr and "never imports code" in res.stderr
