@@ -322,7 +322,7 @@ def test_cli_trains_on_windows_of_a_csv_series_and_scores_each_step(tmp_path):
     from typer.testing import CliRunner
 
     from aekit.cli._app import app
-    from aekit.evaluation.series import read_series
+    from aekit.store.series import read_series
 
     run = lambda *a: CliRunner().invoke(app, [str(v) for v in a])  # noqa: E731
     t = np.arange(1000)

@@ -188,15 +188,19 @@ def _ints(text: str | None, what: str) -> list[int] | None:
 
 def _load_split(data: str, data_dir: Optional[Path], seed: int = 0, binarize: bool = False, stream: bool = False,
                 window: int | None = None, stride: int = 1, label_column: str | None = None,
-                drop_columns: list[str] | None = None):
-    if (label_column is not None or drop_columns) and (window is not None or stream):
-        _fail("--label-column and --drop-columns read a table into memory: not with --window or --stream")
+                drop_columns: list[str] | None = None, train_steps: int | None = None):
+    if (label_column is not None or drop_columns) and stream:
+        _fail("--label-column and --drop-columns read a table into memory: not with --stream")
+    if train_steps is not None and window is None:
+        _fail("--train-steps says where a series' training part ends: it applies with --window")
     if window is not None:
         series_split = evaluation_series.series_split
 
         if binarize or data_dir or stream:
             _fail("--window reads one series from a file: drop --binarize, --data-dir and --stream")
-        return series_split(data, window, stride)
+        if label_column is not None:
+            _fail("a series' labels are its column named label, anomaly or is_anomaly: drop --label-column")
+        return series_split(data, window, stride, train_steps=train_steps, drop_columns=drop_columns or ())
     if stream:
         if binarize or data_dir:
             _fail("--stream reads a .npy file or a shard directory as it is: drop --binarize and --data-dir")
@@ -226,7 +230,7 @@ def _split_of_run(run_dir: Path):
 
     meta = Run(run_dir).data_spec()
     split = _load_split(meta["data"], _opt_path(meta["data_dir"]), meta["seed"], meta["binarize"], meta["stream"],
-                        meta["window"], meta["stride"], *run_columns(run_dir))
+                        meta["window"], meta["stride"], *run_columns(run_dir), meta["train_steps"])
     return standardized(split, *meta["standardize"]) if meta.get("standardize") else split
 
 

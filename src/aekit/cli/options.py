@@ -30,6 +30,7 @@ class Spec:
     stream: bool = False
     window: int | None = None
     stride: int = 1
+    train_steps: int | None = None
     standardize: bool = False
     label_column: str | None = None
     drop_columns: list[str] = field(default_factory=list)

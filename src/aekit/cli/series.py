@@ -14,6 +14,7 @@ from .._checks import Interval, OneOf, check
 from ..evaluation.ranges import best_range_f1
 from ..store.atomic import atomic_write
 from ..store.run import Run
+from ..store.series import read_series
 from ._app import ModelFn, Plugins, _fail, _plugins, _run_model, app, friendly, out, out_file, rows_like_run
 from ._lazy import lazy_module
 
@@ -41,7 +42,6 @@ def score(
     training, summed), over the windows that contain it. Higher is more anomalous; with labels, ROC-AUC and
     average precision per step are printed too, and the best range-based F1 over thresholds (aekit.evaluation.ranges).
     For a run trained on rows (tables, images), each row's squared reconstruction error."""
-    read_series = evaluation_series.read_series
     series_errors = evaluation_series.series_errors
     series_reconstruction = evaluation_series.series_reconstruction
     resolve_device = training_loop.resolve_device
@@ -56,7 +56,7 @@ def score(
         out_file(plot, (".png",), "--plot", source=data)
     if meta["window"] is None:
         return _score_rows(_run_model(run_dir, resolve_device(device), model_fn), data, out_path, top, run_dir, plot)
-    f = read_series(data)
+    f = read_series(data, meta.get("drop_columns") or ())  # the columns the run left out, left out again
     center, scale = np.asarray(meta["center"]), np.asarray(meta["scale"])
     if f.x.shape[1] != len(center):
         _fail(f"{data} has {f.x.shape[1]} channels; the run was trained on {len(center)}")

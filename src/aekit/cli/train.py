@@ -91,8 +91,9 @@ def train(
     data: Annotated[Optional[str], typer.Option(help="digits, mnist, fashion-mnist, a directory of IDX files, or a .npy/.npz/.csv file.  [default: digits]", rich_help_panel="Data")] = None,
     data_dir: Annotated[Optional[Path], typer.Option(help="Read mnist/fashion-mnist IDX files from here instead of the download cache.", rich_help_panel="Data")] = None,
     binarize: Annotated[Optional[bool], typer.Option("--binarize", help="Stochastically binarise the data once (seeded): binarised MNIST for VAE likelihoods.", rich_help_panel="Data")] = None,
-    window: Annotated[Optional[int], typer.Option(help="Read --data as one series (.csv with a time column, or a .npy of shape (T, C)) and train on windows of this many steps; the first 80 % of the steps train, the rest test.", rich_help_panel="Data")] = None,
+    window: Annotated[Optional[int], typer.Option(help="Read --data as one series (.csv with a time column, or a .npy of shape (T, C)) and train on windows of this many steps; the first 80 % of the steps train (or --train-steps), the rest test.", rich_help_panel="Data")] = None,
     stride: Annotated[Optional[int], typer.Option(help="Steps between the starts of windows (with --window).  [default: 1]", rich_help_panel="Data")] = None,
+    train_steps: Annotated[Optional[int], typer.Option(help="With --window: train on the series' first N steps (an anomaly-free start, as SMAP/MSL and UCR give), test on the rest.", rich_help_panel="Data")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="A .csv table's column of labels (header name or 0-based index): kept out of the features, used by the report's code map and the linear probe.", rich_help_panel="Data")] = None,
     drop_columns: Annotated[Optional[str], typer.Option(help="A .csv table's columns to leave out, e.g. IDs or text (comma-separated names or indices).", rich_help_panel="Data")] = None,
     standardize: Annotated[Optional[bool], typer.Option("--standardize", help="Standardise each feature by the training rows' mean and standard deviation (stored in the run; encode, reconstruct, score and search apply it): for tabular data whose columns have different units.", rich_help_panel="Data")] = None,
@@ -123,7 +124,7 @@ def train(
     if resume is not None:
         given = {**train_flags, "preset": preset, "data": data, "data_dir": data_dir, "binarize": binarize,
                  "out": out_dir, "config": config, "seed": seed, "stream": stream, "window": window, "stride": stride,
-                 "standardize": standardize, "label_column": label_column, "drop_columns": drop_columns}
+                 "train_steps": train_steps, "standardize": standardize, "label_column": label_column, "drop_columns": drop_columns}
         _resume_run(ctx, resume, given, print_config, {"progress": not quiet, **{k: train_flags[k] for k in
                                                                                  RESUME_OPTIONS}},
                     iw_samples or 1000, report, trackers, model_fn)
@@ -131,13 +132,16 @@ def train(
     if model_fn is not None and (preset or ctx.args):
         _fail("--model builds the whole model: drop --preset and the preset's options")
     top = dict(preset=preset, data=data, data_dir=str(data_dir) if data_dir else None, binarize=binarize, seed=seed,
-               iw_samples=iw_samples, stream=stream, window=window, stride=stride, standardize=standardize,
+               iw_samples=iw_samples, stream=stream, window=window, stride=stride, train_steps=train_steps,
+               standardize=standardize,
                label_column=label_column, drop_columns=[c.strip() for c in drop_columns.split(",") if c.strip()]
                if drop_columns else None)
     spec = resolve(read_run_config(config) if config else {}, top, train_flags, [] if model_fn else ctx.args)
     spec.plugins = sorted({*spec.plugins, *(plugin or [])})
     integer(spec.iw_samples, "--iw-samples", high=MAX_IW)  # checked before training, not after it
     check(spec.seed, "--seed", *CONSTRAINTS["seed"])
+    if spec.train_steps is not None:
+        integer(spec.train_steps, "--train-steps")
     if spec.window is None and spec.stride != 1:
         _fail(f"--stride {spec.stride} has no effect here: it applies with --window")
     # an unusable device is refused before a run directory exists; under torchrun, this is where the ranks meet
@@ -145,7 +149,7 @@ def train(
     if out_dir is None and context().distributed:
         _fail("give --out when training on several processes: every rank must write to the same run")
     split = _load_split(spec.data, Path(spec.data_dir) if spec.data_dir else None, spec.seed, spec.binarize,
-                        spec.stream, spec.window, spec.stride, spec.label_column, spec.drop_columns)
+                        spec.stream, spec.window, spec.stride, spec.label_column, spec.drop_columns, spec.train_steps)
     scaler = _scaler(split, spec)
     split = standardized(split, *scaler) if scaler else split
     model, cfg = _build(spec, split, quiet, model_fn)
@@ -188,7 +192,8 @@ def _new_run(run: Run, overwrite: bool, spec: Spec, split, scaler, model, cfg, r
             run.clear()
 
         series = {"window": spec.window, "stride": spec.stride, "center": split.scaler.mean_.tolist(),
-                  "scale": split.scaler.scale_.tolist()} if spec.window else {}  # what `aekit score` applies
+                  "scale": split.scaler.scale_.tolist(), **({"train_steps": spec.train_steps} if spec.train_steps
+                                                             else {})} if spec.window else {}  # `aekit score` applies
         run.write_json(Run.DATA, {"data": resolved["data"], "data_dir": resolved.get("data_dir"), "seed": spec.seed,
                                   "binarize": spec.binarize, "stream": spec.stream, **series,
                                   **({"standardize": [c.tolist() for c in scaler]} if scaler else {}),
@@ -269,6 +274,7 @@ def _resolved(spec: Spec, model, cfg) -> dict:
     return {"preset": spec.preset if model.config else None, "data": data_spec(spec.data),
             "data_dir": str(Path(spec.data_dir).resolve()) if spec.data_dir else None, "binarize": spec.binarize,
             "stream": spec.stream or None, "window": spec.window, "stride": spec.stride if spec.window else None,
+            "train_steps": spec.train_steps,
             "standardize": spec.standardize or None, "label_column": spec.label_column,
             "drop_columns": spec.drop_columns or None,
             "seed": spec.seed, "iw_samples": spec.iw_samples, "plugins": spec.plugins or None,

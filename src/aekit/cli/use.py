@@ -18,6 +18,7 @@ from ..store.atomic import atomic_write
 from ..store.files import csv_columns
 from ..store.rows import ArrayRows, Rows, open_rows
 from ..store.run import Run, lock
+from ..store.series import read_series
 from ..training.progress import progress
 from ._app import (
     MAX_IW,
@@ -296,10 +297,9 @@ def export_cmd(
     scaler = (meta["center"], meta["scale"]) if windows else run_scaler(run_dir)
     example = None
     if check_data is not None and windows:  # a series: its windows, every window length apart
-        read_series = evaluation_series.read_series
         cut = evaluation_series.windows
 
-        example = cut(read_series(check_data).x.astype(np.float32), meta["window"], meta["window"])[0][:256]
+        example = cut(read_series(check_data, meta.get("drop_columns") or ()).x.astype(np.float32), meta["window"], meta["window"])[0][:256]
     elif check_data is not None:
         example = read_like_run(check_data, run_dir)[0][:256]
     try:

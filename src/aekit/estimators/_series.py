@@ -103,7 +103,7 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
 
     def _series(self, X: Any, reset: bool) -> np.ndarray:
         """``X`` (T, C) validated and standardised (the scaler fitted when ``reset``), float32."""
-        x = validate_data(self, X, reset=reset, dtype=DTYPES, ensure_min_samples=1)
+        x = validate_data(self, _channels(X), reset=reset, dtype=DTYPES, ensure_min_samples=1)
         if reset:
             self._validate_params()
             scaler = standardizer(x)
@@ -113,7 +113,9 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         return ((x - np.asarray(self.center_)) / np.asarray(self.scale_)).astype(np.float32)
 
     def fit(self, X: Any, y: Any = None) -> "SeriesOutlierDetector":
-        """Train on the series ``X`` (n_steps, n_channels), mostly normal; ``y`` is ignored."""
+        """Train on the series ``X`` (n_steps, n_channels), mostly normal — ideally a stretch known to be normal,
+        then score the rest; a 1-D array or a pandas Series is one channel, a DataFrame's columns must all be
+        numeric channels (rows in time order). ``y`` is ignored."""
         z = self._series(X, reset=True)
         self.seed_ = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         w, _ = windows(z, self.window, self.stride)
@@ -156,4 +158,21 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         return tags
+
+
+def _channels(X: Any) -> Any:
+    """``X`` with one column per channel: a 1-D array or a pandas Series is one channel; a DataFrame's columns
+    must all hold numbers (a time or text column is named in a one-line error, not a numpy exception)."""
+    if getattr(X, "ndim", None) == 1 and hasattr(X, "to_frame"):  # a pandas Series: its name stays the channel's
+        return X.to_frame()
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is not None and hasattr(X, "columns"):
+        for name, dtype in zip(X.columns, dtypes):
+            if getattr(dtype, "kind", "O") not in "biuf":
+                raise ValueError(f"column {name!r} holds {dtype} values, not numbers: a series' rows are its time "
+                                 "steps in order and its columns its channels; drop it (X.drop(columns=...)), "
+                                 "after sorting the rows by it if it is the time")
+        return X
+    a = np.asarray(X) if not hasattr(X, "shape") else X
+    return a.reshape(-1, 1) if getattr(a, "ndim", 2) == 1 else a
 

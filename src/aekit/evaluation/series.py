@@ -18,9 +18,7 @@ Example
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,22 +28,8 @@ from sklearn.preprocessing import StandardScaler
 from .._checks import OneOf, check, integer
 from ..core.model import Autoencoder
 from ..store.data import Dataset, Split
-from ..store.files import _is_float, _read_npy
+from ..store.series import SeriesFile, as_series, read_series
 from .metrics import batched
-
-
-def as_series(series: Any, what: str = "series") -> np.ndarray:
-    """``series`` as a float32 array ``(T, C)``: finite numbers, at least one step; ``(T,)`` becomes ``(T, 1)``."""
-    a = np.asarray(series, dtype=np.float32)
-    if a.ndim == 1:
-        a = a[:, None]
-    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
-        raise ValueError(f"{what} must have shape (T,) or (T, C) with T, C >= 1, got {a.shape}")
-    bad = ~np.isfinite(a).all(1)
-    if bad.any():
-        raise ValueError(f"{what} has NaN or infinite values at {int(bad.sum())} step(s), the first at step "
-                         f"{int(np.argmax(bad))}; fill or drop them first")
-    return a
 
 
 def starts_of(T: int, length: int, stride: int) -> np.ndarray:
@@ -158,79 +142,20 @@ def standardizer(train: Any) -> StandardScaler:
 
 # ---------------------------------------------------------------------------- series files
 
-TIME_NAMES = ("time", "timestamp", "date", "datetime", "ds")
-LABEL_NAMES = ("label", "anomaly", "is_anomaly")
 
-
-@dataclass
-class SeriesFile:
-    """A series read from a file: values ``x`` (T, C), the channels' ``names``, the ``time`` column as text
-    (if the file has one) and 0/1 ``labels`` per step (if it has a label column)."""
-
-    x: np.ndarray
-    names: list[str]
-    time: list[str] | None = None
-    labels: np.ndarray | None = None
-
-
-def read_series(path: str | Path) -> SeriesFile:
-    """A series from ``.npy`` (shape (T,) or (T, C)) or ``.csv``: one header line, a time column (named
-    time, timestamp, date, datetime or ds, or the first non-numeric column) kept as text, an optional 0/1
-    label column (label, anomaly or is_anomaly), and numeric channels."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"file not found: {path}")
-    if path.suffix == ".npy":
-        with open(path, "rb") as fh:
-            a = _read_npy(fh, path.stat().st_size, str(path))
-        if a.ndim > 2:
-            raise ValueError(f"{path} holds an array of shape {a.shape}, not one series (T,) or (T, C); "
-                             "windows like these train without --window")
-        series = as_series(a, str(path))
-        return SeriesFile(series, [f"x{i}" for i in range(series.shape[1])])
-    if path.suffix != ".csv":
-        raise ValueError(f"unsupported series file {path.suffix!r} for {path}; use .csv or .npy")
-    with open(path, newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
-    if len(rows) < 2:
-        raise ValueError(f"{path} needs a header line and at least one row")
-    head, body = [h.strip() for h in rows[0]], rows[1:]
-    if any(len(r) != len(head) for r in body):
-        raise ValueError(f"{path}: rows have different numbers of columns than the header ({len(head)})")
-    lower = [h.lower() for h in head]
-    time = next((i for i, h in enumerate(lower) if h in TIME_NAMES), None)
-    if time is None:
-        time = next((i for i, v in enumerate(body[0]) if not _is_float(v)), None)
-    label = next((i for i, h in enumerate(lower) if h in LABEL_NAMES and i != time), None)
-    channels = [i for i in range(len(head)) if i not in (time, label)]
-    if not channels:
-        raise ValueError(f"{path} has no numeric columns besides its time and label columns")
-    values = np.empty((len(body), len(channels)), dtype=np.float32)
-    for t, r in enumerate(body):
-        for j, i in enumerate(channels):
-            try:
-                values[t, j] = float(r[i])
-            except ValueError:
-                raise ValueError(f"{path}: non-numeric value {r[i]!r} in column {head[i]!r} on line {t + 2}") from None
-    labels = None
-    if label is not None:
-        labels = np.array([float(r[label]) for r in body])
-        if not np.isin(labels, (0, 1)).all():
-            raise ValueError(f"{path}: the label column {head[label]!r} must hold 0 or 1")
-    return SeriesFile(as_series(values, str(path)), [head[i] for i in channels],
-                      [r[time] for r in body] if time is not None else None, labels)
-
-
-def series_split(path: str | Path, window: int, stride: int = 1, test_fraction: float = 0.2):
-    """A :class:`~aekit.store.data.Split` of windows of the series in ``path``: the first ``1 − test_fraction`` of
-    its steps train, the rest test (a series splits in time, never at random); both standardised per channel
-    with the training part's statistics, which the split's ``scaler`` attribute keeps; ``series`` holds the
-    standardised test part as a :class:`SeriesFile` (the report draws its score track)."""
-    f = read_series(path)
-    cut = int(round(len(f.x) * (1 - test_fraction)))
+def series_split(path: str | Path, window: int, stride: int = 1, test_fraction: float = 0.2,
+                 train_steps: int | None = None, drop_columns: Sequence[str] = ()):
+    """A :class:`~aekit.store.data.Split` of windows of the series in ``path`` (read by
+    :func:`~aekit.store.series.read_series`, ``drop_columns`` left out): its first ``train_steps`` steps train
+    (by default the first ``1 − test_fraction`` of them), the rest test — a series splits in time, never at random;
+    both standardised per channel with the training part's statistics, which the split's ``scaler`` attribute
+    keeps; ``series`` holds the standardised test part as a :class:`SeriesFile` (the report draws its score track)."""
+    f = read_series(path, drop_columns)
+    cut = int(round(len(f.x) * (1 - test_fraction))) if train_steps is None else integer(train_steps, "train steps")
     if cut < window or len(f.x) - cut < window:
-        raise ValueError(f"{path}: {len(f.x)} steps split {cut} / {len(f.x) - cut} in time; each part needs at "
-                         f"least window={window} steps")
+        how = f"the first {train_steps} train" if train_steps is not None else "split in time"
+        raise ValueError(f"{path}: {len(f.x)} steps, {how}: {min(cut, len(f.x))} / {max(len(f.x) - cut, 0)}; each "
+                         f"part needs at least window={window} steps")
     scaler = standardizer(f.x[:cut])
     parts = []
     for name, part in (("train", f.x[:cut]), ("test", f.x[cut:])):

@@ -234,7 +234,7 @@ class Run:
 
     def data_spec(self) -> dict[str, Any]:
         """``data.json``: what the run was trained on (data, data_dir, seed, binarize, stream; for a series the
-        window, stride and the channels' center and scale), checked."""
+        window, stride, train_steps and the channels' center and scale), checked."""
         meta = self.read(self.DATA)
         ok = isinstance(meta, dict) and isinstance(meta.get("data"), str)
         if ok:
@@ -247,11 +247,13 @@ class Run:
                   and (meta.get("standardize") is None or (isinstance(meta["standardize"], list)
                                                            and len(meta["standardize"]) == 2))
                   and isinstance(meta.get("label_column"), (str, type(None)))
-                  and isinstance(meta.get("drop_columns", []), list))
+                  and isinstance(meta.get("drop_columns", []), list)
+                  and (meta.get("train_steps") is None or type(meta["train_steps"]) is int))
         if not ok:
             raise ValueError(f"corrupted file {self.file(self.DATA)}: expected 'data' (a string), and data_dir, "
                              "seed, binarize and stream of the right types")
-        return {"data_dir": None, "seed": 0, "binarize": False, "stream": False, "window": None, "stride": 1, **meta}
+        return {"data_dir": None, "seed": 0, "binarize": False, "stream": False, "window": None, "stride": 1,
+                "train_steps": None, **meta}
 
     def evaluation(self) -> dict[str, Any]:
         """``evaluation.json``, or nothing before a run is evaluated."""

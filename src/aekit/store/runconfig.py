@@ -11,7 +11,7 @@
     lr = 0.003
 
 Top-level keys: the data (``data``, ``data_dir``, ``binarize``, ``stream``, ``window``, ``stride``,
-``standardize``, ``label_column``, ``drop_columns``), ``preset``, ``seed``, ``iw_samples``
+``train_steps``, ``standardize``, ``label_column``, ``drop_columns``), ``preset``, ``seed``, ``iw_samples``
 and ``plugins`` (recorded, never imported: pass ``--plugin``); ``[model]`` holds the preset's
 options, ``[train]`` the trainer's (:class:`~aekit.training.optim.TrainConfig`). Unknown keys are errors
 that name the key and the accepted ones. Read with the standard library's ``tomllib``.
@@ -32,7 +32,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 TOP = {"preset": str, "data": str, "data_dir": str, "binarize": bool, "stream": bool, "window": int, "stride": int,
-       "standardize": bool, "label_column": str, "drop_columns": list, "seed": int, "iw_samples": int,
+       "train_steps": int, "standardize": bool, "label_column": str, "drop_columns": list, "seed": int, "iw_samples": int,
        "plugins": list, "model": dict, "train": dict}
 _WORDS = {int: "an integer", str: "a string", bool: "true or false", dict: "a [table]", list: "a list"}
 
