@@ -1,200 +1,222 @@
-"""Anomalies in real series: aekit's sequence presets against window and seasonal baselines, per time step.
+"""Anomalies in real labelled series, per time step: aekit's series detector against the baselines the field uses.
 
-Series that ship inside statsmodels (offline): weekly CO2 at Mauna Loa (2,284 weeks, period 52), yearly
-sunspots (309 years, period 11), monthly El Niño sea temperatures (61 years × 12 months, period 12) and three
-quarterly US macro growth rates (202 quarters, period 4). Each series trains on its first 60 % (clean) and
-is tested on the rest with one anomaly type of Lai et al. (2021, "Revisiting time series outlier detection")
-injected with a fixed seed: global point, contextual point, shapelet, seasonal and trend. Every method is fitted
-once per series on the same training part (standardised per channel with its statistics) and scores each test
-variant; per-step ROC-AUC and average precision against the injected steps, the best range-based F1 over
-thresholds (aekit.evaluation.ranges: Tatbul et al. 2018 with flat bias and reciprocal cardinality), ranks per task by
-ROC-AUC (1 best), and the fit time per series.
+The series of ``../shared/data/series`` (``_series_data.py``): 81 NASA SMAP/MSL telemetry channels (the
+telemetry value, or every column with ``--channels all``) and 4 UCR archive series, each a clean training part
+and a labelled test part. Two protocols: ``clean`` fits on the training part and scores the test part (what
+the data sets provide); ``unsupervised`` fits on the test part itself, anomalies included, and scores it. Each
+fit sees its data standardised per channel with its own statistics.
 
-Baselines in the same run: IsolationForest, LOF (novelty) and PyOD's k-NN on windows of the same length (a
-window's score spread over its steps, the mean over the windows that contain a step), and a seasonal-residual
-baseline: |residual| of a robust STL decomposition (statsmodels) of the test part with the series' period.
-VUS-PR is not computed.
+Methods (every one fitted in the same run, on the same data): aekit's ``SeriesOutlierDetector`` at its
+defaults (and any ``--aekit`` variants: ``name=option:value,...``); on sliding windows of the series' period
+(the highest autocorrelation peak, as TSB-AD sizes its windows) with each window's score spread over its
+steps: IsolationForest (scikit-learn), k-NN and PCA reconstruction (PyOD: TSB-AD's Sub-KNN and Sub-PCA,
+the latter first on the TSB-AD-U leaderboard); aeon's KMeansAD and DWT-MLEAD; and a rolling z-score.
+
+Measures per series: VUS-PR (aeon; buffers up to the period), ROC-AUC and average precision (scikit-learn),
+the best range-based F1 over thresholds (aekit.evaluation.ranges); mean rank by VUS-PR (1 best) with a
+Friedman test over all methods and Wilcoxon signed-rank tests of the default against each, Holm-corrected;
+fit + score seconds per series.
 
     pip install -e ".[bench]"
-    python benchmarks/series_anomaly.py [--seeds 0,1] [--presets "tcn;lstm;lstm:teacher_forcing=1"]
+    python benchmarks/series_anomaly.py [--protocol clean,unsupervised] [--limit N] [--seed 0]
+        [--aekit "mean=aggregate:mean"] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.neighbors import LocalOutlierFactor
 
+from _series_data import Series, period, smap_msl, tsb_vus_pr, ucr, vus_pr
 from aekit.estimators import SeriesOutlierDetector
 from aekit.evaluation.ranges import best_range_f1
 from aekit.evaluation.series import per_step, standardizer, windows
 
-TYPES = ("global point", "contextual point", "shapelet", "seasonal", "trend")
+Fit = Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]]  # fit(data) -> score(series) -> (T,)
 
 
-def series() -> dict[str, tuple[np.ndarray, int]]:
-    """Name → (values (T, C), period), from statsmodels' bundled data."""
-    import statsmodels.api as sm
+def on_windows(make: Callable[[], object], length: int, how: str) -> Fit:
+    """A window detector: fitted on the windows of ``length`` (every step), a series' step scored by the mean over
+    the windows that contain it; ``how`` says how the model scores (sklearn's −score_samples, PyOD's
+    decision_function)."""
+    def fit(data: np.ndarray):
+        w, _ = windows(data, length, max(1, len(data) // 20_000 + 1))
+        m = make().fit(w.reshape(len(w), -1))
 
-    co2 = sm.datasets.co2.load_pandas().data["co2"].interpolate().bfill().to_numpy()
-    sun = sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy()
-    nino = sm.datasets.elnino.load_pandas().data.drop(columns="YEAR").to_numpy().ravel()
-    macro = sm.datasets.macrodata.load_pandas().data[["realgdp", "realcons", "realinv"]].to_numpy()
-    growth = np.diff(np.log(macro), axis=0) * 100
-    return {"co2 (weekly)": (co2[:, None], 52), "sunspots (yearly)": (sun[:, None], 11),
-            "El Niño (monthly)": (nino[:, None], 12), "US macro growth (quarterly, 3 channels)": (growth, 4)}
-
-
-def inject(x: np.ndarray, kind: str, period: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """A copy of the test series ``x`` (T, C) with anomalies of ``kind`` (Lai et al. 2021) and their 0/1 labels."""
-    x, T, C = x.copy(), len(x), x.shape[1]
-    y = np.zeros(T, dtype=int)
-    sd = x.std(0)
-    length = max(4, period)  # subsequence anomalies last about one period
-
-    def segments(n: int) -> list[int]:
-        room = np.arange(period, T - length - period)
-        return sorted(rng.choice(room, n, replace=False)) if len(room) >= n else [T // 2]
-
-    if kind == "global point":  # beyond the series' range
-        for t in rng.choice(np.arange(T), 3, replace=False):
-            c = rng.integers(C)
-            x[t, c] = x[:, c].mean() + rng.choice([-1, 1]) * (x[:, c].max() - x[:, c].mean() + 2 * sd[c])
-            y[t] = 1
-    elif kind == "contextual point":  # inside the range, far from its neighbours
-        for t in rng.choice(np.arange(2, T - 2), 3, replace=False):
-            c = rng.integers(C)
-            local = np.median(x[t - 2:t + 3, c])
-            x[t, c] = local + rng.choice([-1, 1]) * 1.5 * sd[c]
-            y[t] = 1
-    else:
-        t0 = segments(1)[0]
-        seg = slice(t0, t0 + length)
-        c = rng.integers(C)
-        if kind == "shapelet":  # the segment's shape replaced: a flat line at its mean plus a small sine
-            x[seg, c] = x[seg, c].mean() + 0.5 * sd[c] * np.sin(np.linspace(0, 6 * np.pi, length))
-        elif kind == "seasonal":  # the seasonality sped up: the next two periods squeezed into one
-            src = x[t0:t0 + 2 * length, c]
-            x[seg, c] = np.interp(np.linspace(0, len(src) - 1, length), np.arange(len(src)), src)
-        elif kind == "trend":  # a drift over the segment, back after it
-            x[seg, c] += np.linspace(0, 2 * sd[c], length)
-        y[seg] = 1
-    return x, y
-
-
-# ---------------------------------------------------------------------------- methods: fit(train) -> score(test)
-
-def on_windows(model_fn: Callable[[], object], length: int, kind: str):
-    def fit(train: np.ndarray):
-        w, _ = windows(train, length, 1)
-        m = model_fn().fit(w.reshape(len(w), -1))
-
-        def score(test: np.ndarray) -> np.ndarray:
-            wt, starts = windows(test, length, 1)
+        def score(x: np.ndarray) -> np.ndarray:
+            wt, starts = windows(x, length, 1)
             flat = wt.reshape(len(wt), -1)
-            s = -m.score_samples(flat) if kind == "sklearn" else m.decision_function(flat)
-            return per_step(s, starts, len(test))
+            return per_step(-m.score_samples(flat) if how == "sklearn" else m.decision_function(flat), starts, len(x))
         return score
     return fit
 
 
-def preset_spec(spec: str) -> tuple[str, dict]:
-    """``"lstm:teacher_forcing=1,cell=gru"`` → ``("lstm", {"teacher_forcing": 1, "cell": "gru"})``."""
-    name, _, rest = spec.partition(":")
-    options = {}
-    for item in filter(None, rest.split(",")):
-        key, _, value = item.partition("=")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return name, options
-
-
-def aekit_method(spec: str, length: int, seed: int):
-    preset, options = preset_spec(spec)
-
-    def fit(train: np.ndarray):
-        det = SeriesOutlierDetector(preset, window=length, stride=1, preset_options=options,
-                                    random_state=seed).fit(train)
-        return lambda test: -det.score_samples(test)
+def aekit(options: dict, seed: int) -> Fit:
+    def fit(data: np.ndarray):
+        det = SeriesOutlierDetector(random_state=seed, **options).fit(data)
+        return lambda x: -det.score_samples(x)
     return fit
 
 
-def stl_method(period: int):
-    def fit(train: np.ndarray):
-        from statsmodels.tsa.seasonal import STL
-
-        def score(test: np.ndarray) -> np.ndarray:
-            r = [STL(test[:, c], period=max(period, 2) if period > 1 else 2, robust=True).fit().resid
-                 for c in range(test.shape[1])]
-            return np.abs(np.array(r)).sum(0)
+def aeon(make: Callable[[], object]) -> Fit:
+    """An aeon series detector: fitted on the data where it learns from a training series, else on the series
+    it scores (``fit_predict``)."""
+    def fit(data: np.ndarray):
+        def score(x: np.ndarray) -> np.ndarray:
+            d = make()
+            series = x[:, 0] if x.shape[1] == 1 else x
+            if d.get_tag("fit_is_empty"):
+                return np.asarray(d.fit_predict(series), dtype=np.float64)
+            return np.asarray(d.fit(data[:, 0] if x.shape[1] == 1 else data).predict(series), dtype=np.float64)
         return score
     return fit
 
 
-def methods(length: int, period: int, presets: list[str], seed: int) -> dict[str, Callable]:
+def rolling_z(length: int) -> Fit:
+    """|x − the mean of the previous ``length`` steps| / their standard deviation, summed over channels."""
+    def fit(data: np.ndarray):
+        import pandas as pd
+
+        def score(x: np.ndarray) -> np.ndarray:
+            f = pd.DataFrame(x)
+            past = f.shift(1).rolling(length, min_periods=2)
+            z = ((f - past.mean()) / past.std().replace(0, np.nan)).abs().fillna(0)
+            return z.to_numpy().sum(1)
+        return score
+    return fit
+
+
+def methods(length: int, seed: int, variants: dict[str, dict]) -> dict[str, Fit]:
+    from aeon.anomaly_detection.series.distance_based import KMeansAD
+    from aeon.anomaly_detection.series.distribution_based import DWT_MLEAD
     from pyod.models.knn import KNN
+    from pyod.models.pca import PCA
 
-    out = {f"aekit {p}": aekit_method(p, length, seed) for p in presets}
+    out = {"aekit SeriesOutlierDetector() (default)": aekit({}, seed)}
+    out.update({f"aekit {name}": aekit(opts, seed) for name, opts in variants.items()})
+    out["Sub-PCA (PyOD PCA, windows)"] = on_windows(lambda: PCA(), length, "pyod")
+    out["Sub-KNN (PyOD k-NN, windows)"] = on_windows(lambda: KNN(), length, "pyod")
     out["IsolationForest (windows)"] = on_windows(lambda: IsolationForest(random_state=seed), length, "sklearn")
-    out["LOF (windows)"] = on_windows(lambda: LocalOutlierFactor(novelty=True), length, "sklearn")
-    out["PyOD k-NN (windows)"] = on_windows(lambda: KNN(), length, "pyod")
-    out["STL residual"] = stl_method(period)
+    out["KMeansAD (aeon)"] = aeon(lambda: KMeansAD(window_size=length, random_state=seed))
+    out["DWT-MLEAD (aeon)"] = aeon(lambda: DWT_MLEAD())
+    out["rolling z-score"] = rolling_z(length)
     return out
+
+
+def variants_of(text: str) -> dict[str, dict]:
+    """``"mean=aggregate:mean,window:32;tcn-s=stride:4"`` → {"mean": {"aggregate": "mean", "window": 32}, ...}."""
+    out = {}
+    for item in filter(None, text.split(";")):
+        name, _, rest = item.partition("=")
+        opts = {}
+        for pair in filter(None, rest.split(",")):
+            key, _, value = pair.partition(":")
+            try:
+                opts[key] = json.loads(value)
+            except json.JSONDecodeError:
+                opts[key] = value
+        out[name] = opts
+    return out
+
+
+def measure(s: Series, protocol: str, seed: int, variants: dict[str, dict]) -> dict[str, dict]:
+    """Every method on one series under one protocol: {method: {measure: value}}."""
+    fit_on = s.train if protocol == "clean" else s.test
+    scaler = standardizer(fit_on)
+    data, test = (scaler.transform(p).astype(np.float32) for p in (fit_on, s.test))
+    length = period(data)
+    out = {}
+    for label, fit in methods(length, seed, variants).items():
+        t = time.perf_counter()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                score = np.asarray(fit(data)(test), dtype=np.float64)
+        except Exception as e:  # a method that fails on a series is reported, not hidden
+            out[label] = {"error": f"{type(e).__name__}: {str(e)[:120]}"}
+            continue
+        seconds = time.perf_counter() - t
+        score = np.nan_to_num(score, nan=np.nanmin(score) if np.isfinite(score).any() else 0.0)
+        out[label] = {"vus_pr": vus_pr(s.labels, score, length), "roc_auc": roc_auc_score(s.labels, score),
+                      "ap": average_precision_score(s.labels, score), "range_f1": best_range_f1(s.labels, score)[0],
+                      "seconds": seconds, "window": length,
+                      **({"tsb_vus_pr": v} if (v := tsb_vus_pr(s.labels, score, length)) is not None else {})}
+    return out
+
+
+def table(results: dict[str, dict[str, dict]], default: str) -> str:
+    """The markdown table of one protocol's ``results`` {series: {method: measures}}: mean rank by VUS-PR, the
+    means of each measure, fit seconds, and the Holm-corrected Wilcoxon p of the default against each."""
+    from scipy.stats import friedmanchisquare, rankdata, wilcoxon
+
+    names = sorted(results)
+    labels = [m for m in results[names[0]] if all("error" not in results[n].get(m, {"error": 1}) for n in names)]
+    failed = sorted({m for n in names for m, r in results[n].items() if "error" in r})
+    v = np.array([[results[n][m]["vus_pr"] for n in names] for m in labels])  # (methods, series)
+    ranks = np.mean([rankdata(-v[:, j]) for j in range(v.shape[1])], axis=0)
+    d = labels.index(default)
+    p = {}
+    for i in range(len(labels)):
+        if i != d and len(names) >= 5 and np.any(v[i] != v[d]):
+            p[i] = wilcoxon(v[d], v[i]).pvalue
+    order = sorted(p, key=p.get)  # Holm: the k-th smallest p times (m − k + 1), kept monotone
+    holm, running = {}, 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, p[i] * (len(order) - k)))
+        holm[i] = running
+    mean = lambda key, i: np.mean([results[n][labels[i]].get(key, np.nan) for n in names])  # noqa: E731
+    tsb = all("tsb_vus_pr" in results[n][labels[0]] for n in names)
+    head = "| method | mean rank | VUS-PR |" + (" VUS-PR (TSB-AD) |" if tsb else "") + \
+           " ROC-AUC | AP | range F1 | s / series | Holm p vs default |"
+    lines = [head, "|---" + "|---:" * (head.count("|") - 2) + "|"]
+    for i in np.argsort(ranks):
+        lines.append(f"| {labels[i]} | {ranks[i]:.2f} | {mean('vus_pr', i):.3f} |"
+                     + (f" {mean('tsb_vus_pr', i):.3f} |" if tsb else "")
+                     + f" {mean('roc_auc', i):.3f} | {mean('ap', i):.3f} | {mean('range_f1', i):.3f} |"
+                     + f" {mean('seconds', i):.1f} | {'—' if i == d else f'{holm[i]:.3g}' if i in holm else 'n/a'} |")
+    stat = friedmanchisquare(*v).pvalue if len(labels) >= 3 and len(names) >= 2 else float("nan")
+    lines.append(f"\n{len(names)} series; Friedman p over the {len(labels)} methods = {stat:.3g}"
+                 + (f"; failed on some series (left out above): {', '.join(failed)}" if failed else ""))
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seeds", default="0,1")
-    ap.add_argument("--presets", default="tcn,lstm,transformer",
-                    help="presets separated by ';' (or ',' when none has options), each with options as "
-                         "name:option=value,option=value, e.g. 'lstm;lstm:teacher_forcing=1'")
+    ap.add_argument("--protocol", default="clean,unsupervised")
+    ap.add_argument("--channels", default="value", choices=["value", "all"])
+    ap.add_argument("--limit", type=int, default=0, help="only the first N series of each source (0: all)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--aekit", default="", help="aekit variants: 'name=option:value,...;name2=...'")
+    ap.add_argument("--json", default="", help="keep every measure here (and resume from it)")
     args = ap.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
-    presets = args.presets.split(";" if ";" in args.presets or ":" in args.presets else ",")
-    rows: dict[str, list[tuple[float, float]]] = {}
-    times: dict[str, list[float]] = {}
-    for name, (x, period) in series().items():
-        cut = int(0.6 * len(x))
-        scaler = standardizer(x[:cut])
-        train, test = (scaler.transform(p).astype(np.float32) for p in (x[:cut], x[cut:]))
-        length = int(min(64, max(16, 2 * period), cut // 4))
-        for seed in seeds:
-            variants = [(kind, *inject(test, kind, period, np.random.default_rng([seed, i])))
-                        for i, kind in enumerate(TYPES)]
-            for label, fit in methods(length, period, presets, seed).items():
-                t = time.perf_counter()
-                score = fit(train)
-                times.setdefault(label, []).append(time.perf_counter() - t)
-                for kind, xt, y in variants:
-                    s = score(xt)
-                    rows.setdefault(label, []).append((roc_auc_score(y, s), average_precision_score(y, s),
-                                                       best_range_f1(y, s)[0]))
-            print(f"{name}, seed {seed}: window {length}, {cut} training / {len(x) - cut} test steps", flush=True)
-    labels = list(rows)
-    auc = np.array([[r[0] for r in rows[m]] for m in labels])  # (methods, tasks)
-    ap_ = np.array([[r[1] for r in rows[m]] for m in labels])
-    rf1 = np.array([[r[2] for r in rows[m]] for m in labels])
-    from scipy.stats import rankdata
-
-    rank = np.mean([rankdata(-auc[:, j]) for j in range(auc.shape[1])], axis=0)
-    n_tasks = auc.shape[1]
-    print(f"\n{n_tasks} tasks (4 series × {len(TYPES)} anomaly types × {len(seeds)} seeds); per-step scores\n")
-    print(f"{'method':<30} {'mean rank':>9} {'ROC-AUC':>8} {'AP':>7} {'range F1':>8}  " + "  ".join(f"{k[:8]:>8}" for k in TYPES)
-          + f"  {'fit s/series':>12}")
-    for i in np.argsort(rank):
-        by_type = [auc[i, [j for j in range(n_tasks) if j % len(TYPES) == k]].mean() for k in range(len(TYPES))]
-        print(f"{labels[i]:<30} {rank[i]:>9.2f} {auc[i].mean():>8.3f} {ap_[i].mean():>7.3f} {rf1[i].mean():>8.3f}  "
-              + "  ".join(f"{v:>8.3f}" for v in by_type) + f"  {np.mean(times[labels[i]]):>12.1f}")
-    print("\n(range F1: the best range-based F1 over thresholds, Tatbul et al. 2018, flat bias, reciprocal "
-          "cardinality; the per-type columns are mean per-step ROC-AUC)")
+    variants = variants_of(args.aekit)
+    sources = [ucr(), smap_msl(args.channels)]
+    series = [s for group in sources for s in (group[:args.limit] if args.limit else group)]
+    kept = json.load(open(args.json)) if args.json and os.path.exists(args.json) else {}
+    print(f"load average {os.getloadavg()[0]:.2f}; {len(series)} series "
+          f"({sum(s.source == 'UCR' for s in series)} UCR, {sum(s.source != 'UCR' for s in series)} SMAP/MSL)",
+          flush=True)
+    for protocol in args.protocol.split(","):
+        results = kept.setdefault(protocol, {})
+        for s in series:
+            if s.name not in results:
+                results[s.name] = measure(s, protocol, args.seed, variants)
+                if args.json:
+                    with open(args.json, "w") as f:
+                        json.dump(kept, f)
+            best = max(results[s.name].items(), key=lambda kv: kv[1].get("vus_pr", -1))[0]
+            print(f"{protocol:>12} {s.source:>4} {s.name:<20} {len(s.train):>6} train {len(s.test):>6} test; "
+                  f"best VUS-PR: {best}", flush=True)
+        print(f"\n### {protocol}\n\n" + table({s.name: results[s.name] for s in series},
+                                           "aekit SeriesOutlierDetector() (default)") + "\n", flush=True)
 
 
 if __name__ == "__main__":
