@@ -16,6 +16,7 @@ input (their surface uses a different buffer and threshold grid); when ``TSB_AD`
 from __future__ import annotations
 
 import csv
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,20 @@ def period(x: np.ndarray, low: int = 8, high: int = 512) -> int:
     if not len(peaks):
         return low
     return int(low + peaks[np.argmax(r[low:][peaks])])
+
+
+def spec(text: str) -> tuple[str, dict]:
+    """``"lstm:teacher_forcing=1,cell=gru"`` → ``("lstm", {"teacher_forcing": 1, "cell": "gru"})``: a name and its
+    options, each value read as JSON where it parses."""
+    name, _, rest = text.partition(":")
+    options = {}
+    for item in filter(None, rest.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return name, options
 
 
 def vus_pr(labels: np.ndarray, scores: np.ndarray, buffer: int) -> float:

@@ -19,7 +19,7 @@ fit + score seconds per series.
 
     pip install -e ".[bench]"
     python benchmarks/series_anomaly.py [--protocol clean,unsupervised] [--limit N] [--seed 0]
-        [--aekit "mean=aggregate:mean"] [--json results.json]
+        [--aekit "mean:aggregate=mean;w32:window=32"] [--json results.json]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from _series_data import Series, period, smap_msl, tsb_vus_pr, ucr, vus_pr
+from _series_data import Series, period, smap_msl, spec, tsb_vus_pr, ucr, vus_pr
 from aekit.estimators import SeriesOutlierDetector
 from aekit.evaluation.ranges import best_range_f1
 from aekit.evaluation.series import per_step, standardizer, windows
@@ -112,29 +112,20 @@ def methods(length: int, seed: int, variants: dict[str, dict]) -> dict[str, Fit]
 
 
 def variants_of(text: str) -> dict[str, dict]:
-    """``"mean=aggregate:mean,window:32;tcn-s=stride:4"`` → {"mean": {"aggregate": "mean", "window": 32}, ...}."""
-    out = {}
-    for item in filter(None, text.split(";")):
-        name, _, rest = item.partition("=")
-        opts = {}
-        for pair in filter(None, rest.split(",")):
-            key, _, value = pair.partition(":")
-            try:
-                opts[key] = json.loads(value)
-            except json.JSONDecodeError:
-                opts[key] = value
-        out[name] = opts
-    return out
+    """``"mean:aggregate=mean,window=32;w16:window=16"`` → {"mean": {"aggregate": "mean", "window": 32}, ...}."""
+    return dict(spec(item) for item in filter(None, text.split(";")))
 
 
-def measure(s: Series, protocol: str, seed: int, variants: dict[str, dict]) -> dict[str, dict]:
-    """Every method on one series under one protocol: {method: {measure: value}}."""
+def measure(s: Series, protocol: str, seed: int, variants: dict[str, dict], done: dict[str, dict]) -> dict[str, dict]:
+    """Every method on one series under one protocol: {method: {measure: value}}; those in ``done`` are kept."""
     fit_on = s.train if protocol == "clean" else s.test
     scaler = standardizer(fit_on)
     data, test = (scaler.transform(p).astype(np.float32) for p in (fit_on, s.test))
     length = period(data)
-    out = {}
+    out = dict(done)
     for label, fit in methods(length, seed, variants).items():
+        if label in out:
+            continue
         t = time.perf_counter()
         try:
             with warnings.catch_warnings():
@@ -188,13 +179,33 @@ def table(results: dict[str, dict[str, dict]], default: str) -> str:
     return "\n".join(lines)
 
 
+def leave_one_source_out(results: dict[str, dict[str, dict]], source: dict[str, str]) -> str:
+    """Which aekit configuration each source's series would get if it were chosen on the other sources alone (by
+    mean VUS-PR), and what it scores there: how a default chosen on some data does on data it never saw."""
+    names = sorted(results)
+    configs = [m for m in results[names[0]] if m.startswith("aekit ")
+               and all("vus_pr" in results[n].get(m, {}) for n in names)]
+    lines = ["| held out | chosen on the others | its VUS-PR there | best aekit there (in hindsight) |",
+             "|---|---|---:|---:|"]
+    for held in sorted(set(source.values())):
+        rest = [n for n in names if source[n] != held]
+        mine = [n for n in names if source[n] == held]
+        if not rest or not mine:
+            continue
+        pick = max(configs, key=lambda m: np.mean([results[n][m]["vus_pr"] for n in rest]))
+        there = {m: np.mean([results[n][m]["vus_pr"] for n in mine]) for m in configs}
+        best = max(there, key=there.get)
+        lines.append(f"| {held} ({len(mine)}) | {pick} | {there[pick]:.3f} | {best}: {there[best]:.3f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--protocol", default="clean,unsupervised")
     ap.add_argument("--channels", default="value", choices=["value", "all"])
     ap.add_argument("--limit", type=int, default=0, help="only the first N series of each source (0: all)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--aekit", default="", help="aekit variants: 'name=option:value,...;name2=...'")
+    ap.add_argument("--aekit", default="", help="aekit variants: 'name:option=value,...;name2:...'")
     ap.add_argument("--json", default="", help="keep every measure here (and resume from it)")
     args = ap.parse_args()
     variants = variants_of(args.aekit)
@@ -207,16 +218,19 @@ def main() -> None:
     for protocol in args.protocol.split(","):
         results = kept.setdefault(protocol, {})
         for s in series:
-            if s.name not in results:
-                results[s.name] = measure(s, protocol, args.seed, variants)
+            wanted = {"aekit SeriesOutlierDetector() (default)", *(f"aekit {v}" for v in variants)}
+            if s.name not in results or not wanted <= set(results[s.name]):
+                results[s.name] = measure(s, protocol, args.seed, variants, results.get(s.name, {}))
                 if args.json:
                     with open(args.json, "w") as f:
                         json.dump(kept, f)
             best = max(results[s.name].items(), key=lambda kv: kv[1].get("vus_pr", -1))[0]
             print(f"{protocol:>12} {s.source:>4} {s.name:<20} {len(s.train):>6} train {len(s.test):>6} test; "
                   f"best VUS-PR: {best}", flush=True)
-        print(f"\n### {protocol}\n\n" + table({s.name: results[s.name] for s in series},
-                                           "aekit SeriesOutlierDetector() (default)") + "\n", flush=True)
+        mine = {s.name: results[s.name] for s in series}
+        print(f"\n### {protocol}\n\n" + table(mine, "aekit SeriesOutlierDetector() (default)") + "\n", flush=True)
+        if variants:
+            print(leave_one_source_out(mine, {s.name: s.source for s in series}) + "\n", flush=True)
 
 
 if __name__ == "__main__":

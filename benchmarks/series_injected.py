@@ -22,7 +22,6 @@ VUS-PR is not computed.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 
@@ -31,6 +30,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
 
+from _series_data import spec as preset_spec
 from aekit.estimators import SeriesOutlierDetector
 from aekit.evaluation.ranges import best_range_f1
 from aekit.evaluation.series import per_step, standardizer, windows
@@ -102,19 +102,6 @@ def on_windows(model_fn: Callable[[], object], length: int, kind: str):
             return per_step(s, starts, len(test))
         return score
     return fit
-
-
-def preset_spec(spec: str) -> tuple[str, dict]:
-    """``"lstm:teacher_forcing=1,cell=gru"`` → ``("lstm", {"teacher_forcing": 1, "cell": "gru"})``."""
-    name, _, rest = spec.partition(":")
-    options = {}
-    for item in filter(None, rest.split(",")):
-        key, _, value = item.partition("=")
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return name, options
 
 
 def aekit_method(spec: str, length: int, seed: int):

@@ -115,7 +115,7 @@ def test_run_names_reads_and_writes_its_files_and_only_the_writer_writes(tmp_pat
     run.write_text(Run.CONFIG, "seed = 0\n")
     assert run.started() and run.metrics() == [{"epoch": 1}, {"epoch": 2}]
     assert run.data_spec() == {"data": "digits", "data_dir": None, "seed": 0, "binarize": False, "stream": False,
-                               "window": None, "stride": 1}
+                               "window": None, "stride": 1, "train_steps": None}
     assert run.train_meta()["train"] == {"epochs": 1}
     other = Run(run.path, writes=False)  # another rank of a distributed run: writes nothing
     other.write_json(Run.EVALUATION, {"x": 1})
