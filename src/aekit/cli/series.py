@@ -32,7 +32,7 @@ def score(
     data: Annotated[Path, typer.Argument(help="A series: .csv (a time column, numeric channels, an optional 0/1 label column) or .npy (T, C); for a run on rows, rows as in training (.npy, .npz with optional labels y, .csv).")],
     out_path: Annotated[Optional[Path], typer.Option("--out", help="Write the scores here (.csv: the time column or row, score, label).")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw the scores (.png): a series and its score track, or rows by score and their histogram; labelled anomalies shaded.")] = None,
-    aggregate: Annotated[str, typer.Option(help="A step's errors over the windows that contain it: min (keeps an anomaly at its steps) or mean.")] = "min",
+    aggregate: Annotated[str, typer.Option(help="A step's errors over the windows that contain it: mean (ranks real anomalies better: README, Benchmarks) or min (keeps an anomaly at its steps).")] = "mean",
     top: Annotated[int, typer.Option(help="Print this many highest-scoring steps.")] = 10,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     plugin: Plugins = None,

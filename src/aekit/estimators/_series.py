@@ -33,8 +33,10 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
     contamination
         Expected share of anomalous steps in the training series: sets ``offset_``.
     aggregate
-        How a step's errors in the windows that contain it combine: ``"min"`` (its best reconstruction:
-        an anomaly stays at its own steps instead of spreading over the windows it shares) or ``"mean"``.
+        How a step's errors in the windows that contain it combine: ``"mean"`` (the default: chosen by
+        leave-one-source-out on 85 real labelled series, where it doubled the mean VUS-PR of ``"min"``, 0.537
+        against 0.334; README, Benchmarks) or ``"min"`` (its best reconstruction: an anomaly stays at its own
+        steps instead of spreading over the windows it shares, but most normal steps score near 0 too).
     preset_options
         The preset's other options by name, e.g. ``{"channels": [16, 16]}`` or ``{"cell": "gru"}``.
     epochs, batch_size, lr, optimizer, weight_decay, schedule, precision, device
@@ -78,7 +80,7 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         window: int = 64,
         stride: int = 1,
         contamination: float = 0.01,
-        aggregate: str = "min",
+        aggregate: str = "mean",
         preset_options: dict[str, Any] | None = None,
         epochs: int | None = None,
         batch_size: int | None = None,

@@ -279,7 +279,7 @@ def figures(model: Autoencoder, split: Split, rows: list[dict[str, Any]]) -> dic
     test_series = getattr(split, "series", None)  # a run on windows of one series (aekit train --window)
     if test_series is not None and len(test_series.x) >= model.input_shape[0]:
         def score_track() -> Figure:
-            return series_scores(test_series.x, series_errors(model, test_series.x, how="min"), test_series.names,
+            return series_scores(test_series.x, series_errors(model, test_series.x, how="mean"), test_series.names,
                                  test_series.labels, recon=series_reconstruction(model, test_series.x))
 
         out["score_track"] = score_track
