@@ -39,7 +39,8 @@ def test_a_file_written_newest_first_is_read_oldest_first_with_a_warning(tmp_pat
     days = [f"2024-01-{d:02d}" for d in range(1, 11)]
     rows = [f"{day},{i * i},{int(i == 7)}" for i, day in enumerate(days)][::-1]
     f, said = _read(_write(tmp_path / "s.csv", "date,value,label", rows))
-    assert f.time == days and f.x[:, 0].tolist() == [i * i for i in range(10)] and f.labels.tolist() == [0] * 7 + [1, 0, 0]
+    assert f.time == days and f.x[:, 0].tolist() == [i * i for i in range(10)]
+    assert f.labels.tolist() == [0] * 7 + [1, 0, 0]
     assert len(said) == 1 and "runs backwards in time (column 'date', newest first)" in said[0]
 
 

@@ -124,7 +124,8 @@ def train(
     if resume is not None:
         given = {**train_flags, "preset": preset, "data": data, "data_dir": data_dir, "binarize": binarize,
                  "out": out_dir, "config": config, "seed": seed, "stream": stream, "window": window, "stride": stride,
-                 "train_steps": train_steps, "standardize": standardize, "label_column": label_column, "drop_columns": drop_columns}
+                 "train_steps": train_steps, "standardize": standardize, "label_column": label_column,
+                 "drop_columns": drop_columns}
         _resume_run(ctx, resume, given, print_config, {"progress": not quiet, **{k: train_flags[k] for k in
                                                                                  RESUME_OPTIONS}},
                     iw_samples or 1000, report, trackers, model_fn)
