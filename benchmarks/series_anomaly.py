@@ -40,6 +40,7 @@ from aekit.estimators import SeriesOutlierDetector
 from aekit.evaluation.ranges import best_range_f1
 from aekit.evaluation.series import per_step, standardizer, windows
 
+DEFAULT = "aekit SeriesOutlierDetector() (default)"
 Fit = Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]]  # fit(data) -> score(series) -> (T,)
 
 
@@ -48,7 +49,7 @@ def on_windows(make: Callable[[], object], length: int, how: str) -> Fit:
     the windows that contain it; ``how`` says how the model scores (sklearn's −score_samples, PyOD's
     decision_function)."""
     def fit(data: np.ndarray):
-        w, _ = windows(data, length, max(1, len(data) // 20_000 + 1))
+        w, _ = windows(data, length, max(1, len(data) // 20_000 + 1))  # at most ~20,000 training windows
         m = make().fit(w.reshape(len(w), -1))
 
         def score(x: np.ndarray) -> np.ndarray:
@@ -100,7 +101,7 @@ def methods(length: int, seed: int, variants: dict[str, dict]) -> dict[str, Fit]
     from pyod.models.knn import KNN
     from pyod.models.pca import PCA
 
-    out = {"aekit SeriesOutlierDetector() (default)": aekit({}, seed)}
+    out = {DEFAULT: aekit({}, seed)}
     out.update({f"aekit {name}": aekit(opts, seed) for name, opts in variants.items()})
     out["Sub-PCA (PyOD PCA, windows)"] = on_windows(lambda: PCA(), length, "pyod")
     out["Sub-KNN (PyOD k-NN, windows)"] = on_windows(lambda: KNN(), length, "pyod")
@@ -218,7 +219,7 @@ def main() -> None:
     for protocol in args.protocol.split(","):
         results = kept.setdefault(protocol, {})
         for s in series:
-            wanted = {"aekit SeriesOutlierDetector() (default)", *(f"aekit {v}" for v in variants)}
+            wanted = {DEFAULT, *(f"aekit {v}" for v in variants)}
             if s.name not in results or not wanted <= set(results[s.name]):
                 results[s.name] = measure(s, protocol, args.seed, variants, results.get(s.name, {}))
                 if args.json:
@@ -228,7 +229,7 @@ def main() -> None:
             print(f"{protocol:>12} {s.source:>4} {s.name:<20} {len(s.train):>6} train {len(s.test):>6} test; "
                   f"best VUS-PR: {best}", flush=True)
         mine = {s.name: results[s.name] for s in series}
-        print(f"\n### {protocol}\n\n" + table(mine, "aekit SeriesOutlierDetector() (default)") + "\n", flush=True)
+        print(f"\n### {protocol}\n\n" + table(mine, DEFAULT) + "\n", flush=True)
         if variants:
             print(leave_one_source_out(mine, {s.name: s.source for s in series}) + "\n", flush=True)
 

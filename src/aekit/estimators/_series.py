@@ -175,6 +175,5 @@ def _channels(X: Any) -> Any:
                                  "steps in order and its columns its channels; drop it (X.drop(columns=...)), "
                                  "after sorting the rows by it if it is the time")
         return X
-    a = np.asarray(X) if not hasattr(X, "shape") else X
-    return a.reshape(-1, 1) if getattr(a, "ndim", 2) == 1 else a
+    return np.asarray(X).reshape(-1, 1) if np.ndim(X) == 1 else X
 
