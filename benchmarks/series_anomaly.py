@@ -41,6 +41,12 @@ from aekit.evaluation.ranges import best_range_f1
 from aekit.evaluation.series import per_step, standardizer, windows
 
 DEFAULT = "aekit SeriesOutlierDetector() (default)"
+OLD = "aekit reconstruction, ~2,000 steps (default before)"  # the cached measures of an earlier default
+
+
+def default_params() -> dict:
+    """The default's parameters as JSON: cached measures of another default are moved aside, not reused."""
+    return json.loads(json.dumps(SeriesOutlierDetector().get_params(), default=str))
 Fit = Callable[[np.ndarray], Callable[[np.ndarray], np.ndarray]]  # fit(data) -> score(series) -> (T,)
 
 
@@ -200,6 +206,25 @@ def leave_one_source_out(results: dict[str, dict[str, dict]], source: dict[str, 
     return "\n".join(lines)
 
 
+def combined(runs: list[dict], protocols: list[str]) -> str:
+    """The table of each protocol over several seeds' results: each measure the mean over the seeds that have
+    it, for the series and methods that every seed measured."""
+    out = []
+    for protocol in protocols:
+        parts = [r.get(protocol, {}) for r in runs]
+        names = sorted(set.intersection(*(set(p) for p in parts)))
+        if not names:
+            continue
+        mean = {}
+        for n in names:
+            labels = set.intersection(*(set(p[n]) for p in parts))
+            mean[n] = {m: {k: float(np.mean([p[n][m][k] for p in parts])) for k in parts[0][n][m]
+                           if all(isinstance(p[n][m].get(k), (int, float)) for p in parts)}
+                       for m in labels if all("error" not in p[n][m] for p in parts)}
+        out.append(f"### {protocol}: the mean of {len(runs)} seeds per series\n\n" + table(mean, DEFAULT))
+    return "\n\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--protocol", default="clean,unsupervised")
@@ -208,11 +233,21 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--aekit", default="", help="aekit variants: 'name:option=value,...;name2:...'")
     ap.add_argument("--json", default="", help="keep every measure here (and resume from it)")
+    ap.add_argument("--combine", default="", help="files of --json from other seeds: the table of their means")
     args = ap.parse_args()
+    if args.combine:
+        return print(combined([json.load(open(f)) for f in args.combine.split(",")], args.protocol.split(",")))
     variants = variants_of(args.aekit)
     sources = [ucr(), smap_msl(args.channels)]
     series = [s for group in sources for s in (group[:args.limit] if args.limit else group)]
     kept = json.load(open(args.json)) if args.json and os.path.exists(args.json) else {}
+    if kept and kept.get("default_params") != default_params():  # the default changed since these were measured
+        for protocol in ("clean", "unsupervised"):
+            for r in kept.get(protocol, {}).values():
+                old = r.pop(DEFAULT, None)
+                if old is not None and "default_params" not in kept:  # a file from before this record: OLD's
+                    r.setdefault(OLD, old)
+    kept["default_params"] = default_params()
     print(f"load average {os.getloadavg()[0]:.2f}; {len(series)} series "
           f"({sum(s.source == 'UCR' for s in series)} UCR, {sum(s.source != 'UCR' for s in series)} SMAP/MSL)",
           flush=True)

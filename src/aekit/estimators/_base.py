@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.numpy import load_file, save_file
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -45,6 +46,9 @@ def _score(m: Autoencoder, X: np.ndarray, seed: int) -> np.ndarray:
         return elbo(m, x, allow_nonbinary=True, eps=eps.to(x.device))["elbo"].cpu().numpy()
     # −log p(x | g(f(x))) alone: the penalties of the training loss are not part of the score
     return -batched(lambda xb: m.likelihood.nll(fp32(m.decoder(m.code(xb))), xb), m, X).astype(np.float64)
+
+
+LARGE = 4096  # fitted arrays with more values than this are saved as tensors (fitted.safetensors), not JSON
 
 
 class _AutoencoderEstimator(BaseEstimator):
@@ -89,6 +93,8 @@ class _AutoencoderEstimator(BaseEstimator):
         """``ValueError`` naming the first parameter that its constraint refuses."""
         validate(self.get_params(deep=False), self._constraints())
 
+    _budget: dict[str, int] = {}  # adapt()'s steps and batch_size for this kind of estimator, where not the house's
+
     def _options(self, n: int, n_features: int) -> tuple[dict[str, Any], dict[str, Any]]:
         """The preset's and the trainer's options: those set, the rest adapted to the data (:mod:`aekit.training.autosize`)."""
         accepted = get_preset(self.preset).options()
@@ -119,7 +125,7 @@ class _AutoencoderEstimator(BaseEstimator):
                                  f"its options are {', '.join(accepted)}")
             opts[name] = v
         train = {k: v for k, v in self.get_params(deep=False).items() if k in _TRAIN and v is not None}
-        return adapt(self.preset, n, n_features, opts, train)
+        return adapt(self.preset, n, n_features, opts, train, **self._budget)
 
     def fit(self, X: Any, y: Any = None) -> "_AutoencoderEstimator":
         """Train the preset on ``X`` (n_samples, n_features), in memory or streamed from storage; ``y`` is ignored."""
@@ -250,7 +256,15 @@ class _AutoencoderEstimator(BaseEstimator):
             save_model(member, path / f"member-{i}")
         state = {k: v for k, v in vars(self).items()
                  if k.endswith("_") and k not in ("model_", "models_", "history_")}
-        state = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in state.items()}
+        large = {k: np.ascontiguousarray(v) for k, v in state.items()  # e.g. reference codes: a tensor file, not JSON
+                 if isinstance(v, np.ndarray) and v.dtype.kind in "fiu" and v.size > LARGE}
+        tensors = path / "fitted.safetensors"
+        if large:
+            save_file(large, str(tensors.with_suffix(".tmp")))
+            tensors.with_suffix(".tmp").replace(tensors)
+        else:
+            tensors.unlink(missing_ok=True)  # an earlier save's, into the same folder
+        state = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in state.items() if k not in large}
         params = self.get_params()
         if not isinstance(params["random_state"], (int, type(None))):
             params["random_state"] = None  # a RandomState object is not JSON; seed_ keeps what it drew
@@ -271,6 +285,9 @@ class _AutoencoderEstimator(BaseEstimator):
         est = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()})
         for k, v in meta["fitted"].items():
             setattr(est, k, np.asarray(v) if k == "feature_names_in_" else v)
+        if (path / "fitted.safetensors").is_file():
+            for k, v in load_file(str(path / "fitted.safetensors")).items():
+                setattr(est, k, v)
         est.model_ = load_model(path, torch.device("cpu"))
         if "seeds_" in meta["fitted"]:
             est.models_ = [est.model_] + [load_model(path / f"member-{i}", torch.device("cpu"))

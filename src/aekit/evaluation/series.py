@@ -98,29 +98,46 @@ def series_errors(model: Autoencoder, z: Any, stride: int = 1, how: str = "mean"
     reconstruction, so an anomaly does not smear over the steps that share windows with it). Windows are
     cut ``chunk`` at a time, so a long series never exists as all its windows. The window length is the
     model's (its ``input_shape[0]``)."""
-    x = as_series(z)
-    check(how, "how", OneOf("mean", "min"))
-    sums, counts, low = np.zeros(len(x)), np.zeros(len(x)), np.full(len(x), np.inf)
-    for w, steps in _window_chunks(model, x, stride, chunk):
-        e = step_errors(model, w).ravel()  # (n · length,)
-        if how == "min":
-            np.minimum.at(low, steps, e)
-        else:
-            sums += np.bincount(steps, weights=e, minlength=len(x))
-            counts += np.bincount(steps, minlength=len(x))
-    return low if how == "min" else sums / counts
+    return errors(model, z, stride, how, chunk)[0]
 
 
 def window_errors(model: Autoencoder, z: Any, stride: int = 1, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Reconstruction error of each window of a whole series ``z`` (T, C), every ``stride`` steps (the last at
     the end): the first steps ``(N,)`` and the mean over the window's steps of their squared error summed
     over channels ``(N,)`` (the units of :func:`series_errors`). Cut ``chunk`` windows at a time."""
+    return errors(model, z, stride, "mean", chunk)[1:]
+
+
+def errors(model: Autoencoder, z: Any, stride: int = 1, how: str = "mean", chunk: int = 8192
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`series_errors` and :func:`window_errors` from one pass of the model over the windows: the
+    per-step errors ``(T,)``, the windows' first steps ``(N,)`` and their mean errors ``(N,)``."""
     x = as_series(z)
-    starts, errors = [], []
+    check(how, "how", OneOf("mean", "min"))
+    sums, counts, low = np.zeros(len(x)), np.zeros(len(x)), np.full(len(x), np.inf)
+    starts, means = [], []
     for w, steps in _window_chunks(model, x, stride, chunk):
-        errors.append(step_errors(model, w).mean(1))
+        e = step_errors(model, w)  # (n, length)
         starts.append(steps[:: w.shape[1]])  # each window's first step
-    return np.concatenate(starts), np.concatenate(errors)
+        means.append(e.mean(1))
+        if how == "min":
+            np.minimum.at(low, steps, e.ravel())
+        else:
+            sums += np.bincount(steps, weights=e.ravel(), minlength=len(x))
+            counts += np.bincount(steps, minlength=len(x))
+    return low if how == "min" else sums / counts, np.concatenate(starts), np.concatenate(means)
+
+
+def window_codes(model: Autoencoder, z: Any, stride: int = 1, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """The code of each window of a whole series ``z`` (T, C), every ``stride`` steps (the last at the end): the
+    first steps ``(N,)`` and the codes ``(N, K)`` (a variational model's: the posterior mean). Cut ``chunk``
+    windows at a time."""
+    x = as_series(z)
+    starts, codes = [], []
+    for w, steps in _window_chunks(model, x, stride, chunk):
+        codes.append(batched(model.encode, model, np.ascontiguousarray(w, dtype=np.float32).reshape(len(w), -1)))
+        starts.append(steps[:: w.shape[1]])
+    return np.concatenate(starts), np.concatenate(codes)
 
 
 def series_reconstruction(model: Autoencoder, z: Any, chunk: int = 8192) -> np.ndarray:

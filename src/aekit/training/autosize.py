@@ -31,11 +31,13 @@ def auto_code_size(d: int) -> int:
     return max(1, min(d - 1, round(math.sqrt(d))))
 
 
-def adapt(preset: str, n: int, d: int, model: dict[str, Any], train: dict[str, Any]
-          ) -> tuple[dict[str, Any], dict[str, Any]]:
+def adapt(preset: str, n: int, d: int, model: dict[str, Any], train: dict[str, Any], steps: int | None = None,
+          batch_size: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """``model`` and ``train`` options with the data-adapted defaults filled in where the caller set none.
 
     ``model["code_size"] == "auto"`` asks for the automatic code size; any option present is kept as given.
+    The epochs aim at ``steps`` optimiser steps (``STEPS`` unless given; within the preset's epochs); ``batch_size`` replaces the
+    preset's default batch where the caller set none.
 
     Example
     -------
@@ -60,9 +62,11 @@ def adapt(preset: str, n: int, d: int, model: dict[str, Any], train: dict[str, A
         if name not in model and isinstance(default, int) and default > max(1, code // share):
             model[name] = max(1, code // share)
     defaults = {**{f: getattr(TrainConfig, f) for f in ("batch_size", "epochs")}, **p.train_defaults}
+    if batch_size is not None:
+        defaults["batch_size"] = batch_size
     if "batch_size" not in train:
         train["batch_size"] = min(int(defaults["batch_size"]), max(min(16, n), n // 8))
     if "epochs" not in train:
-        steps = math.ceil(n / min(train["batch_size"], n))
-        train["epochs"] = max(1, min(int(defaults["epochs"]), math.ceil(STEPS / steps)))
+        per_epoch = math.ceil(n / min(train["batch_size"], n))
+        train["epochs"] = max(1, min(int(defaults["epochs"]), math.ceil((steps or STEPS) / per_epoch)))
     return model, train

@@ -1,0 +1,59 @@
+"""The novelty of a window's code: what reconstruction error misses in a series.
+
+A sequence autoencoder generalises: a window whose pattern never occurred in training (a square wave that
+stops switching, a plateau at an unusual level) is often reconstructed as well as a normal one, because it is
+smooth and easy. Its code is not typical, though: it lies far from the codes of the training windows. The
+series detector adds this distance — the k-th nearest training window's code, in the code space the model
+learned (Sub-KNN on the raw windows, TSB-AD's baseline, does the same in the input space) — to the
+reconstruction error, each part standardised by the median and IQR of its values on the training series
+(:func:`~._robust.robust_scale`), so the two weigh the same whatever their units:
+
+    score(step) = z(reconstruction error of the step) + z(mean novelty of the windows that contain it)
+
+The training windows' own novelty leaves each window out of its own neighbours (its shifted neighbours, one
+step away, stay in: they are what a normal window of a new series meets too). At most ``REFERENCE``
+training windows are kept (every s-th), so scoring a step costs one k-NN query in a fixed set. Chosen on the
+real series of ``benchmarks/series_anomaly.py`` (README, Benchmarks).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+from ..core.model import Autoencoder
+from ..evaluation.series import per_step, window_codes
+from ._robust import robust_scale
+
+NEIGHBOURS = 5  # the k of the k-th nearest training code (PyOD's and TSB-AD's Sub-KNN default)
+REFERENCE = 20_000  # training windows kept as the reference set, at most
+
+
+def reference(model: Autoencoder, z: np.ndarray) -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
+    """The reference codes ``(N, K)`` of the training series ``z`` (T, C), standardised as the model reads it,
+    and the (median, scale) of their novelty per ``"window"`` and per ``"step"`` (window novelty spread over
+    the steps of the windows)."""
+    n = len(z) - int(model.input_shape[0]) + 1
+    starts, codes = window_codes(model, z, stride=max(1, -(-n // REFERENCE)))
+    if len(codes) < 2:
+        raise ValueError("the training series holds one window: code novelty needs at least two "
+                         "(code_novelty=False scores by reconstruction alone)")
+    own = kth(index(codes), codes, leave_out=True)
+    return codes, {"window": robust_scale(own), "step": robust_scale(per_step(own, starts, len(z)))}
+
+
+def index(codes: np.ndarray) -> NearestNeighbors:
+    """A k-NN index of the reference codes."""
+    return NearestNeighbors().fit(codes)
+
+
+def kth(nn: NearestNeighbors, codes: np.ndarray, leave_out: bool = False) -> np.ndarray:
+    """Each code's novelty ``(N,)``: its distance to the k-th nearest reference code (``leave_out``: the codes
+    are the reference's own, and each one's nearest, itself, does not count)."""
+    k = min(NEIGHBOURS, nn.n_samples_fit_ - int(leave_out))
+    return nn.kneighbors(codes, n_neighbors=k + int(leave_out))[0][:, -1]
+
+
+def standard(values: np.ndarray, location_scale: tuple[float, float]) -> np.ndarray:
+    """(values − median) / scale, with a training part's (median, scale)."""
+    return (values - location_scale[0]) / location_scale[1]
