@@ -10,7 +10,8 @@ import aekit.estimators._base as base
 from aekit.estimators import AutoencoderOutlierDetector
 from aekit.estimators._density import DROP, RIDGE, combine, energy, fit, fit_robust, mahalanobis, parts
 from aekit.estimators._detector import _split
-from aekit.estimators._robust import AUTO_MEMBERS, robust_scale
+from aekit.estimators._robust import AUTO_MEMBERS
+from aekit.evaluation.novelty import robust_scale
 from aekit.evaluation.metrics import batched, reconstruct
 
 

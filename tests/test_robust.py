@@ -7,7 +7,8 @@ import pytest
 
 import aekit.estimators._base as base
 from aekit.estimators import AutoencoderOutlierDetector
-from aekit.estimators._robust import IQR_TO_SD, robust_scale, subsample, trimmed_fit
+from aekit.estimators._robust import subsample, trimmed_fit
+from aekit.evaluation.novelty import IQR_TO_SD, robust_scale
 from aekit.store.rows import ArrayRows
 
 

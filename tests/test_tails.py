@@ -8,7 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 import aekit.estimators._base as base
 from aekit.estimators import AutoencoderOutlierDetector
-from aekit.estimators._robust import robust_scale
+from aekit.evaluation.novelty import robust_scale
 from aekit.estimators._tails import GRID, fit, surprise
 
 

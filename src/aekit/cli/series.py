@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -20,6 +21,7 @@ from ._lazy import lazy_module
 
 # heavy modules (torch), loaded on first use so that `aekit --help` and option checks stay fast
 evaluation_metrics = lazy_module("aekit.evaluation.metrics")
+evaluation_novelty = lazy_module("aekit.evaluation.novelty")
 evaluation_series = lazy_module("aekit.evaluation.series")
 report_series = lazy_module("aekit.report.series")
 training_loop = lazy_module("aekit.training.loop")
@@ -33,13 +35,15 @@ def score(
     out_path: Annotated[Optional[Path], typer.Option("--out", help="Write the scores here (.csv: the time column or row, score, label).")] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Also draw the scores (.png): a series and its score track, or rows by score and their histogram; labelled anomalies shaded.")] = None,
     aggregate: Annotated[str, typer.Option(help="A step's errors over the windows that contain it: mean (ranks real anomalies better: README, Benchmarks) or min (keeps an anomaly at its steps).")] = "mean",
+    novelty: Annotated[bool, typer.Option("--novelty/--no-novelty", help="Add each window's code novelty (the distance of its code to the codes of the run's training windows: its --data read again, the training steps only), each part in units of its spread on the training steps; as SeriesOutlierDetector's code_novelty (README, Benchmarks). Without the training file: reconstruction alone, said.")] = True,
     top: Annotated[int, typer.Option(help="Print this many highest-scoring steps.")] = 10,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     plugin: Plugins = None,
     model_fn: ModelFn = None,
 ) -> None:
     """Score every step of a series: the squared reconstruction error of the step (channels standardised as in
-    training, summed), over the windows that contain it. Higher is more anomalous; with labels, ROC-AUC and
+    training, summed), over the windows that contain it, plus (--novelty) the distance of those windows' codes to
+    the training windows' codes, each in units of its spread on the training steps. Higher is more anomalous; with labels, ROC-AUC and
     average precision per step are printed too, and the best range-based F1 over thresholds (aekit.evaluation.ranges).
     For a run trained on rows (tables, images), each row's squared reconstruction error."""
     series_errors = evaluation_series.series_errors
@@ -64,10 +68,16 @@ def score(
         _fail(f"{data} has {len(f.x)} steps, fewer than the run's window of {meta['window']}")
     model = _run_model(run_dir, resolve_device(device), model_fn)
     z = ((f.x - center) / scale).astype(np.float32)  # as in training
-    s = series_errors(model, z, how=aggregate)
+    train = _training_steps(run_dir, meta, center, scale) if novelty else None
+    if train is None:
+        s = series_errors(model, z, how=aggregate)
+    else:
+        codes, spread = evaluation_novelty.reference(model, train, aggregate)
+        s = evaluation_novelty.step_scores(model, z, evaluation_novelty.index(codes), spread, aggregate)
     when = f.time if f.time is not None else [str(i) for i in range(len(s))]
     order = np.argsort(-s)[:max(top, 0)]
-    out.print(f"{len(s)} steps scored (window {meta['window']}, {aggregate} over windows); highest:")
+    what = f"{aggregate} over windows" + (", + code novelty" if train is not None else "")
+    out.print(f"{len(s)} steps scored (window {meta['window']}, {what}); highest:")
     for i in order:
         out.print(f"  step {i:>7}  {when[i]:>24}  {s[i]:.4g}", highlight=False)
     if _auc(f.labels, s, "steps"):
@@ -79,6 +89,24 @@ def score(
         series_scores = report_series.series_scores
 
         _write_plot(plot, series_scores(z, s, f.names, f.labels, recon=series_reconstruction(model, z)))
+
+
+def _training_steps(run_dir: Path, meta: dict, center: np.ndarray, scale: np.ndarray) -> np.ndarray | None:
+    """The run's training steps (T, C), standardised as in training: its --data read again, the first
+    --train-steps (or 80 %) of the steps; None, said, when the file is gone or no longer the one trained on."""
+    path = Path(meta["data"])
+    if meta.get("stream") or not path.is_file():
+        warnings.warn(f"the run's training series {path} is not here (scored from {Path.cwd()}): scores are the "
+                      "reconstruction error alone; --no-novelty says so without this warning", stacklevel=2)
+        return None
+    with warnings.catch_warnings():  # its gaps and columns were reported when it was trained on
+        warnings.simplefilter("ignore")
+        f = read_series(path, meta.get("drop_columns") or ())
+    cut = meta["train_steps"] if meta.get("train_steps") else int(round(len(f.x) * 0.8))
+    if f.x.shape[1] != len(center) or cut < meta["window"] + 1 or cut > len(f.x):
+        _fail(f"{path} is no longer the series {run_dir} was trained on ({f.x.shape[1]} channels, {len(f.x)} "
+              "steps); score with --no-novelty, or train again")
+    return ((f.x[:cut] - center) / scale).astype(np.float32)
 
 
 def _write_plot(path: Path, fig) -> None:

@@ -12,7 +12,7 @@ one, per feature, to their residuals:
                                               vⱼ = the training rows' mean eⱼ²
                                       z_code = robust z of (h − μ)ᵀ Σ⁻¹ (h − μ),  h = f(x)
 
-each z standardised by the median and IQR of the training rows' values (:func:`~.robust.robust_scale`),
+each z standardised by the median and IQR of the training rows' values (:func:`~aekit.evaluation.novelty.robust_scale`),
 so the two parts weigh the same whatever their units. The residual's part is the reconstruction NLL
 under a Gaussian with a variance per feature, so a feature the model reconstructs poorly for every row
 does not drown the others. The moments are fitted twice (:func:`fit_robust`): on all training rows,
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ._robust import robust_scale
+from ..evaluation.novelty import robust_scale
 
 RIDGE = 1e-6  # added to Σ's diagonal and to every vⱼ, relative to their mean: a constant unit stays invertible
 # "auto" adds the density up to this many features. Measured (benchmarks/tabular_anomaly.py, anomaly.py): on

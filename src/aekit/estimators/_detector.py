@@ -17,7 +17,8 @@ from ..store.rows import Rows
 from . import _tails as tails
 from ._base import _AutoencoderEstimator, _score
 from ._density import AUTO_MAX_FEATURES, combine, fit_robust, parts
-from ._robust import AUTO_MEMBERS, robust_scale, subsample
+from ..evaluation.novelty import robust_scale
+from ._robust import AUTO_MEMBERS, subsample
 from ._scaling import ScaledRows, fit_scale, scaled
 
 

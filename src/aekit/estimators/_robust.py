@@ -22,7 +22,6 @@ import numpy as np
 
 from ..store.rows import Rows, SubsetRows
 
-IQR_TO_SD = 1.349  # the interquartile range of a standard normal
 # n_estimators="auto" trains this many members on tables (at most AUTO_MAX_FEATURES features): a better mean rank
 # in both settings of benchmarks/tabular_anomaly.py, for about five times the fit time
 AUTO_MEMBERS = 5
@@ -58,12 +57,3 @@ def trimmed_fit(train: Callable[[Any, int], None], score: Callable[[Any], np.nda
     keep = np.argsort(s, kind="stable")[drop:]  # ascending: the lowest scores are the least typical rows
     train(take(data, keep), max(1, epochs - first))
     return drop
-
-
-def robust_scale(s: np.ndarray) -> tuple[float, float]:
-    """(median, IQR / 1.349) of scores ``s``: a location and a scale that a few extreme rows cannot move."""
-    q1, med, q3 = np.percentile(s, [25, 50, 75])
-    scale = (q3 - q1) / IQR_TO_SD
-    if not scale > 0:  # all (or most) scores equal: fall back on the standard deviation, then on 1
-        scale = float(np.std(s)) or 1.0
-    return float(med), float(scale)

@@ -10,10 +10,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._checks import Interval, OneOf, check
-from ..evaluation.series import errors, per_step, standardizer, window_codes, windows
+from ..evaluation.series import series_errors, standardizer, window_errors, windows
 from ._base import DTYPES, _AutoencoderEstimator
-from ._novelty import index, kth, reference, standard
-from ._robust import robust_scale
+from ..evaluation.novelty import index, reference, step_scores, window_scores
 
 STEPS = 400  # optimiser steps a fit aims at (batches of BATCH windows): chosen on real series, README
 BATCH = 64
@@ -28,7 +27,7 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
     line up with the rows of ``X``: −(the squared reconstruction error of the step, summed over channels,
     over the windows that contain it (:func:`aekit.evaluation.series.series_errors`), plus, with
     ``code_novelty``, the distance of those windows' codes to the training windows' codes), each part in
-    units of its spread on the training series (:mod:`aekit.estimators._novelty`).
+    units of its spread on the training series (:mod:`aekit.evaluation.novelty`).
 
     Parameters
     ----------
@@ -68,9 +67,9 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
     reference_codes_ : ndarray of shape (n_reference, n_components_) or None
         The codes of the training windows (at most 20,000, evenly spaced) that novelty is measured against
         (``code_novelty``), else None.
-    spread_ : dict
-        (median, scale) on the training series of the reconstruction error (``"step"``, ``"window"``) and, with
-        ``code_novelty``, of the novelty (``"novelty_step"``, ``"novelty_window"``).
+    spread_ : dict or None
+        With ``code_novelty``, (median, scale) on the training series of the reconstruction error (``"step"``,
+        ``"window"``) and of the novelty (``"novelty_step"``, ``"novelty_window"``); else None.
 
     Example
     -------
@@ -147,30 +146,23 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self.model_, self.history_ = self._train(w.reshape(len(w), -1), self.seed_)
         self.aggregate_ = self.aggregate  # what offset_ was measured with; set_params takes effect at fit
         with self._scoring_threads():
-            step, _, window = errors(self.model_, z, how=self.aggregate_)
-            self.spread_ = {"step": robust_scale(step), "window": robust_scale(window)}
-            self.reference_codes_ = None
-            if self.code_novelty:
-                self.reference_codes_, spread = reference(self.model_, z)
-                self.spread_.update({f"novelty_{k}": v for k, v in spread.items()})
-            train = self._steps(z, step)
+            self.reference_codes_, self.spread_ = (reference(self.model_, z, self.aggregate_) if self.code_novelty
+                                                   else (None, None))
+            train = self._steps(z)
         self.offset_ = float(np.percentile(train, 100 * self.contamination))
         return self
 
-    def _novelty(self, z: np.ndarray, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """The first steps ``(N,)`` of the windows of ``z`` every ``stride`` steps and their novelty ``(N,)``."""
-        if getattr(self, "_index", None) is None or self._index.n_samples_fit_ != len(self.reference_codes_):
-            self._index = index(np.asarray(self.reference_codes_, dtype=np.float32))  # built again after load
-        starts, codes = window_codes(self.model_, z, stride)
-        return starts, kth(self._index, codes)
+    def _index(self):
+        """The k-NN index of ``reference_codes_``, built once (again after ``load``)."""
+        if getattr(self, "_nn", None) is None or self._nn.n_samples_fit_ != len(self.reference_codes_):
+            self._nn = index(np.asarray(self.reference_codes_, dtype=np.float32))
+        return self._nn
 
-    def _steps(self, z: np.ndarray, step: np.ndarray) -> np.ndarray:
-        """Per-step scores of the standardised series ``z`` from its per-step reconstruction errors ``step``."""
+    def _steps(self, z: np.ndarray) -> np.ndarray:
+        """Per-step scores of the standardised series ``z``, higher is more typical."""
         if self.reference_codes_ is None:
-            return -step
-        starts, novelty = self._novelty(z)
-        return -(standard(step, self.spread_["step"])
-                 + standard(per_step(novelty, starts, len(z)), self.spread_["novelty_step"]))
+            return -series_errors(self.model_, z, how=self.aggregate_)
+        return -step_scores(self.model_, z, self._index(), self.spread_, self.aggregate_)
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Per-step score of the series ``X`` (n_steps,), higher is more typical: −(the step's squared error
@@ -180,7 +172,7 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         check_is_fitted(self)
         z = self._series(X, reset=False)
         with self._scoring_threads():
-            return self._steps(z, errors(self.model_, z, how=self.aggregate_)[0])
+            return self._steps(z)
 
     def score_windows(self, X: Any, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Per-window scores of the series ``X``: the first step of each window of ``window`` steps, every
@@ -191,11 +183,11 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         check(stride, "stride", Interval(int, 1))
         z = self._series(X, reset=False)
         with self._scoring_threads():
-            _, starts, error = errors(self.model_, z, stride)
             if self.reference_codes_ is None:
-                return starts, -error
-            novelty = self._novelty(z, stride)[1]
-        return starts, -(standard(error, self.spread_["window"]) + standard(novelty, self.spread_["novelty_window"]))
+                starts, error = window_errors(self.model_, z, stride)
+            else:
+                starts, error = window_scores(self.model_, z, self._index(), self.spread_, stride)
+        return starts, -error
 
     def decision_function(self, X: Any) -> np.ndarray:
         """``score_samples(X) − offset_``: negative for anomalous steps."""

@@ -6,7 +6,7 @@ smooth and easy. Its code is not typical, though: it lies far from the codes of 
 series detector adds this distance — the k-th nearest training window's code, in the code space the model
 learned (Sub-KNN on the raw windows, TSB-AD's baseline, does the same in the input space) — to the
 reconstruction error, each part standardised by the median and IQR of its values on the training series
-(:func:`~._robust.robust_scale`), so the two weigh the same whatever their units:
+(:func:`robust_scale`), so the two weigh the same whatever their units:
 
     score(step) = z(reconstruction error of the step) + z(mean novelty of the windows that contain it)
 
@@ -22,24 +22,46 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from ..core.model import Autoencoder
-from ..evaluation.series import per_step, window_codes
-from ._robust import robust_scale
+from .series import errors, per_step, window_codes
 
 NEIGHBOURS = 5  # the k of the k-th nearest training code (PyOD's and TSB-AD's Sub-KNN default)
 REFERENCE = 20_000  # training windows kept as the reference set, at most
+IQR_TO_SD = 1.349  # the interquartile range of a standard normal
 
 
-def reference(model: Autoencoder, z: np.ndarray) -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
-    """The reference codes ``(N, K)`` of the training series ``z`` (T, C), standardised as the model reads it,
-    and the (median, scale) of their novelty per ``"window"`` and per ``"step"`` (window novelty spread over
-    the steps of the windows)."""
+def reference(model: Autoencoder, z: np.ndarray, how: str = "mean") -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
+    """What scoring with code novelty needs from the training series ``z`` (T, C), standardised as the model
+    reads it: the reference codes ``(N, K)`` (every training window, or ``REFERENCE`` evenly spaced ones) and
+    the (median, scale) on ``z`` of the reconstruction error per ``"step"`` (combined over windows by ``how``)
+    and per ``"window"``, and of the novelty per ``"novelty_window"`` and ``"novelty_step"``."""
+    step, _, window = errors(model, z, how=how)
     n = len(z) - int(model.input_shape[0]) + 1
     starts, codes = window_codes(model, z, stride=max(1, -(-n // REFERENCE)))
     if len(codes) < 2:
         raise ValueError("the training series holds one window: code novelty needs at least two "
                          "(code_novelty=False scores by reconstruction alone)")
     own = kth(index(codes), codes, leave_out=True)
-    return codes, {"window": robust_scale(own), "step": robust_scale(per_step(own, starts, len(z)))}
+    return codes, {"step": robust_scale(step), "window": robust_scale(window), "novelty_window": robust_scale(own),
+                   "novelty_step": robust_scale(per_step(own, starts, len(z)))}
+
+
+def step_scores(model: Autoencoder, z: np.ndarray, nn: NearestNeighbors, spread: dict[str, tuple[float, float]],
+                how: str = "mean") -> np.ndarray:
+    """Each step's anomaly score ``(T,)`` (higher is more anomalous): the robust z of its reconstruction error
+    (combined over the windows that hold it by ``how``) + the robust z of those windows' mean novelty."""
+    step = errors(model, z, how=how)[0]
+    starts, codes = window_codes(model, z)
+    return (standard(step, spread["step"])
+            + standard(per_step(kth(nn, codes), starts, len(z)), spread["novelty_step"]))
+
+
+def window_scores(model: Autoencoder, z: np.ndarray, nn: NearestNeighbors, spread: dict[str, tuple[float, float]],
+                  stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The first steps ``(N,)`` of the windows of ``z`` every ``stride`` steps and their anomaly scores ``(N,)``:
+    the robust z of the window's mean reconstruction error + the robust z of its novelty."""
+    _, starts, error = errors(model, z, stride)
+    codes = window_codes(model, z, stride)[1]
+    return starts, standard(error, spread["window"]) + standard(kth(nn, codes), spread["novelty_window"])
 
 
 def index(codes: np.ndarray) -> NearestNeighbors:
@@ -57,3 +79,12 @@ def kth(nn: NearestNeighbors, codes: np.ndarray, leave_out: bool = False) -> np.
 def standard(values: np.ndarray, location_scale: tuple[float, float]) -> np.ndarray:
     """(values − median) / scale, with a training part's (median, scale)."""
     return (values - location_scale[0]) / location_scale[1]
+
+
+def robust_scale(s: np.ndarray) -> tuple[float, float]:
+    """(median, IQR / 1.349) of scores ``s``: a location and a scale that a few extreme rows cannot move."""
+    q1, med, q3 = np.percentile(s, [25, 50, 75])
+    scale = (q3 - q1) / IQR_TO_SD
+    if not scale > 0:  # all (or most) scores equal: fall back on the standard deviation, then on 1
+        scale = float(np.std(s)) or 1.0
+    return float(med), float(scale)
