@@ -10,9 +10,9 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._checks import Interval, OneOf, check
+from ..evaluation.novelty import index, reference, step_scores, window_scores
 from ..evaluation.series import series_errors, standardizer, window_errors, windows
 from ._base import DTYPES, _AutoencoderEstimator
-from ..evaluation.novelty import index, reference, step_scores, window_scores
 
 STEPS = 400  # optimiser steps a fit aims at (batches of BATCH windows): chosen on real series, README
 BATCH = 64

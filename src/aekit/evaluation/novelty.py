@@ -14,6 +14,23 @@ The training windows' own novelty leaves each window out of its own neighbours (
 step away, stay in: they are what a normal window of a new series meets too). At most ``REFERENCE``
 training windows are kept (every s-th), so scoring a step costs one k-NN query in a fixed set. Chosen on the
 real series of ``benchmarks/series_anomaly.py`` (README, Benchmarks).
+
+Example
+-------
+>>> import aekit, torch
+>>> from aekit.evaluation.series import windows
+>>> _ = torch.manual_seed(0)
+>>> t = np.arange(900)
+>>> z = np.sign(np.sin(2 * np.pi * t / 30)) + 0.05 * np.random.default_rng(0).normal(size=900)  # a square wave
+>>> z = z[:, None].astype(np.float32)
+>>> model = aekit.create("tcn", (30, 1))
+>>> _ = aekit.fit(model, windows(z[:600], 30, 2)[0], epochs=3, progress=False, seed=0)
+>>> codes, spread = reference(model, z[:600])
+>>> y = z[600:].copy()
+>>> y[150:210, 0] = np.sin(2 * np.pi * np.arange(60) / 30)  # a stretch of sine
+>>> s = step_scores(model, y, index(codes), spread)
+>>> sorted({int(i) // 30 for i in np.argsort(-s)[:20]})  # the highest scores: in the sine's stretch, steps 150–209
+[5, 6]
 """
 
 from __future__ import annotations
