@@ -38,6 +38,8 @@ def test_code_novelty_is_the_distance_to_the_training_codes_in_units_of_its_trai
     rec, rec_train = series_errors(det.model_, z), series_errors(det.model_, z_train)
     want = -(robust_z(rec, rec_train) + robust_z(spread(new, 250), spread(own, 700)))
     np.testing.assert_allclose(det.score_samples(test), want, rtol=1e-4, atol=1e-4)
+    # the training series' own scores, from fit's one pass, are score_samples' (its windows meet themselves)
+    assert det.offset_ == pytest.approx(np.percentile(det.score_samples(train), 1), rel=1e-5, abs=1e-5)
     starts, ws = det.score_windows(test, stride=1)
     wrec = step_errors(det.model_, windows(z, 30, 1)[0]).mean(1)
     wrec_train = step_errors(det.model_, windows(z_train, 30, 1)[0]).mean(1)
@@ -87,7 +89,7 @@ def test_aekit_score_adds_the_code_novelty_against_the_runs_training_steps(tmp_p
     model = load_model("run")
     meta = json.loads((tmp_path / "run" / "data.json").read_text())
     z = ((x[:, None] - meta["center"]) / np.asarray(meta["scale"])).astype(np.float32)
-    codes, spread = reference(model, z[:600])  # the training steps only
+    codes, spread, _ = reference(model, z[:600])  # the training steps only
     want = step_scores(model, z, index(codes), spread)
     got = {}
     for flag in ("--novelty", "--no-novelty"):

@@ -72,7 +72,7 @@ def score(
     if train is None:
         s = series_errors(model, z, how=aggregate)
     else:
-        codes, spread = evaluation_novelty.reference(model, train, aggregate)
+        codes, spread, _ = evaluation_novelty.reference(model, train, aggregate)
         s = evaluation_novelty.step_scores(model, z, evaluation_novelty.index(codes), spread, aggregate)
     when = f.time if f.time is not None else [str(i) for i in range(len(s))]
     order = np.argsort(-s)[:max(top, 0)]

@@ -146,9 +146,12 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         self.model_, self.history_ = self._train(w.reshape(len(w), -1), self.seed_)
         self.aggregate_ = self.aggregate  # what offset_ was measured with; set_params takes effect at fit
         with self._scoring_threads():
-            self.reference_codes_, self.spread_ = (reference(self.model_, z, self.aggregate_) if self.code_novelty
-                                                   else (None, None))
-            train = self._steps(z)
+            if self.code_novelty:
+                self.reference_codes_, self.spread_, train = reference(self.model_, z, self.aggregate_)
+                train = -train
+            else:
+                self.reference_codes_ = self.spread_ = None
+                train = self._steps(z)
         self.offset_ = float(np.percentile(train, 100 * self.contamination))
         return self
 

@@ -25,7 +25,7 @@ Example
 >>> z = z[:, None].astype(np.float32)
 >>> model = aekit.create("tcn", (30, 1))
 >>> _ = aekit.fit(model, windows(z[:600], 30, 2)[0], epochs=3, progress=False, seed=0)
->>> codes, spread = reference(model, z[:600])
+>>> codes, spread, _ = reference(model, z[:600])
 >>> y = z[600:].copy()
 >>> y[150:210, 0] = np.sin(2 * np.pi * np.arange(60) / 30)  # a stretch of sine
 >>> s = step_scores(model, y, index(codes), spread)
@@ -46,28 +46,39 @@ REFERENCE = 20_000  # training windows kept as the reference set, at most
 IQR_TO_SD = 1.349  # the interquartile range of a standard normal
 
 
-def reference(model: Autoencoder, z: np.ndarray, how: str = "mean") -> tuple[np.ndarray, dict[str, tuple[float, float]]]:
+def reference(model: Autoencoder, z: np.ndarray, how: str = "mean"
+              ) -> tuple[np.ndarray, dict[str, tuple[float, float]], np.ndarray]:
     """What scoring with code novelty needs from the training series ``z`` (T, C), standardised as the model
     reads it: the reference codes ``(N, K)`` (every training window, or ``REFERENCE`` evenly spaced ones) and
     the (median, scale) on ``z`` of the reconstruction error per ``"step"`` (combined over windows by ``how``)
-    and per ``"window"``, and of the novelty per ``"novelty_window"`` and ``"novelty_step"``."""
-    step, _, window = errors(model, z, how=how)
+    and per ``"window"``, and of the novelty per ``"novelty_window"`` and ``"novelty_step"``; and the step
+    scores of ``z`` itself, as :func:`step_scores` gives them."""
     n = len(z) - int(model.input_shape[0]) + 1
-    starts, codes = window_codes(model, z, stride=max(1, -(-n // REFERENCE)))
-    if len(codes) < 2:
+    if n < 2:
         raise ValueError("the training series holds one window: code novelty needs at least two "
                          "(code_novelty=False scores by reconstruction alone)")
-    own = kth(index(codes), codes, leave_out=True)
-    return codes, {"step": robust_scale(step), "window": robust_scale(window), "novelty_window": robust_scale(own),
-                   "novelty_step": robust_scale(per_step(own, starts, len(z)))}
+    stride = max(1, -(-n // REFERENCE))
+    step, starts, window, codes = errors(model, z, how=how, codes=True)
+    if stride > 1:  # a long series: every s-th window is the reference
+        starts, codes = window_codes(model, z, stride)
+    nn = index(codes)
+    k = min(NEIGHBOURS, len(codes) - 1)
+    d = nn.kneighbors(codes, n_neighbors=k + 1)[0]
+    own = d[:, k]  # the k-th nearest other window (the nearest is the window itself)
+    spread = {"step": robust_scale(step), "window": robust_scale(window), "novelty_window": robust_scale(own),
+              "novelty_step": robust_scale(per_step(own, starts, len(z)))}
+    if stride > 1:
+        return codes, spread, step_scores(model, z, nn, spread, how)
+    plain = d[:, min(NEIGHBOURS, len(codes)) - 1]  # what kth() gives a window of z: itself counted
+    return codes, spread, standard(step, spread["step"]) + standard(per_step(plain, starts, len(z)),
+                                                                    spread["novelty_step"])
 
 
 def step_scores(model: Autoencoder, z: np.ndarray, nn: NearestNeighbors, spread: dict[str, tuple[float, float]],
                 how: str = "mean") -> np.ndarray:
     """Each step's anomaly score ``(T,)`` (higher is more anomalous): the robust z of its reconstruction error
     (combined over the windows that hold it by ``how``) + the robust z of those windows' mean novelty."""
-    step = errors(model, z, how=how)[0]
-    starts, codes = window_codes(model, z)
+    step, starts, _, codes = errors(model, z, how=how, codes=True)
     return (standard(step, spread["step"])
             + standard(per_step(kth(nn, codes), starts, len(z)), spread["novelty_step"]))
 
@@ -76,8 +87,7 @@ def window_scores(model: Autoencoder, z: np.ndarray, nn: NearestNeighbors, sprea
                   stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """The first steps ``(N,)`` of the windows of ``z`` every ``stride`` steps and their anomaly scores ``(N,)``:
     the robust z of the window's mean reconstruction error + the robust z of its novelty."""
-    _, starts, error = errors(model, z, stride)
-    codes = window_codes(model, z, stride)[1]
+    _, starts, error, codes = errors(model, z, stride, codes=True)
     return starts, standard(error, spread["window"]) + standard(kth(nn, codes), spread["novelty_window"])
 
 

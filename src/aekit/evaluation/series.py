@@ -73,9 +73,16 @@ def per_step(scores: Any, starts: np.ndarray, T: int) -> np.ndarray:
 
 def step_errors(model: Autoencoder, w: np.ndarray) -> np.ndarray:
     """Squared reconstruction error of each step of each window, summed over channels: ``(N, length)``."""
+    return _step_errors(model, w)[0]
+
+
+def _step_errors(model: Autoencoder, w: np.ndarray, codes: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`step_errors` and, with ``codes``, the codes ``(N, K)`` the decoder read (one encoder pass for both)."""
     x = np.asarray(w, dtype=np.float32).reshape(len(w), -1)
-    r = batched(model.reconstruct, model, x)
-    return ((x - r) ** 2).reshape(w.shape).sum(-1)
+    if not codes:
+        return ((x - batched(model.reconstruct, model, x)) ** 2).reshape(w.shape).sum(-1), None
+    h = batched(model.code, model, x)
+    return ((x - batched(model.decode, model, h)) ** 2).reshape(w.shape).sum(-1), h
 
 
 def _window_chunks(model: Autoencoder, x: np.ndarray, stride: int, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -108,34 +115,37 @@ def window_errors(model: Autoencoder, z: Any, stride: int = 1, chunk: int = 8192
     return errors(model, z, stride, "mean", chunk)[1:]
 
 
-def errors(model: Autoencoder, z: Any, stride: int = 1, how: str = "mean", chunk: int = 8192
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def errors(model: Autoencoder, z: Any, stride: int = 1, how: str = "mean", chunk: int = 8192, codes: bool = False
+           ) -> tuple[np.ndarray, ...]:
     """:func:`series_errors` and :func:`window_errors` from one pass of the model over the windows: the
-    per-step errors ``(T,)``, the windows' first steps ``(N,)`` and their mean errors ``(N,)``."""
+    per-step errors ``(T,)``, the windows' first steps ``(N,)`` and their mean errors ``(N,)``; with ``codes``,
+    the windows' codes ``(N, K)`` too (those of :func:`window_codes`, from the same encoder pass)."""
     x = as_series(z)
     check(how, "how", OneOf("mean", "min"))
     sums, counts, low = np.zeros(len(x)), np.zeros(len(x)), np.full(len(x), np.inf)
-    starts, means = [], []
+    starts, means, hs = [], [], []
     for w, steps in _window_chunks(model, x, stride, chunk):
-        e = step_errors(model, w)  # (n, length)
+        e, h = _step_errors(model, w, codes)  # (n, length), (n, K) or None
         starts.append(steps[:: w.shape[1]])  # each window's first step
         means.append(e.mean(1))
+        hs.append(h)
         if how == "min":
             np.minimum.at(low, steps, e.ravel())
         else:
             sums += np.bincount(steps, weights=e.ravel(), minlength=len(x))
             counts += np.bincount(steps, minlength=len(x))
-    return low if how == "min" else sums / counts, np.concatenate(starts), np.concatenate(means)
+    out = (low if how == "min" else sums / counts, np.concatenate(starts), np.concatenate(means))
+    return (*out, np.concatenate(hs)) if codes else out
 
 
 def window_codes(model: Autoencoder, z: Any, stride: int = 1, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """The code of each window of a whole series ``z`` (T, C), every ``stride`` steps (the last at the end): the
-    first steps ``(N,)`` and the codes ``(N, K)`` (a variational model's: the posterior mean). Cut ``chunk``
-    windows at a time."""
+    first steps ``(N,)`` and the codes ``(N, K)`` the decoder reads (:meth:`Autoencoder.code`: a variational
+    model's posterior mean). Cut ``chunk`` windows at a time."""
     x = as_series(z)
     starts, codes = [], []
     for w, steps in _window_chunks(model, x, stride, chunk):
-        codes.append(batched(model.encode, model, np.ascontiguousarray(w, dtype=np.float32).reshape(len(w), -1)))
+        codes.append(batched(model.code, model, np.ascontiguousarray(w, dtype=np.float32).reshape(len(w), -1)))
         starts.append(steps[:: w.shape[1]])
     return np.concatenate(starts), np.concatenate(codes)
 
