@@ -163,7 +163,7 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
 
     def _steps(self, z: np.ndarray) -> np.ndarray:
         """Per-step scores of the standardised series ``z``, higher is more typical."""
-        if self.reference_codes_ is None:
+        if getattr(self, "reference_codes_", None) is None:  # one saved before code novelty too
             return -series_errors(self.model_, z, how=self.aggregate_)
         return -step_scores(self.model_, z, self._index(), self.spread_, self.aggregate_)
 
@@ -186,7 +186,7 @@ class SeriesOutlierDetector(OutlierMixin, _AutoencoderEstimator):
         check(stride, "stride", Interval(int, 1))
         z = self._series(X, reset=False)
         with self._scoring_threads():
-            if self.reference_codes_ is None:
+            if getattr(self, "reference_codes_", None) is None:  # one saved before code novelty too
                 starts, error = window_errors(self.model_, z, stride)
             else:
                 starts, error = window_scores(self.model_, z, self._index(), self.spread_, stride)
