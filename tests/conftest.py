@@ -38,9 +38,10 @@ def mnist_dir() -> Path:
 
 # The long tests (each 10 s to 90 s on 2 cores) start first, so that the workers end together rather than one of
 # them running a long test alone at the end: the file or test names, longest first.
-LONG_FIRST = ("test_readme.py::test_each_chapter", "test_dist.py", "test_sources.py::test_training_from_a_file",
-              "test_cli.py::test_crash_soak", "test_cli.py::test_sigterm", "test_autosize.py::test_defaults_on_a_large",
-              "test_deploy.py", "test_registry.py::test_cli_needs_the_plugin")
+LONG_FIRST = ("test_cli.py::test_crash_soak", "test_sources.py::test_training_from_a_file", "test_dist.py",
+              "test_readme.py::test_each_chapter", "test_registry.py::test_cli_needs_the_plugin",
+              "test_cli.py::test_sigterm", "test_novelty.py::test_code_novelty_finds",
+              "test_autosize.py::test_defaults_on_a_large", "test_deploy.py")
 
 
 def pytest_collection_modifyitems(items):
