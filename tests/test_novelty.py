@@ -104,3 +104,20 @@ def test_aekit_score_adds_the_code_novelty_against_the_runs_training_steps(tmp_p
     res = run("score", "run", "moved.npy", "--out", "gone.csv")
     assert res.exit_code == 0 and "s.npy is not here" in res.output, res.output
     np.testing.assert_allclose(np.loadtxt("gone.csv", delimiter=",", skiprows=1)[:, 1], got["--no-novelty"])
+
+
+def test_a_long_training_series_keeps_every_s_th_window_as_the_reference(monkeypatch):
+    import aekit
+    from aekit.evaluation import novelty
+
+    torch.manual_seed(0)
+    z = np.sin(np.arange(700) / 4.0)[:, None].astype(np.float32) + 0.1 * np.random.default_rng(0).normal(size=(700, 1))
+    z = z.astype(np.float32)
+    model = aekit.create("tcn", (20, 1))
+    monkeypatch.setattr(novelty, "REFERENCE", 50)  # 681 windows → every 14th, and the last
+    codes, spread, own_scores = novelty.reference(model, z)
+    every = model.encode(torch.from_numpy(windows(z, 20, 1)[0].reshape(-1, 20))).detach().numpy()
+    keep = np.r_[np.arange(0, 681, 14), 680]
+    np.testing.assert_allclose(codes, every[keep], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(own_scores, novelty.step_scores(model, z, novelty.index(codes), spread), rtol=1e-5,
+                               atol=1e-5)  # the training series' own scores are what step_scores gives it

@@ -102,7 +102,7 @@ def _training_steps(run_dir: Path, meta: dict, center: np.ndarray, scale: np.nda
     with warnings.catch_warnings():  # its gaps and columns were reported when it was trained on
         warnings.simplefilter("ignore")
         f = read_series(path, meta.get("drop_columns") or ())
-    cut = meta["train_steps"] if meta.get("train_steps") else int(round(len(f.x) * 0.8))
+    cut = evaluation_series.train_cut(len(f.x), meta.get("train_steps"))  # as series_split cut it
     if f.x.shape[1] != len(center) or cut < meta["window"] + 1 or cut > len(f.x):
         _fail(f"{path} is no longer the series {run_dir} was trained on ({f.x.shape[1]} channels, {len(f.x)} "
               "steps); score with --no-novelty, or train again")

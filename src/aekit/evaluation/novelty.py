@@ -39,7 +39,7 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from ..core.model import Autoencoder
-from .series import errors, per_step, window_codes
+from .series import errors, per_step, starts_of
 
 NEIGHBOURS = 5  # the k of the k-th nearest training code (PyOD's and TSB-AD's Sub-KNN default)
 REFERENCE = 20_000  # training windows kept as the reference set, at most
@@ -57,21 +57,18 @@ def reference(model: Autoencoder, z: np.ndarray, how: str = "mean"
     if n < 2:
         raise ValueError("the training series holds one window: code novelty needs at least two "
                          "(code_novelty=False scores by reconstruction alone)")
-    stride = max(1, -(-n // REFERENCE))
-    step, starts, window, codes = errors(model, z, how=how, codes=True)
-    if stride > 1:  # a long series: every s-th window is the reference
-        starts, codes = window_codes(model, z, stride)
-    nn = index(codes)
-    k = min(NEIGHBOURS, len(codes) - 1)
-    d = nn.kneighbors(codes, n_neighbors=k + 1)[0]
+    step, starts, window, codes = errors(model, z, how=how, codes=True)  # every window's code: (n, K)
+    ref = starts_of(len(z), int(model.input_shape[0]), -(-n // REFERENCE))  # all windows, or every s-th and the last
+    nn = index(codes[ref])
+    k = min(NEIGHBOURS, len(ref) - 1)
+    d = nn.kneighbors(codes[ref], n_neighbors=k + 1)[0]
     own = d[:, k]  # the k-th nearest other window (the nearest is the window itself)
     spread = {"step": robust_scale(step), "window": robust_scale(window), "novelty_window": robust_scale(own),
-              "novelty_step": robust_scale(per_step(own, starts, len(z)))}
-    if stride > 1:
-        return codes, spread, step_scores(model, z, nn, spread, how)
-    plain = d[:, min(NEIGHBOURS, len(codes)) - 1]  # what kth() gives a window of z: itself counted
-    return codes, spread, standard(step, spread["step"]) + standard(per_step(plain, starts, len(z)),
-                                                                    spread["novelty_step"])
+              "novelty_step": robust_scale(per_step(own, starts[ref], len(z)))}
+    # z's own step scores, as step_scores gives them: a window counts itself among its neighbours
+    plain = d[:, min(NEIGHBOURS, len(ref)) - 1] if len(ref) == n else kth(nn, codes)
+    return codes[ref], spread, standard(step, spread["step"]) + standard(per_step(plain, starts, len(z)),
+                                                                         spread["novelty_step"])
 
 
 def step_scores(model: Autoencoder, z: np.ndarray, nn: NearestNeighbors, spread: dict[str, tuple[float, float]],

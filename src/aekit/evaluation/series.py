@@ -119,7 +119,8 @@ def errors(model: Autoencoder, z: Any, stride: int = 1, how: str = "mean", chunk
            ) -> tuple[np.ndarray, ...]:
     """:func:`series_errors` and :func:`window_errors` from one pass of the model over the windows: the
     per-step errors ``(T,)``, the windows' first steps ``(N,)`` and their mean errors ``(N,)``; with ``codes``,
-    the windows' codes ``(N, K)`` too (those of :func:`window_codes`, from the same encoder pass)."""
+    the windows' codes ``(N, K)`` too, from the same encoder pass (:meth:`Autoencoder.code`: the code the decoder
+    reads, a variational model's posterior mean)."""
     x = as_series(z)
     check(how, "how", OneOf("mean", "min"))
     sums, counts, low = np.zeros(len(x)), np.zeros(len(x)), np.full(len(x), np.inf)
@@ -136,18 +137,6 @@ def errors(model: Autoencoder, z: Any, stride: int = 1, how: str = "mean", chunk
             counts += np.bincount(steps, minlength=len(x))
     out = (low if how == "min" else sums / counts, np.concatenate(starts), np.concatenate(means))
     return (*out, np.concatenate(hs)) if codes else out
-
-
-def window_codes(model: Autoencoder, z: Any, stride: int = 1, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """The code of each window of a whole series ``z`` (T, C), every ``stride`` steps (the last at the end): the
-    first steps ``(N,)`` and the codes ``(N, K)`` the decoder reads (:meth:`Autoencoder.code`: a variational
-    model's posterior mean). Cut ``chunk`` windows at a time."""
-    x = as_series(z)
-    starts, codes = [], []
-    for w, steps in _window_chunks(model, x, stride, chunk):
-        codes.append(batched(model.code, model, np.ascontiguousarray(w, dtype=np.float32).reshape(len(w), -1)))
-        starts.append(steps[:: w.shape[1]])
-    return np.concatenate(starts), np.concatenate(codes)
 
 
 def series_reconstruction(model: Autoencoder, z: Any, chunk: int = 8192) -> np.ndarray:
@@ -170,6 +159,11 @@ def standardizer(train: Any) -> StandardScaler:
 # ---------------------------------------------------------------------------- series files
 
 
+def train_cut(T: int, train_steps: int | None = None, test_fraction: float = 0.2) -> int:
+    """How many of a series' T steps train: ``train_steps``, or the first ``1 − test_fraction`` of them."""
+    return int(round(T * (1 - test_fraction))) if train_steps is None else integer(train_steps, "train steps")
+
+
 def series_split(path: str | Path, window: int, stride: int = 1, test_fraction: float = 0.2,
                  train_steps: int | None = None, drop_columns: Sequence[str] = ()):
     """A :class:`~aekit.store.data.Split` of windows of the series in ``path`` (read by
@@ -178,7 +172,7 @@ def series_split(path: str | Path, window: int, stride: int = 1, test_fraction: 
     both standardised per channel with the training part's statistics, which the split's ``scaler`` attribute
     keeps; ``series`` holds the standardised test part as a :class:`SeriesFile` (the report draws its score track)."""
     f = read_series(path, drop_columns)
-    cut = int(round(len(f.x) * (1 - test_fraction))) if train_steps is None else integer(train_steps, "train steps")
+    cut = train_cut(len(f.x), train_steps, test_fraction)
     if cut < window or len(f.x) - cut < window:
         how = f"the first {train_steps} train" if train_steps is not None else "split in time"
         raise ValueError(f"{path}: {len(f.x)} steps, {how}: {min(cut, len(f.x))} / {max(len(f.x) - cut, 0)}; each "
